@@ -1,0 +1,295 @@
+//! The one error type of Tributary, its `Result` alias, and its mapping to a Lambda error.
+//!
+//! Every variant carries the context a reader of the error needs (the variable, the object, the
+//! operation) and maps to a stable, readable Lambda `errorType` through [`Error::error_type`].
+
+use std::fmt;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the shared library and the functions built on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment variable (or a config field) holds a value we cannot use.
+    #[error("invalid configuration: {var}={value:?}: {reason} (accepted: {expected})")]
+    Config {
+        /// The variable or field name.
+        var: String,
+        /// The value found (never a secret: secrets are not parsed through here).
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+
+    /// An S3 object key from an event could not be decoded.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as received.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Input the caller gave us (an event, a field, a document) is not acceptable.
+    #[error("invalid input: {what}: {reason}")]
+    InvalidInput {
+        /// What was being read.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An S3 call failed after the retry policy gave up.
+    #[error("S3 {operation} on s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        /// The S3 operation (e.g. `UploadPart`).
+        operation: &'static str,
+        /// Target bucket.
+        bucket: String,
+        /// Target key.
+        key: String,
+        /// The service error code, if S3 sent one (e.g. `SlowDown`).
+        code: Option<String>,
+        /// The rendered error chain.
+        message: String,
+    },
+
+    /// The object asked for does not exist (or the version asked for is gone).
+    #[error("s3://{bucket}/{key} not found")]
+    NotFound {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+
+    /// The object changed between the event and the read (its ETag no longer matches),
+    /// or a conditional write found an existing object.
+    #[error("s3://{bucket}/{key}: precondition failed: {reason}")]
+    PreconditionFailed {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Which precondition did not hold.
+        reason: String,
+    },
+
+    /// Data could not be decompressed or decoded.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// The object or stream being decoded.
+        what: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+
+    /// The content does not match what the caller said it would be (size, checksum).
+    #[error("integrity check failed for {what}: {reason}")]
+    Integrity {
+        /// The object or stream.
+        what: String,
+        /// Expected versus actual.
+        reason: String,
+    },
+
+    /// A limit (S3's or ours) would be exceeded.
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+
+    /// An I/O error, with what we were doing.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A JSON document could not be (de)serialised.
+    #[error("JSON error in {what}: {source}")]
+    Json {
+        /// Which document.
+        what: String,
+        /// The parser error (line and column included).
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The work was cancelled before it finished (e.g. an upload was aborted).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    /// A stable name for the kind of error, used as the Lambda `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "ConfigError",
+            Error::InvalidKey { .. } => "InvalidObjectKey",
+            Error::InvalidInput { .. } => "InvalidInput",
+            Error::S3 { .. } => "S3Error",
+            Error::NotFound { .. } => "ObjectNotFound",
+            Error::PreconditionFailed { .. } => "PreconditionFailed",
+            Error::Decode { .. } => "DecodeError",
+            Error::Integrity { .. } => "IntegrityError",
+            Error::Limit(_) => "LimitExceeded",
+            Error::Io { .. } => "IoError",
+            Error::Json { .. } => "JsonError",
+            Error::Cancelled(_) => "Cancelled",
+        }
+    }
+
+    /// Whether retrying the same work later could succeed (throttling, 5xx, I/O).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::S3 { code, .. } => code.as_deref().is_none_or(is_transient_s3_code),
+            Error::Io { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Shorthand for [`Error::Config`].
+    pub fn config(
+        var: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            var: var.into(),
+            value: value.into(),
+            reason: reason.into(),
+            expected: expected.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid_input(what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::S3`] (or a more precise variant) from an SDK error.
+    pub fn s3<E>(
+        operation: &'static str,
+        bucket: &str,
+        key: &str,
+        err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        let code = err.code().map(str::to_owned);
+        // The status helps when the body carried no code (HEAD requests have no body).
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        match code.as_deref() {
+            Some("NoSuchKey") | Some("NotFound") | Some("NoSuchVersion") => {
+                return Error::NotFound {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                };
+            }
+            Some("PreconditionFailed") => {
+                return Error::PreconditionFailed {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    reason: err.message().unwrap_or("condition did not hold").to_owned(),
+                };
+            }
+            _ => {}
+        }
+        if status == Some(404) {
+            return Error::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            };
+        }
+        if status == Some(412) {
+            return Error::PreconditionFailed {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                reason: "the object changed (HTTP 412)".to_owned(),
+            };
+        }
+        Error::S3 {
+            operation,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            code,
+            message: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+        }
+    }
+}
+
+/// S3 error codes after which the same request may succeed later.
+fn is_transient_s3_code(code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "RequestTimeTooSkewed"
+            | "Throttling"
+            | "ThrottlingException"
+            | "OperationAborted"
+    )
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(err: Error) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: err.error_type().to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_error_names_variable_value_and_accepted_values() {
+        let err = Error::config("PART_SIZE_MIB", "abc", "not a number", "an integer 5..=5120");
+        let text = err.to_string();
+        assert!(text.contains("PART_SIZE_MIB"), "{text}");
+        assert!(text.contains("\"abc\""), "{text}");
+        assert!(text.contains("5..=5120"), "{text}");
+        let diag = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diag.error_type, "ConfigError");
+        assert_eq!(diag.error_message, text);
+    }
+
+    #[test]
+    fn transient_classification() {
+        let s3 = |code: Option<&str>| Error::S3 {
+            operation: "UploadPart",
+            bucket: "b".into(),
+            key: "k".into(),
+            code: code.map(str::to_owned),
+            message: "m".into(),
+        };
+        assert!(s3(Some("SlowDown")).is_transient());
+        assert!(s3(None).is_transient());
+        assert!(!s3(Some("AccessDenied")).is_transient());
+        assert!(!Error::Limit("x".into()).is_transient());
+    }
+}

@@ -1,0 +1,202 @@
+//! Logging and metrics: tracing set-up and CloudWatch Embedded Metric Format (EMF) lines.
+//!
+//! * [`init_tracing`] installs a `tracing` subscriber once per cold start: JSON lines when
+//!   `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's structured logging setting), compact text otherwise.
+//!   The level comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
+//! * [`Metrics`] collects the figures of one unit of work and prints them as one EMF JSON line
+//!   on stdout, which CloudWatch turns into metrics without any API call.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Env;
+
+/// Installs the global tracing subscriber (a second call does nothing).
+pub fn init_tracing(env: &Env) {
+    let level = env
+        .get("RUST_LOG")
+        .map(str::to_owned)
+        .or_else(|| env.get("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = env
+        .get("AWS_LAMBDA_LOG_FORMAT")
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let in_lambda = env.get("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time()
+            .try_init()
+    } else if in_lambda {
+        // Lambda adds its own timestamps and does not render colours.
+        builder.with_ansi(false).without_time().compact().try_init()
+    } else {
+        builder.compact().try_init()
+    };
+    // Already initialised (tests, tools that set their own): keep the existing one.
+    let _ = result;
+}
+
+/// Units CloudWatch knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A plain count.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Milliseconds.
+    Milliseconds,
+    /// Bytes per second.
+    BytesPerSecond,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Bytes => "Bytes",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::BytesPerSecond => "Bytes/Second",
+        }
+    }
+}
+
+/// One EMF record: a namespace, dimensions, metric values and free-form properties.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    dimensions: Vec<(String, String)>,
+    values: Vec<(String, f64, Unit)>,
+    properties: Map<String, Value>,
+}
+
+impl Metrics {
+    /// A record in `namespace` with one dimension, `Function = function`.
+    pub fn new(namespace: &str, function: &str) -> Self {
+        Metrics {
+            namespace: namespace.to_owned(),
+            dimensions: vec![("Function".to_owned(), function.to_owned())],
+            values: Vec::new(),
+            properties: Map::new(),
+        }
+    }
+
+    /// Sets (or replaces) a metric value.
+    pub fn put(&mut self, name: &str, value: f64, unit: Unit) -> &mut Self {
+        if let Some(slot) = self.values.iter_mut().find(|(n, _, _)| n == name) {
+            slot.1 = value;
+            slot.2 = unit;
+        } else {
+            self.values.push((name.to_owned(), value, unit));
+        }
+        self
+    }
+
+    /// A count.
+    pub fn count(&mut self, name: &str, value: u64) -> &mut Self {
+        self.put(name, value as f64, Unit::Count)
+    }
+
+    /// A byte amount.
+    pub fn bytes(&mut self, name: &str, value: u64) -> &mut Self {
+        self.put(name, value as f64, Unit::Bytes)
+    }
+
+    /// A duration, in milliseconds.
+    pub fn duration(&mut self, name: &str, value: Duration) -> &mut Self {
+        self.put(name, value.as_secs_f64() * 1000.0, Unit::Milliseconds)
+    }
+
+    /// A searchable property that is not a metric (an object key, a request id).
+    pub fn property(&mut self, name: &str, value: impl Into<Value>) -> &mut Self {
+        self.properties.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The value of a metric, if set.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| *v)
+    }
+
+    /// The EMF JSON document, stamped with `timestamp_ms`.
+    pub fn to_json(&self, timestamp_ms: u64) -> Value {
+        let mut root = self.properties.clone();
+        for (k, v) in &self.dimensions {
+            root.insert(k.clone(), Value::String(v.clone()));
+        }
+        let mut defs = Vec::with_capacity(self.values.len());
+        for (name, value, unit) in &self.values {
+            root.insert(name.clone(), json!(value));
+            defs.push(json!({"Name": name, "Unit": unit.as_str()}));
+        }
+        let dims: Vec<&str> = self.dimensions.iter().map(|(k, _)| k.as_str()).collect();
+        root.insert(
+            "_aws".to_owned(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [dims],
+                    "Metrics": defs,
+                }],
+            }),
+        );
+        Value::Object(root)
+    }
+
+    /// Prints the record as one line on stdout, where CloudWatch picks EMF up.
+    pub fn emit(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        println!("{}", self.to_json(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_declares_every_metric_and_dimension() {
+        let mut m = Metrics::new("Tributary", "firehose-transformer");
+        m.count("RecordsIn", 3)
+            .bytes("BytesIn", 1024)
+            .duration("Duration", Duration::from_millis(12))
+            .property("RequestId", "abc");
+        m.count("RecordsIn", 4);
+        let doc = m.to_json(1_700_000_000_000);
+        assert_eq!(doc["Function"], "firehose-transformer");
+        assert_eq!(doc["RecordsIn"], 4.0);
+        assert_eq!(doc["BytesIn"], 1024.0);
+        assert_eq!(doc["Duration"], 12.0);
+        assert_eq!(doc["RequestId"], "abc");
+        let cw = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        assert_eq!(cw["Namespace"], "Tributary");
+        assert_eq!(cw["Dimensions"], json!([["Function"]]));
+        let names: Vec<&str> = cw["Metrics"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|d| d["Name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["RecordsIn", "BytesIn", "Duration"]);
+        assert_eq!(cw["Metrics"][1]["Unit"], "Bytes");
+        assert_eq!(m.get("BytesIn"), Some(1024.0));
+    }
+}

@@ -1,0 +1,684 @@
+//! The streaming S3 writer: bytes in as they come, an S3 object out, never half-written.
+//!
+//! [`S3Writer`] takes data through [`S3Writer::write`] and cuts it into parts:
+//!
+//! * **Parts**: `part_size` (at least 5 MiB, S3's minimum for every part but the last). With a
+//!   `size_hint` the part size grows up front so the object fits in 10,000 parts; without one
+//!   it doubles every 1,000 parts (8 MiB parts reach 8 GiB before the first doubling and more
+//!   than S3's 5 TiB object limit within 10,000 parts).
+//! * **Concurrency and memory**: up to `concurrency` parts upload at once. The bytes held (the
+//!   part being filled plus the parts in flight) stay within `memory_budget`, by default
+//!   `part_size x (concurrency + 1)`; a writer that would exceed it waits for a part to finish.
+//! * **Small objects** (everything fits in one part) go up with a single PutObject, the
+//!   multipart upload is created only when a second part is needed.
+//! * **Retries**: on top of the SDK's own policy, a failed part is retried up to `part_attempts`
+//!   times with exponential backoff and jitter, but only for transient errors (throttling,
+//!   5xx, I/O); a permanent error fails at once.
+//! * **Integrity**: every part carries its CRC (CRC64NVME by default) and the object is
+//!   completed with the full-object CRC, combined from the parts' CRCs in order.
+//! * **All or nothing**: the object appears only in [`S3Writer::finish`]. Any error aborts the
+//!   multipart upload; so does dropping a writer that was not finished (the abort runs on a
+//!   spawned task) or calling [`S3Writer::abort`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumType, CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use crate::checksum::{ChecksumAlgorithm, FullObjectChecksum};
+use crate::error::{Error, Result};
+
+/// S3's smallest allowed part (all parts but the last).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's largest allowed part.
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+/// S3's largest part number.
+pub const MAX_PARTS: u32 = 10_000;
+/// Parts per tier before the part size doubles (unknown total size only).
+const PARTS_PER_TIER: u32 = 1_000;
+const MIB: usize = 1024 * 1024;
+
+/// How an [`S3Writer`] cuts, uploads and checks its parts.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Size of each part (the last may be smaller). Clamped to 5 MiB..=5 GiB.
+    pub part_size: usize,
+    /// Parts uploaded at once.
+    pub concurrency: usize,
+    /// Upper bound of bytes held; `None` means `part_size x (concurrency + 1)`.
+    pub memory_budget: Option<usize>,
+    /// Full-object checksum stored with the object.
+    pub checksum: ChecksumAlgorithm,
+    /// Attempts per part at this level (each attempt may itself be retried by the SDK).
+    pub part_attempts: u32,
+    /// First backoff delay between part attempts; doubles per attempt, with jitter.
+    pub retry_base_delay: Duration,
+    /// Expected total size, when known: the part size grows so it fits in 10,000 parts.
+    pub size_hint: Option<u64>,
+    /// `Content-Type` of the object.
+    pub content_type: Option<String>,
+    /// Refuse to overwrite an existing object (`If-None-Match: *`).
+    pub if_none_match: bool,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: HashMap<String, String>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            part_size: 8 * MIB,
+            concurrency: 4,
+            memory_budget: None,
+            checksum: ChecksumAlgorithm::default(),
+            part_attempts: 4,
+            retry_base_delay: Duration::from_millis(250),
+            size_hint: None,
+            content_type: None,
+            if_none_match: false,
+            metadata: HashMap::new(),
+        }
+    }
+}
+
+impl WriterConfig {
+    /// The part size the writer starts with, after clamping and growing for `size_hint`.
+    pub fn initial_part_size(&self) -> usize {
+        let mut size = self.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+        if let Some(hint) = self.size_hint {
+            let needed = hint.div_ceil(u64::from(MAX_PARTS));
+            let needed = usize::try_from(needed).unwrap_or(MAX_PART_SIZE).div_ceil(MIB) * MIB;
+            size = size.max(needed).min(MAX_PART_SIZE);
+        }
+        size
+    }
+
+    /// The memory budget in bytes.
+    pub fn budget(&self) -> usize {
+        self.memory_budget
+            .unwrap_or_else(|| self.initial_part_size() * (self.concurrency.max(1) + 1))
+    }
+}
+
+/// What a finished write produced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WriteOutcome {
+    /// Bucket written.
+    pub bucket: String,
+    /// Key written.
+    pub key: String,
+    /// The object's ETag (without quotes).
+    pub etag: Option<String>,
+    /// Version id, on a versioned bucket.
+    pub version_id: Option<String>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Parts uploaded (1 for a single PutObject).
+    pub parts: u32,
+    /// The full-object checksum stored with the object.
+    pub checksum: FullObjectChecksum,
+}
+
+/// A part that reached S3.
+#[derive(Debug, Clone)]
+struct DonePart {
+    number: i32,
+    etag: String,
+    crc: u64,
+    len: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Nothing sent yet: the data may still fit in one PutObject.
+    Buffering,
+    /// A multipart upload is open.
+    Multipart { upload_id: String },
+    /// Finished, aborted or failed: nothing more to do.
+    Closed,
+}
+
+/// Streams bytes into one S3 object. See the [module docs](self).
+#[derive(Debug)]
+pub struct S3Writer {
+    client: aws_sdk_s3::Client,
+    bucket: Arc<str>,
+    key: Arc<str>,
+    cfg: WriterConfig,
+    budget: usize,
+    part_size: usize,
+    buf: BytesMut,
+    state: State,
+    next_part: u32,
+    in_flight: JoinSet<Result<DonePart>>,
+    in_flight_bytes: usize,
+    done: Vec<DonePart>,
+    bytes: u64,
+    peak_held: usize,
+}
+
+impl S3Writer {
+    /// A writer for `s3://bucket/key`. Nothing is sent until data is written.
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        key: impl Into<String>,
+        cfg: WriterConfig,
+    ) -> Self {
+        let part_size = cfg.initial_part_size();
+        S3Writer {
+            client,
+            bucket: Arc::from(bucket.into()),
+            key: Arc::from(key.into()),
+            budget: cfg.budget(),
+            part_size,
+            buf: BytesMut::new(),
+            state: State::Buffering,
+            next_part: 1,
+            in_flight: JoinSet::new(),
+            in_flight_bytes: 0,
+            done: Vec::new(),
+            bytes: 0,
+            peak_held: 0,
+            cfg,
+        }
+    }
+
+    /// Bytes accepted so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Parts confirmed by S3 so far.
+    pub fn parts_uploaded(&self) -> usize {
+        self.done.len()
+    }
+
+    /// The largest number of data bytes this writer has held at once (buffer + parts in flight).
+    pub fn peak_bytes_held(&self) -> usize {
+        self.peak_held
+    }
+
+    /// The multipart upload id, once one was created.
+    pub fn upload_id(&self) -> Option<&str> {
+        match &self.state {
+            State::Multipart { upload_id } => Some(upload_id),
+            _ => None,
+        }
+    }
+
+    /// Accepts `data`; returns when it is buffered or on its way. Waits when the memory budget
+    /// is used up. On error the upload has been aborted and the writer is unusable.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        if matches!(self.state, State::Closed) {
+            return Err(Error::Cancelled(format!(
+                "write to s3://{}/{} after the writer was closed",
+                self.bucket, self.key
+            )));
+        }
+        while !data.is_empty() {
+            if self.buf.len() >= self.part_size {
+                // Only cut a part once more data proves it is not the last one, so content of
+                // exactly one part still goes up with a single PutObject.
+                if let Err(e) = self.send_part().await {
+                    return Err(self.fail(e).await);
+                }
+            }
+            if self.buf.is_empty() && self.next_part > 1 && self.buf.capacity() < self.part_size {
+                // A new part after the first: take its whole buffer at once (no regrowth).
+                self.buf.reserve(self.part_size);
+            }
+            let take = (self.part_size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            self.bytes += take as u64;
+            data = &data[take..];
+            self.note_held();
+        }
+        Ok(())
+    }
+
+    /// Completes the object: uploads what is buffered, waits for every part and completes the
+    /// multipart upload (or sends one PutObject). On error everything is aborted.
+    pub async fn finish(mut self) -> Result<WriteOutcome> {
+        if matches!(self.state, State::Closed) {
+            return Err(Error::Cancelled(format!(
+                "finish of s3://{}/{} after the writer was closed",
+                self.bucket, self.key
+            )));
+        }
+        let result = match self.state {
+            State::Buffering => self.put_single().await,
+            _ => self.complete_multipart().await,
+        };
+        match result {
+            Ok(outcome) => {
+                self.state = State::Closed;
+                Ok(outcome)
+            }
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// Abandons the object: cancels parts in flight and aborts the multipart upload.
+    pub async fn abort(mut self) -> Result<()> {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        if let State::Multipart { upload_id } = state {
+            abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await?;
+        }
+        Ok(())
+    }
+
+    fn note_held(&mut self) {
+        self.peak_held = self.peak_held.max(self.buf.len() + self.in_flight_bytes);
+    }
+
+    /// Cancels everything after `err` and returns it.
+    async fn fail(&mut self, err: Error) -> Error {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        self.in_flight_bytes = 0;
+        self.buf = BytesMut::new();
+        if let State::Multipart { upload_id } = std::mem::replace(&mut self.state, State::Closed)
+            && let Err(abort_err) =
+                abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await
+        {
+            warn!(bucket = %self.bucket, key = %self.key, upload_id, error = %abort_err,
+                "could not abort the multipart upload; the bucket's lifecycle rule will");
+        }
+        err
+    }
+
+    /// Cuts the buffer into a part and starts its upload, creating the upload if needed.
+    async fn send_part(&mut self) -> Result<()> {
+        if self.next_part > MAX_PARTS {
+            return Err(Error::Limit(format!(
+                "s3://{}/{}: more than {MAX_PARTS} parts of {} MiB; raise the part size",
+                self.bucket,
+                self.key,
+                self.part_size / MIB
+            )));
+        }
+        let upload_id = match &self.state {
+            State::Multipart { upload_id } => upload_id.clone(),
+            State::Buffering => {
+                let id = self.create_upload().await?;
+                self.state = State::Multipart {
+                    upload_id: id.clone(),
+                };
+                id
+            }
+            State::Closed => return Err(Error::Cancelled("writer closed".into())),
+        };
+        let part = self.buf.split().freeze();
+        let number = self.next_part;
+        self.next_part += 1;
+        self.update_part_size();
+        // Wait until the part plus the next buffer fit in the budget (at least one in flight).
+        while !self.in_flight.is_empty()
+            && (self.in_flight.len() >= self.cfg.concurrency.max(1)
+                || self.in_flight_bytes + part.len() + self.part_size > self.budget)
+        {
+            self.reap_one().await?;
+        }
+        // Collect parts that already finished, to notice failures early.
+        while let Some(res) = self.in_flight.try_join_next() {
+            self.record(res)?;
+        }
+        self.in_flight_bytes += part.len();
+        self.note_held();
+        let task = PartTask {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            upload_id,
+            number: number as i32,
+            data: part,
+            algorithm: self.cfg.checksum,
+            attempts: self.cfg.part_attempts.max(1),
+            base_delay: self.cfg.retry_base_delay,
+        };
+        self.in_flight.spawn(task.run());
+        Ok(())
+    }
+
+    /// Doubles the part size every 1,000 parts when the total size is unknown.
+    fn update_part_size(&mut self) {
+        if self.cfg.size_hint.is_none() {
+            let tier = (self.next_part - 1) / PARTS_PER_TIER;
+            let base = self.cfg.initial_part_size();
+            self.part_size = (base << tier.min(10)).min(MAX_PART_SIZE);
+        }
+    }
+
+    async fn reap_one(&mut self) -> Result<()> {
+        if let Some(res) = self.in_flight.join_next().await {
+            self.record(res)?;
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        res: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        let part = res
+            .map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
+        self.in_flight_bytes -= part.len as usize;
+        self.done.push(part);
+        Ok(())
+    }
+
+    async fn create_upload(&self) -> Result<String> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(&*self.key)
+            .checksum_algorithm(self.cfg.checksum.sdk())
+            .checksum_type(ChecksumType::FullObject)
+            .set_content_type(self.cfg.content_type.clone());
+        for (k, v) in &self.cfg.metadata {
+            req = req.metadata(k, v);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| Error::s3("CreateMultipartUpload", &self.bucket, &self.key, e))?;
+        let id = out.upload_id.ok_or_else(|| Error::S3 {
+            operation: "CreateMultipartUpload",
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+            code: None,
+            message: "response carried no UploadId".into(),
+        })?;
+        debug!(bucket = %self.bucket, key = %self.key, upload_id = %id, part_size = self.part_size,
+            "multipart upload created");
+        Ok(id)
+    }
+
+    async fn put_single(&mut self) -> Result<WriteOutcome> {
+        let data = self.buf.split().freeze();
+        let alg = self.cfg.checksum;
+        let crc = alg.checksum(&data);
+        let encoded = alg.encode(crc);
+        let len = data.len() as u64;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&*self.bucket)
+            .key(&*self.key)
+            .content_length(len as i64)
+            .set_content_type(self.cfg.content_type.clone())
+            .body(ByteStream::from(data));
+        req = match alg {
+            ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(&encoded),
+            ChecksumAlgorithm::Crc32c => req.checksum_crc32_c(&encoded),
+        };
+        if self.cfg.if_none_match {
+            req = req.if_none_match("*");
+        }
+        for (k, v) in &self.cfg.metadata {
+            req = req.metadata(k, v);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| Error::s3("PutObject", &self.bucket, &self.key, e))?;
+        Ok(WriteOutcome {
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+            etag: out.e_tag.map(|e| e.trim_matches('"').to_owned()),
+            version_id: out.version_id,
+            bytes: len,
+            parts: 1,
+            checksum: FullObjectChecksum {
+                algorithm: alg.as_str().to_owned(),
+                value: encoded,
+            },
+        })
+    }
+
+    async fn complete_multipart(&mut self) -> Result<WriteOutcome> {
+        if !self.buf.is_empty() {
+            self.send_part().await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.reap_one().await?;
+        }
+        let State::Multipart { upload_id } = &self.state else {
+            return Err(Error::Cancelled("no multipart upload to complete".into()));
+        };
+        self.done.sort_by_key(|p| p.number);
+        let alg = self.cfg.checksum;
+        let mut crc = alg.empty();
+        let mut parts = Vec::with_capacity(self.done.len());
+        for p in &self.done {
+            crc = alg.combine(crc, p.crc, p.len);
+            let b = CompletedPart::builder()
+                .part_number(p.number)
+                .e_tag(&p.etag);
+            let b = match alg {
+                ChecksumAlgorithm::Crc64Nvme => b.checksum_crc64_nvme(alg.encode(p.crc)),
+                ChecksumAlgorithm::Crc32c => b.checksum_crc32_c(alg.encode(p.crc)),
+            };
+            parts.push(b.build());
+        }
+        let encoded = alg.encode(crc);
+        let mut req = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&*self.bucket)
+            .key(&*self.key)
+            .upload_id(upload_id)
+            .checksum_type(ChecksumType::FullObject)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
+        req = match alg {
+            ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(&encoded),
+            ChecksumAlgorithm::Crc32c => req.checksum_crc32_c(&encoded),
+        };
+        if self.cfg.if_none_match {
+            req = req.if_none_match("*");
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| Error::s3("CompleteMultipartUpload", &self.bucket, &self.key, e))?;
+        let returned = match alg {
+            ChecksumAlgorithm::Crc64Nvme => out.checksum_crc64_nvme.as_deref(),
+            ChecksumAlgorithm::Crc32c => out.checksum_crc32_c.as_deref(),
+        };
+        if let Some(returned) = returned
+            && out.checksum_type == Some(ChecksumType::FullObject)
+            && returned != encoded
+        {
+            return Err(Error::Integrity {
+                what: format!("s3://{}/{}", self.bucket, self.key),
+                reason: format!("S3 stored {} {returned}, we sent {encoded}", alg.as_str()),
+            });
+        }
+        Ok(WriteOutcome {
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+            etag: out.e_tag.map(|e| e.trim_matches('"').to_owned()),
+            version_id: out.version_id,
+            bytes: self.bytes,
+            parts: self.done.len() as u32,
+            checksum: FullObjectChecksum {
+                algorithm: alg.as_str().to_owned(),
+                value: encoded,
+            },
+        })
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if let State::Multipart { upload_id } = std::mem::replace(&mut self.state, State::Closed) {
+            self.in_flight.abort_all();
+            warn!(bucket = %self.bucket, key = %self.key, upload_id,
+                "writer dropped unfinished: aborting its multipart upload");
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let client = self.client.clone();
+                let (bucket, key) = (self.bucket.clone(), self.key.clone());
+                handle.spawn(async move {
+                    if let Err(e) = abort_upload(&client, &bucket, &key, &upload_id).await {
+                        warn!(error = %e, "abort after drop failed; the lifecycle rule will clean up");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Aborts a multipart upload; an upload that is already gone counts as aborted.
+pub async fn abort_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<()> {
+    match client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            debug!(bucket, key, upload_id, "multipart upload aborted");
+            Ok(())
+        }
+        Err(e) => match Error::s3("AbortMultipartUpload", bucket, key, e) {
+            Error::NotFound { .. } => Ok(()),
+            Error::S3 { code: Some(c), .. } if c == "NoSuchUpload" => Ok(()),
+            other => Err(other),
+        },
+    }
+}
+
+/// One part's upload, with its own retries.
+struct PartTask {
+    client: aws_sdk_s3::Client,
+    bucket: Arc<str>,
+    key: Arc<str>,
+    upload_id: String,
+    number: i32,
+    data: Bytes,
+    algorithm: ChecksumAlgorithm,
+    attempts: u32,
+    base_delay: Duration,
+}
+
+impl PartTask {
+    async fn run(self) -> Result<DonePart> {
+        let crc = self.algorithm.checksum(&self.data);
+        let encoded = self.algorithm.encode(crc);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = self
+                .client
+                .upload_part()
+                .bucket(&*self.bucket)
+                .key(&*self.key)
+                .upload_id(&self.upload_id)
+                .part_number(self.number)
+                .content_length(self.data.len() as i64)
+                .body(ByteStream::from(self.data.clone()));
+            let req = match self.algorithm {
+                ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(&encoded),
+                ChecksumAlgorithm::Crc32c => req.checksum_crc32_c(&encoded),
+            };
+            match req.send().await {
+                Ok(out) => {
+                    let etag = out.e_tag.unwrap_or_default().trim_matches('"').to_owned();
+                    return Ok(DonePart {
+                        number: self.number,
+                        etag,
+                        crc,
+                        len: self.data.len() as u64,
+                    });
+                }
+                Err(e) => {
+                    let err = Error::s3("UploadPart", &self.bucket, &self.key, e);
+                    if attempt >= self.attempts || !err.is_transient() {
+                        return Err(err);
+                    }
+                    let delay = backoff(self.base_delay, attempt, self.number as u64);
+                    warn!(bucket = %self.bucket, key = %self.key, part = self.number, attempt,
+                        delay_ms = delay.as_millis() as u64, error = %err, "part upload failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `base x 2^(attempt-1)`, scaled by 0.5..1.5, capped at 20 s.
+pub fn backoff(base: Duration, attempt: u32, salt: u64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    // A cheap mix of time and salt: enough to spread retries of concurrent parts apart.
+    let mix = (nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 1000;
+    let scaled = exp.mul_f64(0.5 + mix as f64 / 1000.0);
+    scaled.min(Duration::from_secs(20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_is_clamped_and_grows_for_large_hints() {
+        let cfg = WriterConfig {
+            part_size: 1,
+            ..Default::default()
+        };
+        assert_eq!(cfg.initial_part_size(), MIN_PART_SIZE);
+        let cfg = WriterConfig {
+            part_size: 8 * MIB,
+            size_hint: Some(200 * 1024 * MIB as u64), // 200 GiB
+            ..Default::default()
+        };
+        let size = cfg.initial_part_size();
+        assert!(size as u64 * u64::from(MAX_PARTS) >= 200 * 1024 * MIB as u64);
+        assert_eq!(size % MIB, 0);
+        assert_eq!(size, 21 * MIB);
+        assert_eq!(cfg.budget(), size * 5);
+    }
+
+    #[test]
+    fn unknown_size_growth_covers_s3s_largest_object() {
+        // Summing the tiers' capacity: 1,000 parts per tier, doubling from the minimum.
+        let total: u64 = (0..10u32)
+            .map(|tier| 1000 * ((MIN_PART_SIZE as u64) << tier))
+            .sum();
+        assert!(total >= 4_800_000 * MIB as u64, "{total}");
+        let total8: u64 = (0..10u32).map(|tier| 1000 * ((8 * MIB as u64) << tier)).sum();
+        assert!(total8 > 5 * 1024 * 1024 * MIB as u64, "{total8}");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let first = backoff(base, 1, 1);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(150));
+        let fourth = backoff(base, 4, 1);
+        assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(1200));
+        assert_eq!(backoff(base, 30, 1).min(Duration::from_secs(20)), backoff(base, 30, 1));
+    }
+}

@@ -1,0 +1,18 @@
+//! Helpers shared by the shared crate's integration tests.
+#![allow(dead_code)]
+
+use tributary::s3::S3Settings;
+use tributary_testkit::TestS3;
+
+/// A client built the way the functions build theirs (retry policy included), for `s3`.
+pub async fn client(s3: &TestS3) -> aws_sdk_s3::Client {
+    let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
+    settings.force_path_style = s3.path_style;
+    settings.region = Some(s3.region.clone());
+    settings.build_client().await
+}
+
+/// Prints why a test does nothing on this endpoint.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}

@@ -1,0 +1,424 @@
+//! A local HTTP/1.1 file server with fault modes, for download (ingester) tests.
+//!
+//! It is written on raw TCP on purpose: a well-behaved HTTP library will not send a body that
+//! disagrees with its `Content-Length` or cut a response in the middle, and those are exactly
+//! the faults a downloader must survive. Each response closes its connection.
+//!
+//! Serve bytes with [`HttpServer::serve`] under a [`Resource`]: normal, chunked (no length),
+//! truncated, cut once (then healthy, for `Range` resume), wrong `Content-Length`, an error
+//! status, a slow trickle; `Range`/`If-Range` support can be switched off; redirect chains come
+//! from [`HttpServer::redirect`]. Every request is recorded for assertions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How a resource misbehaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFault {
+    /// Serve it properly.
+    None,
+    /// Answer with this status and a short text body.
+    Status(u16),
+    /// Announce the full length, send only `at` bytes, close.
+    Truncate {
+        /// Bytes sent before the cut.
+        at: usize,
+    },
+    /// Like `Truncate`, but only for the first request; later requests are served properly.
+    CutOnce {
+        /// Bytes sent before the cut.
+        at: usize,
+    },
+    /// Announce `claimed` as `Content-Length` but send the real body, then close.
+    WrongLength {
+        /// The announced length.
+        claimed: u64,
+    },
+    /// Send `chunk` bytes every `delay`.
+    Trickle {
+        /// Bytes per write.
+        chunk: usize,
+        /// Pause between writes.
+        delay: Duration,
+    },
+}
+
+/// Something the server serves at a path.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// The content.
+    pub body: Bytes,
+    /// Misbehaviour.
+    pub fault: HttpFault,
+    /// Advertise and honour `Range` (and `If-Range`).
+    pub ranges: bool,
+    /// Send the body chunked, without `Content-Length`.
+    pub chunked: bool,
+    /// `ETag` header value (quoted), if any.
+    pub etag: Option<String>,
+    /// `Last-Modified` header value, if any.
+    pub last_modified: Option<String>,
+    /// `Content-Type` header value.
+    pub content_type: String,
+}
+
+impl Resource {
+    /// A well-behaved resource with `Range` support and a strong ETag.
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        let body = body.into();
+        let etag = format!("\"len-{}-{:08x}\"", body.len(), quick_hash(&body));
+        Resource {
+            body,
+            fault: HttpFault::None,
+            ranges: true,
+            chunked: false,
+            etag: Some(etag),
+            last_modified: Some("Wed, 01 Jan 2025 00:00:00 GMT".to_owned()),
+            content_type: "application/octet-stream".to_owned(),
+        }
+    }
+
+    /// With a fault.
+    pub fn fault(mut self, fault: HttpFault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// Without `Range` support.
+    pub fn no_ranges(mut self) -> Self {
+        self.ranges = false;
+        self
+    }
+
+    /// Chunked transfer, unknown length.
+    pub fn chunked(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
+
+    /// With this content type.
+    pub fn content_type(mut self, ct: &str) -> Self {
+        self.content_type = ct.to_owned();
+        self
+    }
+}
+
+fn quick_hash(data: &[u8]) -> u32 {
+    // FNV-1a over a sample: only needs to tell test bodies apart.
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data.iter().step_by((data.len() / 4096).max(1)) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// One request the server saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path (with query).
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: HashMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    resources: HashMap<String, Resource>,
+    redirects: HashMap<String, (u16, String)>,
+    seen: Vec<Seen>,
+    served: HashMap<String, u64>,
+}
+
+/// The running server; stops when dropped.
+#[derive(Debug)]
+pub struct HttpServer {
+    /// Where it listens (always 127.0.0.1).
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpServer {
+    /// Starts on a free loopback port.
+    pub async fn start() -> HttpServer {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the HTTP test server");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve_one(stream, st).await;
+                });
+            }
+        });
+        HttpServer { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Serves `resource` at `path`.
+    pub fn serve(&self, path: &str, resource: Resource) {
+        self.lock().resources.insert(path.to_owned(), resource);
+    }
+
+    /// Answers `path` with a redirect (`status` 301/302/303/307/308) to `location`.
+    pub fn redirect(&self, path: &str, status: u16, location: &str) {
+        self.lock()
+            .redirects
+            .insert(path.to_owned(), (status, location.to_owned()));
+    }
+
+    /// A chain of `hops` redirects ending at `target`; returns the first path.
+    pub fn redirect_chain(&self, name: &str, hops: usize, target: &str) -> String {
+        let mut next = target.to_owned();
+        for i in (0..hops).rev() {
+            let path = format!("/redirect/{name}/{i}");
+            self.redirect(&path, 302, &next);
+            next = path;
+        }
+        next
+    }
+
+    /// Every request seen so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    // Read the request head.
+    let mut head = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await?;
+        if n == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&byte[..n]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_owned();
+    let path = first.next().unwrap_or_default().to_owned();
+    let headers: HashMap<String, String> = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+
+    let (resource, redirect, nth) = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        st.seen.push(Seen {
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+        });
+        let count = st.served.entry(path.clone()).or_insert(0);
+        *count += 1;
+        let nth = *count;
+        (
+            st.resources.get(&path).cloned(),
+            st.redirects.get(&path).cloned(),
+            nth,
+        )
+    };
+
+    if let Some((status, location)) = redirect {
+        let resp = format!(
+            "HTTP/1.1 {status} Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(resp.as_bytes()).await?;
+        return stream.shutdown().await;
+    }
+    let Some(res) = resource else {
+        return simple(&mut stream, 404, "not found").await;
+    };
+    if let HttpFault::Status(code) = res.fault {
+        return simple(&mut stream, code, "injected status").await;
+    }
+
+    // Range handling.
+    let total = res.body.len() as u64;
+    let mut start = 0u64;
+    let mut end = total; // exclusive
+    let mut partial = false;
+    if res.ranges
+        && let Some(range) = headers.get("range")
+    {
+        let validator_ok = match headers.get("if-range") {
+            None => true,
+            Some(v) => Some(v) == res.etag.as_ref() || Some(v) == res.last_modified.as_ref(),
+        };
+        if validator_ok {
+            match parse_range(range, total) {
+                Some((s, e)) => {
+                    start = s;
+                    end = e;
+                    partial = true;
+                }
+                None => {
+                    let resp = format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{total}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    stream.write_all(resp.as_bytes()).await?;
+                    return stream.shutdown().await;
+                }
+            }
+        }
+    }
+    let body = res.body.slice(start as usize..end as usize);
+
+    let mut head = String::new();
+    if partial {
+        head.push_str("HTTP/1.1 206 Partial Content\r\n");
+        head.push_str(&format!(
+            "Content-Range: bytes {start}-{}/{total}\r\n",
+            end.saturating_sub(1)
+        ));
+    } else {
+        head.push_str("HTTP/1.1 200 OK\r\n");
+    }
+    head.push_str(&format!("Content-Type: {}\r\n", res.content_type));
+    if res.ranges {
+        head.push_str("Accept-Ranges: bytes\r\n");
+    }
+    if let Some(etag) = &res.etag {
+        head.push_str(&format!("ETag: {etag}\r\n"));
+    }
+    if let Some(lm) = &res.last_modified {
+        head.push_str(&format!("Last-Modified: {lm}\r\n"));
+    }
+    if res.chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    } else {
+        let claimed = match res.fault {
+            HttpFault::WrongLength { claimed } => claimed,
+            _ => body.len() as u64,
+        };
+        head.push_str(&format!("Content-Length: {claimed}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    if method == "HEAD" {
+        return stream.shutdown().await;
+    }
+
+    let cut = match res.fault {
+        HttpFault::Truncate { at } => Some(at),
+        HttpFault::CutOnce { at } if nth == 1 => Some(at),
+        _ => None,
+    };
+    let (chunk, delay) = match res.fault {
+        HttpFault::Trickle { chunk, delay } => (chunk.max(1), Some(delay)),
+        _ => (256 * 1024, None),
+    };
+    let limit = cut.unwrap_or(body.len()).min(body.len());
+    let mut sent = 0;
+    while sent < limit {
+        let n = chunk.min(limit - sent);
+        let piece = &body[sent..sent + n];
+        if res.chunked {
+            stream
+                .write_all(format!("{n:x}\r\n").as_bytes())
+                .await?;
+            stream.write_all(piece).await?;
+            stream.write_all(b"\r\n").await?;
+        } else {
+            stream.write_all(piece).await?;
+        }
+        sent += n;
+        if let Some(d) = delay {
+            stream.flush().await?;
+            tokio::time::sleep(d).await;
+        }
+    }
+    if cut.is_some() {
+        // Reset rather than close cleanly: the client must see an error, not an early end.
+        stream.flush().await?;
+        stream.set_zero_linger()?;
+        drop(stream);
+        return Ok(());
+    }
+    if res.chunked {
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    stream.shutdown().await
+}
+
+async fn simple(stream: &mut TcpStream, status: u16, text: &str) -> std::io::Result<()> {
+    let resp = format!(
+        "HTTP/1.1 {status} Status\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` into `[start, end)`.
+fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (total.saturating_sub(n), total)
+    } else {
+        let s: u64 = a.parse().ok()?;
+        let e = if b.is_empty() {
+            total
+        } else {
+            b.parse::<u64>().ok()?.saturating_add(1).min(total)
+        };
+        (s, e)
+    };
+    (start < end || (start == total && total == 0)).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_like_rfc_9110() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 100)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

@@ -202,12 +202,21 @@ mod tests {
         assert!(!env.bool_or("B", true).expect("valid"));
         assert!(env.bool_or("Z", true).expect("default"));
         let err = env.bool_or("C", false).expect_err("invalid").to_string();
-        assert!(err.contains("C=\"maybe\"") && err.contains("yes, no"), "{err}");
+        assert!(
+            err.contains("C=\"maybe\"") && err.contains("yes, no"),
+            "{err}"
+        );
         assert_eq!(env.list("L"), vec!["a", "b"]);
         assert!(env.list("NONE").is_empty());
         let choices = ["zstd", "snappy"];
         assert_eq!(env.one_of("M", "snappy", &choices).expect("valid"), "zstd");
-        let err = env.one_of("N", "zstd", &choices).expect_err("invalid").to_string();
-        assert!(err.contains("N=\"brotli\"") && err.contains("zstd, snappy"), "{err}");
+        let err = env
+            .one_of("N", "zstd", &choices)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("N=\"brotli\"") && err.contains("zstd, snappy"),
+            "{err}"
+        );
     }
 }

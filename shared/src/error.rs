@@ -268,7 +268,12 @@ mod tests {
 
     #[test]
     fn config_error_names_variable_value_and_accepted_values() {
-        let err = Error::config("PART_SIZE_MIB", "abc", "not a number", "an integer 5..=5120");
+        let err = Error::config(
+            "PART_SIZE_MIB",
+            "abc",
+            "not a number",
+            "an integer 5..=5120",
+        );
         let text = err.to_string();
         assert!(text.contains("PART_SIZE_MIB"), "{text}");
         assert!(text.contains("\"abc\""), "{text}");

@@ -118,7 +118,10 @@ mod tests {
             ("a+b.csv", "a b.csv"),
             ("a%2Bb.csv", "a+b.csv"),
             ("raw/year%3D2024/", "raw/year=2024/"),
-            ("raw/events/year%3D2024/month%3D01/x.gz", "raw/events/year=2024/month=01/x.gz"),
+            (
+                "raw/events/year%3D2024/month%3D01/x.gz",
+                "raw/events/year=2024/month=01/x.gz",
+            ),
             // "택시 데이터.csv" as S3 sends it
             (
                 "raw/%ED%83%9D%EC%8B%9C+%EB%8D%B0%EC%9D%B4%ED%84%B0.csv",

@@ -18,7 +18,10 @@ pub fn init_tracing(env: &Env) {
     let level = env
         .get("RUST_LOG")
         .map(str::to_owned)
-        .or_else(|| env.get("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .or_else(|| {
+            env.get("AWS_LAMBDA_LOG_LEVEL")
+                .map(|l| l.to_ascii_lowercase())
+        })
         .unwrap_or_else(|| "info".to_owned());
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = env

@@ -226,11 +226,20 @@ mod tests {
 
     #[test]
     fn compression_from_extension_and_magic() {
-        assert_eq!(Compression::from_extension("a/b.csv.gz"), Some(Compression::Gzip));
-        assert_eq!(Compression::from_extension("a/b.JSON.ZST"), Some(Compression::Zstd));
+        assert_eq!(
+            Compression::from_extension("a/b.csv.gz"),
+            Some(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_extension("a/b.JSON.ZST"),
+            Some(Compression::Zstd)
+        );
         assert_eq!(Compression::from_extension("a/b.csv"), None);
         assert_eq!(Compression::from_magic(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            Compression::from_magic(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::from_magic(b"id,"), Compression::None);
         assert_eq!(Compression::from_magic(b""), Compression::None);
     }
@@ -246,9 +255,18 @@ mod tests {
 
     #[tokio::test]
     async fn sniffs_short_and_plain_inputs_without_losing_bytes() {
-        assert_eq!(read_all(b"a".to_vec(), "x").await, (Compression::None, b"a".to_vec()));
-        assert_eq!(read_all(Vec::new(), "x").await, (Compression::None, Vec::new()));
+        assert_eq!(
+            read_all(b"a".to_vec(), "x").await,
+            (Compression::None, b"a".to_vec())
+        );
+        assert_eq!(
+            read_all(Vec::new(), "x").await,
+            (Compression::None, Vec::new())
+        );
         let text = b"id,name\n1,x\n".to_vec();
-        assert_eq!(read_all(text.clone(), "noext").await, (Compression::None, text));
+        assert_eq!(
+            read_all(text.clone(), "noext").await,
+            (Compression::None, text)
+        );
     }
 }

@@ -51,7 +51,10 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field(
                 "static_credentials",
-                &self.static_credentials.as_ref().map(|(ak, _)| (ak, "<redacted>")),
+                &self
+                    .static_credentials
+                    .as_ref()
+                    .map(|(ak, _)| (ak, "<redacted>")),
             )
             .field("max_attempts", &self.max_attempts)
             .finish()

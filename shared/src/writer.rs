@@ -91,7 +91,10 @@ impl WriterConfig {
         let mut size = self.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
         if let Some(hint) = self.size_hint {
             let needed = hint.div_ceil(u64::from(MAX_PARTS));
-            let needed = usize::try_from(needed).unwrap_or(MAX_PART_SIZE).div_ceil(MIB) * MIB;
+            let needed = usize::try_from(needed)
+                .unwrap_or(MAX_PART_SIZE)
+                .div_ceil(MIB)
+                * MIB;
             size = size.max(needed).min(MAX_PART_SIZE);
         }
         size
@@ -367,8 +370,7 @@ impl S3Writer {
         &mut self,
         res: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let part = res
-            .map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
+        let part = res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
         self.in_flight_bytes -= part.len as usize;
         self.done.push(part);
         Ok(())
@@ -668,7 +670,9 @@ mod tests {
             .map(|tier| 1000 * ((MIN_PART_SIZE as u64) << tier))
             .sum();
         assert!(total >= 4_800_000 * MIB as u64, "{total}");
-        let total8: u64 = (0..10u32).map(|tier| 1000 * ((8 * MIB as u64) << tier)).sum();
+        let total8: u64 = (0..10u32)
+            .map(|tier| 1000 * ((8 * MIB as u64) << tier))
+            .sum();
         assert!(total8 > 5 * 1024 * 1024 * MIB as u64, "{total8}");
     }
 
@@ -679,6 +683,9 @@ mod tests {
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(150));
         let fourth = backoff(base, 4, 1);
         assert!(fourth >= Duration::from_millis(400) && fourth <= Duration::from_millis(1200));
-        assert_eq!(backoff(base, 30, 1).min(Duration::from_secs(20)), backoff(base, 30, 1));
+        assert_eq!(
+            backoff(base, 30, 1).min(Duration::from_secs(20)),
+            backoff(base, 30, 1)
+        );
     }
 }

@@ -48,10 +48,13 @@ async fn plain_gzip_multi_member_gzip_and_zstd() {
 
     s3.put(&bucket, "in/plain.csv", a.clone()).await;
     s3.put(&bucket, "in/one.csv.gz", gzip(&a)).await;
-    s3.put(&bucket, "in/two.csv.gz", [gzip(&a), gzip(&b)].concat()).await;
-    s3.put(&bucket, "in/two.csv.zst", [zstd(&a), zstd(&b)].concat()).await;
+    s3.put(&bucket, "in/two.csv.gz", [gzip(&a), gzip(&b)].concat())
+        .await;
+    s3.put(&bucket, "in/two.csv.zst", [zstd(&a), zstd(&b)].concat())
+        .await;
     // No extension: detected from the magic bytes (what Firehose writes).
-    s3.put(&bucket, "in/firehose-1-2024", [gzip(&a), gzip(&b)].concat()).await;
+    s3.put(&bucket, "in/firehose-1-2024", [gzip(&a), gzip(&b)].concat())
+        .await;
     s3.put(&bucket, "in/frames", zstd(&ab)).await;
 
     let cases = [
@@ -81,9 +84,13 @@ async fn corrupt_compressed_data_is_a_read_error() {
     bad[mid..mid + 16].fill(0xAA);
     s3.put(&bucket, "bad.csv.gz", bad).await;
     let client = common::client(&s3).await;
-    let mut r = open(&client, &ObjectRef::new(&bucket, "bad.csv.gz"), Compression::Auto)
-        .await
-        .expect("open succeeds; the damage is found while reading");
+    let mut r = open(
+        &client,
+        &ObjectRef::new(&bucket, "bad.csv.gz"),
+        Compression::Auto,
+    )
+    .await
+    .expect("open succeeds; the damage is found while reading");
     let mut out = Vec::new();
     let err = r.read_to_end(&mut out).await.expect_err("corrupt gzip");
     assert!(!err.to_string().is_empty());
@@ -94,9 +101,13 @@ async fn a_missing_object_is_not_found() {
     let s3 = TestS3::start().await;
     let bucket = s3.bucket().await;
     let client = common::client(&s3).await;
-    let err = open(&client, &ObjectRef::new(&bucket, "nope.csv"), Compression::Auto)
-        .await
-        .expect_err("missing");
+    let err = open(
+        &client,
+        &ObjectRef::new(&bucket, "nope.csv"),
+        Compression::Auto,
+    )
+    .await
+    .expect_err("missing");
     assert_eq!(err.error_type(), "ObjectNotFound", "{err}");
     assert!(err.to_string().contains("nope.csv"), "{err}");
 }
@@ -115,9 +126,13 @@ async fn hundred_mib_streams_in_small_reads() {
         w.write(&chunk).await.expect("write");
     }
     w.finish().await.expect("finish");
-    let mut r = open(&client, &ObjectRef::new(&bucket, "big.bin"), Compression::Auto)
-        .await
-        .expect("open");
+    let mut r = open(
+        &client,
+        &ObjectRef::new(&bucket, "big.bin"),
+        Compression::Auto,
+    )
+    .await
+    .expect("open");
     assert_eq!(r.content_length, Some(100 * MIB as u64));
     let mut got = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -149,12 +164,15 @@ async fn a_read_pinned_to_an_etag_fails_when_the_object_was_replaced() {
     let old = s3.put(&bucket, "pinned.csv", b"a,b\n1,2\n".to_vec()).await;
     // Reading with the current ETag works.
     let obj = ObjectRef::new(&bucket, "pinned.csv").with_etag(old.clone());
-    let mut r = open(&client, &obj, Compression::Auto).await.expect("current etag");
+    let mut r = open(&client, &obj, Compression::Auto)
+        .await
+        .expect("current etag");
     let mut out = Vec::new();
     r.read_to_end(&mut out).await.expect("read");
     assert_eq!(out, b"a,b\n1,2\n");
     // Replace the object: the event's ETag no longer matches.
-    s3.put(&bucket, "pinned.csv", b"a,b\n3,4\n5,6\n".to_vec()).await;
+    s3.put(&bucket, "pinned.csv", b"a,b\n3,4\n5,6\n".to_vec())
+        .await;
     let err = open(&client, &obj, Compression::Auto)
         .await
         .expect_err("object changed since the event");

@@ -59,7 +59,11 @@ async fn assert_nothing_left(s3: &TestS3, bucket: &str, key: &str) {
         s3.open_uploads(bucket).await.is_empty()
     })
     .await;
-    assert!(clean, "multipart uploads left behind: {:?}", s3.open_uploads(bucket).await);
+    assert!(
+        clean,
+        "multipart uploads left behind: {:?}",
+        s3.open_uploads(bucket).await
+    );
     assert!(!s3.exists(bucket, key).await, "object {key} must not exist");
 }
 
@@ -115,7 +119,10 @@ async fn crc32c_full_object_checksum_is_supported() {
     let alg = ChecksumAlgorithm::Crc32c;
     assert_eq!(out.checksum.algorithm, "CRC32C");
     assert_eq!(out.checksum.value, alg.encode(alg.checksum(&data)));
-    assert_eq!(sha256_hex(&s3.get(&bucket, "c.bin").await), sha256_hex(&data));
+    assert_eq!(
+        sha256_hex(&s3.get(&bucket, "c.bin").await),
+        sha256_hex(&data)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,12 +153,19 @@ async fn hundred_mib_with_concurrent_parts_stays_within_the_memory_budget() {
 async fn a_part_failing_twice_then_succeeding_still_completes() {
     let s3 = TestS3::start().await;
     let Some(faults) = s3.faults() else {
-        return common::skip("part_failing_twice", "needs fault injection (embedded server)");
+        return common::skip(
+            "part_failing_twice",
+            "needs fault injection (embedded server)",
+        );
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
     // The second UploadPart call fails, and so does its first retry.
-    faults.add(Op::UploadPart, Calls::Range { from: 2, count: 2 }, Action::slow_down());
+    faults.add(
+        Op::UploadPart,
+        Calls::Range { from: 2, count: 2 },
+        Action::slow_down(),
+    );
     let mut w = S3Writer::new(client, &bucket, "retry.bin", small_parts());
     let digest = write_stream(&mut w, 16 * MIB, 3).await;
     let out = w.finish().await.expect("finish despite two failures");
@@ -165,13 +179,20 @@ async fn a_part_failing_twice_then_succeeding_still_completes() {
 async fn connection_resets_and_500s_are_retried() {
     let s3 = TestS3::start().await;
     let Some(faults) = s3.faults() else {
-        return common::skip("connection_resets", "needs fault injection (embedded server)");
+        return common::skip(
+            "connection_resets",
+            "needs fault injection (embedded server)",
+        );
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
     faults.add(Op::UploadPart, Calls::Nth(1), Action::Reset);
     faults.add(Op::UploadPart, Calls::Nth(3), Action::internal_error());
-    faults.add(Op::CompleteMultipartUpload, Calls::Nth(1), Action::slow_down());
+    faults.add(
+        Op::CompleteMultipartUpload,
+        Calls::Nth(1),
+        Action::slow_down(),
+    );
     let mut w = S3Writer::new(client, &bucket, "reset.bin", small_parts());
     let digest = write_stream(&mut w, 11 * MIB, 9).await;
     w.finish().await.expect("finish");
@@ -183,7 +204,10 @@ async fn connection_resets_and_500s_are_retried() {
 async fn a_part_failing_every_time_aborts_and_leaves_nothing() {
     let s3 = TestS3::start().await;
     let Some(faults) = s3.faults() else {
-        return common::skip("part_failing_every_time", "needs fault injection (embedded server)");
+        return common::skip(
+            "part_failing_every_time",
+            "needs fault injection (embedded server)",
+        );
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
@@ -215,14 +239,21 @@ async fn a_permanent_error_is_not_retried() {
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
-    faults.add(Op::UploadPart, Calls::From(1), Action::Status(403, "AccessDenied"));
+    faults.add(
+        Op::UploadPart,
+        Calls::From(1),
+        Action::Status(403, "AccessDenied"),
+    );
     let mut w = S3Writer::new(client, &bucket, "denied.bin", small_parts());
     let _ = w.write(&random_bytes(6 * MIB, 1)).await;
     let err = w.finish().await.expect_err("access denied");
     assert!(err.to_string().contains("AccessDenied"), "{err}");
     // At most one call per part (the second part may not even start): no retry.
     let calls = faults.calls(Op::UploadPart);
-    assert!((1..=2).contains(&calls), "{calls} UploadPart calls for 2 parts");
+    assert!(
+        (1..=2).contains(&calls),
+        "{calls} UploadPart calls for 2 parts"
+    );
     assert_nothing_left(&s3, &bucket, "denied.bin").await;
 }
 
@@ -234,7 +265,11 @@ async fn a_failed_complete_aborts_the_upload() {
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
-    faults.add(Op::CompleteMultipartUpload, Calls::From(1), Action::Status(400, "InvalidPart"));
+    faults.add(
+        Op::CompleteMultipartUpload,
+        Calls::From(1),
+        Action::Status(400, "InvalidPart"),
+    );
     let mut w = S3Writer::new(client, &bucket, "incomplete.bin", small_parts());
     w.write(&random_bytes(7 * MIB, 5)).await.expect("write");
     let err = w.finish().await.expect_err("complete refused");
@@ -250,7 +285,10 @@ async fn a_writer_dropped_unfinished_leaves_no_object_and_no_upload() {
     {
         let mut w = S3Writer::new(client.clone(), &bucket, "dropped.bin", small_parts());
         w.write(&random_bytes(12 * MIB, 8)).await.expect("write");
-        assert!(w.upload_id().is_some(), "a multipart upload must be open by now");
+        assert!(
+            w.upload_id().is_some(),
+            "a multipart upload must be open by now"
+        );
         // Dropped here without finish().
     }
     assert_nothing_left(&s3, &bucket, "dropped.bin").await;
@@ -296,10 +334,20 @@ async fn create_failure_is_reported_and_leaves_nothing() {
     };
     let client = common::client(&s3).await;
     let bucket = s3.bucket().await;
-    faults.add(Op::CreateMultipartUpload, Calls::From(1), Action::Status(403, "AccessDenied"));
+    faults.add(
+        Op::CreateMultipartUpload,
+        Calls::From(1),
+        Action::Status(403, "AccessDenied"),
+    );
     let mut w = S3Writer::new(client, &bucket, "nocreate.bin", small_parts());
-    let err = w.write(&random_bytes(11 * MIB, 2)).await.expect_err("create refused");
+    let err = w
+        .write(&random_bytes(11 * MIB, 2))
+        .await
+        .expect_err("create refused");
     assert!(err.to_string().contains("CreateMultipartUpload"), "{err}");
-    assert!(w.write(b"more").await.is_err(), "a failed writer stays failed");
+    assert!(
+        w.write(b"more").await.is_err(),
+        "a failed writer stays failed"
+    );
     assert_nothing_left(&s3, &bucket, "nocreate.bin").await;
 }

@@ -198,22 +198,42 @@ mod tests {
             c(Method::PUT, "/b/k", Some("partNumber=3&uploadId=u")),
             Op::UploadPart
         );
-        assert_eq!(c(Method::POST, "/b/k", Some("uploads")), Op::CreateMultipartUpload);
-        assert_eq!(c(Method::POST, "/b/k", Some("uploadId=u")), Op::CompleteMultipartUpload);
-        assert_eq!(c(Method::DELETE, "/b/k", Some("uploadId=u")), Op::AbortMultipartUpload);
+        assert_eq!(
+            c(Method::POST, "/b/k", Some("uploads")),
+            Op::CreateMultipartUpload
+        );
+        assert_eq!(
+            c(Method::POST, "/b/k", Some("uploadId=u")),
+            Op::CompleteMultipartUpload
+        );
+        assert_eq!(
+            c(Method::DELETE, "/b/k", Some("uploadId=u")),
+            Op::AbortMultipartUpload
+        );
         assert_eq!(c(Method::DELETE, "/b/k", None), Op::DeleteObject);
-        assert_eq!(c(Method::GET, "/b/k", Some("x-id=GetObject")), Op::GetObject);
+        assert_eq!(
+            c(Method::GET, "/b/k", Some("x-id=GetObject")),
+            Op::GetObject
+        );
         assert_eq!(c(Method::GET, "/b", Some("list-type=2")), Op::ListObjects);
     }
 
     #[test]
     fn faults_hit_exactly_the_planned_calls() {
         let plan = FaultPlan::default();
-        plan.add(Op::UploadPart, Calls::Range { from: 2, count: 2 }, Action::slow_down());
+        plan.add(
+            Op::UploadPart,
+            Calls::Range { from: 2, count: 2 },
+            Action::slow_down(),
+        );
         plan.add(Op::GetObject, Calls::From(3), Action::Reset);
-        let hits: Vec<bool> = (0..5).map(|_| plan.on_call(Op::UploadPart).is_some()).collect();
+        let hits: Vec<bool> = (0..5)
+            .map(|_| plan.on_call(Op::UploadPart).is_some())
+            .collect();
         assert_eq!(hits, [false, true, true, false, false]);
-        let hits: Vec<bool> = (0..4).map(|_| plan.on_call(Op::GetObject).is_some()).collect();
+        let hits: Vec<bool> = (0..4)
+            .map(|_| plan.on_call(Op::GetObject).is_some())
+            .collect();
         assert_eq!(hits, [false, false, true, true]);
         assert_eq!(plan.calls(Op::UploadPart), 5);
         assert_eq!(plan.injected(), 4);

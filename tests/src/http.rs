@@ -349,9 +349,7 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
         let n = chunk.min(limit - sent);
         let piece = &body[sent..sent + n];
         if res.chunked {
-            stream
-                .write_all(format!("{n:x}\r\n").as_bytes())
-                .await?;
+            stream.write_all(format!("{n:x}\r\n").as_bytes()).await?;
             stream.write_all(piece).await?;
             stream.write_all(b"\r\n").await?;
         } else {

@@ -74,7 +74,10 @@ impl Drop for TestS3 {
 impl TestS3 {
     /// The external endpoint named by `TEST_S3_ENDPOINT`, or else an embedded server.
     pub async fn start() -> TestS3 {
-        match std::env::var("TEST_S3_ENDPOINT").ok().filter(|s| !s.is_empty()) {
+        match std::env::var("TEST_S3_ENDPOINT")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
             Some(endpoint) => Self::external(endpoint).await,
             None => Self::embedded().await,
         }
@@ -114,7 +117,9 @@ impl TestS3 {
         let secret_key = var("TEST_S3_SECRET_KEY", SECRET_KEY);
         let region = var("TEST_S3_REGION", "us-east-1");
         let path_style = !matches!(
-            var("TEST_S3_PATH_STYLE", "true").to_ascii_lowercase().as_str(),
+            var("TEST_S3_PATH_STYLE", "true")
+                .to_ascii_lowercase()
+                .as_str(),
             "false" | "0" | "no"
         );
         let client = client_for(&endpoint, &access_key, &secret_key, &region, path_style);
@@ -213,7 +218,11 @@ impl TestS3 {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.expect("ListObjectsV2");
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         keys.sort();
         keys

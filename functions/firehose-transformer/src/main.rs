@@ -1,1 +1,27 @@
-fn main() {}
+//! Lambda entry point of firehose-transformer: configuration once, then the runtime loop.
+
+use std::sync::Arc;
+
+use firehose_transformer::Processor;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use tributary::Env;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    let env = Env::from_process();
+    tributary::observability::init_tracing(&env);
+    let processor = match Processor::from_env(&env) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::error!(error_type = e.error_type(), "{e}");
+            return Err(e.into());
+        }
+    };
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<firehose_transformer::event::FirehoseEvent>| {
+            let processor = processor.clone();
+            async move { processor.handle(event).await }
+        },
+    ))
+    .await
+}

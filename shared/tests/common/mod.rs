@@ -12,7 +12,4 @@ pub async fn client(s3: &TestS3) -> aws_sdk_s3::Client {
     settings.build_client().await
 }
 
-/// Prints why a test does nothing on this endpoint.
-pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
+pub use tributary_testkit::skip;

@@ -1,0 +1,220 @@
+//! Partition keys for Firehose dynamic partitioning.
+//!
+//! * `PARTITION_TIMESTAMP_FIELD=ts` adds `year`, `month`, `day`, `hour` (UTC, zero-padded)
+//!   from the field's value: an RFC 3339 / ISO 8601 string (an offset is converted to UTC, a
+//!   naive time is taken as UTC), or epoch seconds or milliseconds (number or numeric string;
+//!   values above 10^11 are milliseconds). When the field is missing or unparseable, the
+//!   record's `approximateArrivalTimestamp` is used instead, and the fallback is counted.
+//! * `PARTITION_FIELDS=tenant,region` adds one key per field (dots in a path become `_` in the
+//!   key name) from the field's value, made safe for an S3 prefix: letters, digits, `-`, `_`
+//!   and `.` are kept, anything else becomes `_`, at most 128 bytes; a missing, null or empty
+//!   value becomes `PARTITION_DEFAULT` (default `__HIVE_DEFAULT_PARTITION__`, what Hive and
+//!   Athena use for null partitions).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use serde_json::Value;
+
+use crate::record::Fields;
+
+/// Hive's name for a null partition value.
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+const MAX_VALUE_BYTES: usize = 128;
+
+/// How partition keys are derived.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionSpec {
+    /// Field holding the event time.
+    pub timestamp_field: Option<String>,
+    /// Fields whose values become keys.
+    pub fields: Vec<String>,
+    /// Value for a missing field.
+    pub default_value: String,
+}
+
+/// Partition keys of one record, and whether the time fell back to the arrival time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Key -> value.
+    pub keys: BTreeMap<String, String>,
+    /// The timestamp field was missing or unparseable.
+    pub fell_back: bool,
+}
+
+impl PartitionSpec {
+    /// Whether any partitioning is configured.
+    pub fn is_enabled(&self) -> bool {
+        self.timestamp_field.is_some() || !self.fields.is_empty()
+    }
+
+    /// Computes the keys of a record that arrived at `arrival_ms`.
+    pub fn keys(&self, fields: &Fields<'_>, arrival_ms: Option<i64>) -> Keys {
+        let mut keys = BTreeMap::new();
+        let mut fell_back = false;
+        if let Some(name) = &self.timestamp_field {
+            let parsed = fields.lookup(name).as_ref().and_then(parse_time);
+            let time = match parsed {
+                Some(t) => Some(t),
+                None => {
+                    fell_back = true;
+                    arrival_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+                }
+            };
+            let time = time.unwrap_or_else(Utc::now);
+            keys.insert("year".to_owned(), format!("{:04}", time.year()));
+            keys.insert("month".to_owned(), format!("{:02}", time.month()));
+            keys.insert("day".to_owned(), format!("{:02}", time.day()));
+            keys.insert("hour".to_owned(), format!("{:02}", time.hour()));
+        }
+        for name in &self.fields {
+            let value = fields
+                .lookup(name)
+                .and_then(|v| safe_value(&v))
+                .unwrap_or_else(|| self.default_value.clone());
+            keys.insert(name.replace('.', "_"), value);
+        }
+        Keys { keys, fell_back }
+    }
+}
+
+/// Parses a time from a JSON value: RFC 3339 / ISO 8601 text, or epoch seconds/milliseconds.
+pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::Number(n) => from_epoch(n.as_f64()?),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Some(t.with_timezone(&Utc));
+            }
+            // ISO 8601 with a space, or without an offset (taken as UTC).
+            for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+                if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+                    return Some(t.with_timezone(&Utc));
+                }
+            }
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+                if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+                    return Some(t.and_utc());
+                }
+            }
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+            }
+            s.parse::<f64>().ok().and_then(from_epoch)
+        }
+        _ => None,
+    }
+}
+
+fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    let ms = if x > 1e11 { x } else { x * 1000.0 };
+    if ms > 253_402_300_799_999.0 {
+        return None; // after 9999-12-31
+    }
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+}
+
+/// A JSON value as a prefix-safe partition value; `None` for null/empty/nested values.
+pub fn safe_value(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let keep = c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let c = if keep { c } else { '_' };
+        if out.len() + c.len_utf8() > MAX_VALUE_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() || out.chars().all(|c| c == '.') {
+        return None;
+    }
+    Some(out)
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z`.
+pub fn rfc3339_millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(ts: Option<&str>, fields: &[&str]) -> PartitionSpec {
+        PartitionSpec {
+            timestamp_field: ts.map(str::to_owned),
+            fields: fields.iter().map(|s| s.to_string()).collect(),
+            default_value: HIVE_DEFAULT_PARTITION.to_owned(),
+        }
+    }
+
+    fn keys(s: &PartitionSpec, record: &str, arrival: Option<i64>) -> Keys {
+        s.keys(&Fields::parse(record.as_bytes()).expect("object"), arrival)
+    }
+
+    fn ymdh(k: &Keys) -> String {
+        format!("{}/{}/{}/{}", k.keys["year"], k.keys["month"], k.keys["day"], k.keys["hour"])
+    }
+
+    #[test]
+    fn every_time_format_gives_utc_keys() {
+        let s = spec(Some("ts"), &[]);
+        for (value, want) in [
+            (json!("2024-03-07T05:06:07Z"), "2024/03/07/05"),
+            (json!("2024-03-07T05:06:07.123456+09:00"), "2024/03/06/20"),
+            (json!("2024-03-07 23:59:59-01:00"), "2024/03/08/00"),
+            (json!("2024-03-07T05:06:07"), "2024/03/07/05"),
+            (json!("2024-03-07 05:06:07.5"), "2024/03/07/05"),
+            (json!("2024-03-07"), "2024/03/07/00"),
+            (json!(1_709_787_967), "2024/03/07/05"),
+            (json!(1_709_787_967.9), "2024/03/07/05"),
+            (json!(1_709_787_967_123i64), "2024/03/07/05"),
+            (json!("1709787967"), "2024/03/07/05"),
+        ] {
+            let rec = json!({ "ts": value }).to_string();
+            let k = keys(&s, &rec, None);
+            assert!(!k.fell_back, "{value}");
+            assert_eq!(ymdh(&k), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn missing_or_bad_time_falls_back_to_arrival() {
+        let s = spec(Some("ts"), &[]);
+        let arrival = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+        for rec in [r#"{}"#, r#"{"ts":"yesterday"}"#, r#"{"ts":null}"#, r#"{"ts":-5}"#, r#"{"ts":[1]}"#] {
+            let k = keys(&s, rec, Some(arrival));
+            assert!(k.fell_back, "{rec}");
+            assert_eq!(ymdh(&k), "2024/01/01/00", "{rec}");
+        }
+    }
+
+    #[test]
+    fn field_keys_are_safe_and_default_when_missing() {
+        let s = spec(None, &["tenant", "geo.region", "n", "flag", "missing", "empty"]);
+        let k = keys(
+            &s,
+            r#"{"tenant":"acme/../../etc inc","geo":{"region":"서울"},"n":42,"flag":true,"empty":""}"#,
+            None,
+        );
+        assert_eq!(k.keys["tenant"], "acme_.._.._etc_inc");
+        assert_eq!(k.keys["geo_region"], "서울");
+        assert_eq!(k.keys["n"], "42");
+        assert_eq!(k.keys["flag"], "true");
+        assert_eq!(k.keys["missing"], HIVE_DEFAULT_PARTITION);
+        assert_eq!(k.keys["empty"], HIVE_DEFAULT_PARTITION);
+        assert_eq!(safe_value(&json!("..")), None);
+        assert_eq!(safe_value(&json!("x".repeat(300))).map(|v| v.len()), Some(128));
+    }
+}

@@ -1,0 +1,395 @@
+//! The declarative record transform, read once from the `TRANSFORM` environment variable.
+//!
+//! In the spirit of Glue's ApplyMapping / Filter / DropNullFields, a JSON document:
+//!
+//! ```json
+//! {
+//!   "filter": [{"field": "status", "op": "gte", "value": 200},
+//!              {"field": "level", "op": "in", "value": ["WARN", "ERROR"]},
+//!              {"field": "user.id", "op": "exists"}],
+//!   "rename": {"ts": "event_time", "msg": "message"},
+//!   "drop": ["debug", "internal"],
+//!   "drop_nulls": true,
+//!   "add": {"source": "firehose", "pipeline": 2},
+//!   "add_processing_time": "processed_at",
+//!   "add_arrival_time": "arrived_at"
+//! }
+//! ```
+//!
+//! Steps run in this order: **filter** (on the input's field names; every condition must hold,
+//! or the record is `Dropped`), **rename**, **drop**, **drop_nulls** (top-level fields whose
+//! value is `null`), **add** (constants; then the processing time and Firehose's arrival time
+//! as RFC 3339 UTC strings with millisecond precision). Fields keep their order; added fields
+//! go last (or replace a field of the same name in place).
+//!
+//! Filter operators: `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in`, `exists`. `field` may be a
+//! dotted path into nested objects. Numbers compare numerically, strings lexically; values of
+//! different types are never ordered. A missing (or `null`) field fails every condition except
+//! `ne` and `{"op": "exists", "value": false}`.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tributary::Error;
+
+use crate::record::{Fields, raw_from_value};
+
+/// The parsed `TRANSFORM` document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// Conditions that must all hold for a record to be kept.
+    #[serde(default)]
+    pub filter: Vec<Condition>,
+    /// Old name -> new name.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Fields to remove.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Remove top-level fields whose value is `null`.
+    #[serde(default)]
+    pub drop_nulls: bool,
+    /// Constant fields to add, in the document's order.
+    #[serde(default, deserialize_with = "ordered_map")]
+    pub add: Vec<(String, Value)>,
+    /// Field to receive the processing time.
+    #[serde(default)]
+    pub add_processing_time: Option<String>,
+    /// Field to receive Firehose's arrival time of the record.
+    #[serde(default)]
+    pub add_arrival_time: Option<String>,
+}
+
+/// One filter condition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Field name or dotted path.
+    pub field: String,
+    /// Comparison.
+    pub op: Op,
+    /// Operand (for `exists`: `true`, the default, or `false`).
+    #[serde(default)]
+    pub value: Option<Value>,
+}
+
+/// Filter operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Gte,
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Lte,
+    /// Member of the operand array.
+    In,
+    /// Present and not null (or, with `"value": false`, absent or null).
+    Exists,
+}
+
+/// Times a record's transform may stamp into it.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamps<'t> {
+    /// When this batch is processed (RFC 3339).
+    pub processing_time: &'t str,
+    /// When Firehose received the record (RFC 3339), if known.
+    pub arrival_time: Option<&'t str>,
+}
+
+impl Transform {
+    /// Parses and validates the document; errors name `TRANSFORM` and what is wrong.
+    pub fn parse(doc: &str) -> Result<Transform, Error> {
+        let t: Transform = serde_json::from_str(doc).map_err(|e| {
+            Error::config(
+                "TRANSFORM",
+                truncate(doc, 200),
+                e.to_string(),
+                "a JSON object with filter, rename, drop, drop_nulls, add, add_processing_time, add_arrival_time (see README)",
+            )
+        })?;
+        for c in &t.filter {
+            let bad = |reason: &str| {
+                Error::config(
+                    "TRANSFORM",
+                    truncate(doc, 200),
+                    format!("filter on {:?}: {reason}", c.field),
+                    "eq/ne/gt/gte/lt/lte with a value, in with an array, exists with true/false or nothing",
+                )
+            };
+            if c.field.is_empty() {
+                return Err(bad("empty field name"));
+            }
+            match (c.op, &c.value) {
+                (Op::In, Some(Value::Array(_))) => {}
+                (Op::In, _) => return Err(bad("`in` needs an array value")),
+                (Op::Exists, None | Some(Value::Bool(_))) => {}
+                (Op::Exists, _) => return Err(bad("`exists` takes true, false or no value")),
+                (_, None) => return Err(bad("this operator needs a value")),
+                _ => {}
+            }
+        }
+        for (from, to) in &t.rename {
+            if from.is_empty() || to.is_empty() {
+                return Err(Error::config(
+                    "TRANSFORM",
+                    truncate(doc, 200),
+                    "rename with an empty field name",
+                    "non-empty field names",
+                ));
+            }
+        }
+        Ok(t)
+    }
+
+    /// Whether the transform does nothing (records pass unchanged).
+    pub fn is_identity(&self) -> bool {
+        self.filter.is_empty()
+            && self.rename.is_empty()
+            && self.drop.is_empty()
+            && !self.drop_nulls
+            && self.add.is_empty()
+            && self.add_processing_time.is_none()
+            && self.add_arrival_time.is_none()
+    }
+
+    /// Applies the transform; `false` means the record is filtered out.
+    pub fn apply(&self, fields: &mut Fields<'_>, stamps: Stamps<'_>) -> bool {
+        if !self.filter.iter().all(|c| c.holds(fields)) {
+            return false;
+        }
+        for (from, to) in &self.rename {
+            if let Some(v) = fields.remove(from) {
+                fields.set(Cow::Owned(to.clone()), v);
+            }
+        }
+        for name in &self.drop {
+            fields.remove(name);
+        }
+        if self.drop_nulls {
+            fields.entries.retain(|(_, v)| !v.is_null());
+        }
+        for (k, v) in &self.add {
+            fields.set(Cow::Owned(k.clone()), raw_from_value(v));
+        }
+        if let Some(name) = &self.add_processing_time {
+            let v = Value::String(stamps.processing_time.to_owned());
+            fields.set(Cow::Owned(name.clone()), raw_from_value(&v));
+        }
+        if let (Some(name), Some(t)) = (&self.add_arrival_time, stamps.arrival_time) {
+            let v = Value::String(t.to_owned());
+            fields.set(Cow::Owned(name.clone()), raw_from_value(&v));
+        }
+        true
+    }
+}
+
+impl Condition {
+    /// Whether the record satisfies the condition.
+    pub fn holds(&self, fields: &Fields<'_>) -> bool {
+        let actual = fields.lookup(&self.field).filter(|v| !v.is_null());
+        let operand = self.value.as_ref();
+        match self.op {
+            Op::Exists => {
+                let want = operand.and_then(Value::as_bool).unwrap_or(true);
+                actual.is_some() == want
+            }
+            Op::Ne => match (actual, operand) {
+                (Some(a), Some(b)) => !json_eq(&a, b),
+                _ => true,
+            },
+            Op::Eq => matches!((actual, operand), (Some(a), Some(b)) if json_eq(&a, b)),
+            Op::In => match (actual, operand) {
+                (Some(a), Some(Value::Array(items))) => items.iter().any(|b| json_eq(&a, b)),
+                _ => false,
+            },
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
+                let (Some(a), Some(b)) = (actual, operand) else {
+                    return false;
+                };
+                match (json_cmp(&a, b), self.op) {
+                    (Some(Ordering::Greater), Op::Gt | Op::Gte) => true,
+                    (Some(Ordering::Equal), Op::Gte | Op::Lte) => true,
+                    (Some(Ordering::Less), Op::Lt | Op::Lte) => true,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// Equality where `1` equals `1.0`.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        _ => a == b,
+    }
+}
+
+/// Ordering of numbers and of strings; `None` across types.
+fn json_cmp(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// A JSON object as `(key, value)` pairs in document order.
+fn ordered_map<'de, D>(d: D) -> Result<Vec<(String, Value)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<(String, Value)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of field names to constant values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out: Vec<(String, Value)> = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                out.retain(|(existing, _)| *existing != k);
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAMPS: Stamps<'static> = Stamps {
+        processing_time: "2024-05-01T12:00:00.000Z",
+        arrival_time: Some("2024-05-01T11:59:59.123Z"),
+    };
+
+    fn run(t: &str, record: &str) -> Option<String> {
+        let t = Transform::parse(t).expect("valid transform");
+        let mut f = Fields::parse(record.as_bytes()).expect("object");
+        if !t.apply(&mut f, STAMPS) {
+            return None;
+        }
+        let mut out = Vec::new();
+        f.write_line(&mut out);
+        Some(String::from_utf8(out).expect("utf8"))
+    }
+
+    #[test]
+    fn rename_moves_a_field_and_keeps_its_value() {
+        let out = run(r#"{"rename":{"a":"b","missing":"x"}}"#, r#"{"a":{"n":1},"c":2}"#);
+        assert_eq!(out.as_deref(), Some("{\"c\":2,\"b\":{\"n\":1}}\n"));
+        // Renaming onto an existing field replaces it.
+        let out = run(r#"{"rename":{"a":"c"}}"#, r#"{"a":1,"c":2}"#);
+        assert_eq!(out.as_deref(), Some("{\"c\":1}\n"));
+    }
+
+    #[test]
+    fn drop_removes_fields() {
+        let out = run(r#"{"drop":["a","zz"]}"#, r#"{"a":1,"b":2,"a":3}"#);
+        assert_eq!(out.as_deref(), Some("{\"b\":2}\n"));
+    }
+
+    #[test]
+    fn drop_nulls_removes_only_top_level_nulls() {
+        let out = run(r#"{"drop_nulls":true}"#, r#"{"a":null,"b":{"c":null},"d":0,"e":""}"#);
+        assert_eq!(out.as_deref(), Some("{\"b\":{\"c\":null},\"d\":0,\"e\":\"\"}\n"));
+    }
+
+    #[test]
+    fn add_constants_and_times() {
+        let t = r#"{"add":{"source":"firehose","v":2,"o":{"k":[1]}},
+                    "add_processing_time":"processed_at","add_arrival_time":"arrived_at"}"#;
+        let out = run(t, r#"{"source":"device","x":1}"#);
+        assert_eq!(
+            out.as_deref(),
+            Some(concat!(
+                "{\"source\":\"firehose\",\"x\":1,\"v\":2,\"o\":{\"k\":[1]},",
+                "\"processed_at\":\"2024-05-01T12:00:00.000Z\",",
+                "\"arrived_at\":\"2024-05-01T11:59:59.123Z\"}\n"
+            ))
+        );
+    }
+
+    #[test]
+    fn filter_operators() {
+        let rec = r#"{"status":200,"level":"WARN","ratio":0.5,"user":{"id":"u1"},"gone":null}"#;
+        let keep = |f: &str| run(&format!(r#"{{"filter":[{f}]}}"#), rec).is_some();
+        assert!(keep(r#"{"field":"status","op":"eq","value":200.0}"#));
+        assert!(!keep(r#"{"field":"status","op":"eq","value":"200"}"#));
+        assert!(keep(r#"{"field":"status","op":"ne","value":404}"#));
+        assert!(keep(r#"{"field":"missing","op":"ne","value":1}"#));
+        assert!(keep(r#"{"field":"status","op":"gt","value":199}"#));
+        assert!(!keep(r#"{"field":"status","op":"gt","value":200}"#));
+        assert!(keep(r#"{"field":"status","op":"gte","value":200}"#));
+        assert!(keep(r#"{"field":"ratio","op":"lt","value":1}"#));
+        assert!(keep(r#"{"field":"ratio","op":"lte","value":0.5}"#));
+        assert!(!keep(r#"{"field":"level","op":"lt","value":5}"#), "types differ");
+        assert!(keep(r#"{"field":"level","op":"gt","value":"ERROR"}"#), "strings order");
+        assert!(keep(r#"{"field":"level","op":"in","value":["ERROR","WARN"]}"#));
+        assert!(!keep(r#"{"field":"level","op":"in","value":["INFO"]}"#));
+        assert!(keep(r#"{"field":"user.id","op":"exists"}"#));
+        assert!(!keep(r#"{"field":"gone","op":"exists"}"#));
+        assert!(keep(r#"{"field":"gone","op":"exists","value":false}"#));
+        assert!(!keep(r#"{"field":"missing","op":"eq","value":1}"#));
+        assert!(!keep(r#"{"field":"missing","op":"lt","value":1}"#));
+        assert!(keep(r#"{"field":"user.id","op":"eq","value":"u1"}"#));
+        // Every condition must hold.
+        assert!(!keep(
+            r#"{"field":"status","op":"eq","value":200},{"field":"level","op":"eq","value":"INFO"}"#
+        ));
+    }
+
+    #[test]
+    fn filter_runs_on_input_names_before_rename() {
+        let t = r#"{"filter":[{"field":"lvl","op":"eq","value":"E"}],"rename":{"lvl":"level"}}"#;
+        assert_eq!(run(t, r#"{"lvl":"E"}"#).as_deref(), Some("{\"level\":\"E\"}\n"));
+        assert_eq!(run(t, r#"{"lvl":"I"}"#), None);
+    }
+
+    #[test]
+    fn invalid_documents_name_the_variable_and_the_problem() {
+        for (doc, want) in [
+            ("not json", "expected"),
+            (r#"{"renam":{}}"#, "unknown field `renam`"),
+            (r#"{"filter":[{"field":"a","op":"like","value":1}]}"#, "unknown variant `like`"),
+            (r#"{"filter":[{"field":"a","op":"in","value":1}]}"#, "needs an array"),
+            (r#"{"filter":[{"field":"a","op":"eq"}]}"#, "needs a value"),
+            (r#"{"filter":[{"field":"a","op":"exists","value":3}]}"#, "exists"),
+            (r#"{"rename":{"a":""}}"#, "empty field name"),
+        ] {
+            let err = Transform::parse(doc).expect_err(doc).to_string();
+            assert!(err.contains("TRANSFORM"), "{err}");
+            assert!(err.contains(want), "{doc}: {err}");
+        }
+        assert!(Transform::parse("{}").expect("empty").is_identity());
+    }
+}

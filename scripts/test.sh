@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, every test against the embedded S3 server, then
+# every test again against a real SeaweedFS. Prints how long each stage took.
+#
+#   scripts/test.sh                 # everything
+#   SKIP_SEAWEEDFS=1 scripts/test.sh  # embedded server only
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}
+export TRIBUTARY_VENV=${TRIBUTARY_VENV:-$HOME/.cache/tributary/venv}
+export PATH="$TRIBUTARY_VENV/bin:$PATH"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# Tests talk to 127.0.0.1 only: never route them through a proxy.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+
+declare -a timings=()
+stage() { # stage NAME COMMAND...
+  local name=$1; shift
+  echo "=== $name"
+  local t0=$SECONDS
+  "$@"
+  timings+=("$(printf '%-40s %5ds' "$name" $((SECONDS - t0)))")
+  echo "=== $name: done in $((SECONDS - t0))s"
+}
+report() {
+  echo
+  echo "=== stage timings"
+  printf '%s\n' "${timings[@]}"
+}
+trap report EXIT
+
+stage "python tools (venv)" scripts/bootstrap.sh
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "tests: embedded S3 (s3s-fs)" env -u TEST_S3_ENDPOINT cargo test --workspace --locked
+
+if [[ -z "${SKIP_SEAWEEDFS:-}" ]]; then
+  seaweed_env=$(scripts/seaweedfs.sh start)
+  trap 'scripts/seaweedfs.sh stop; report' EXIT
+  eval "$seaweed_env"
+  echo "SeaweedFS S3 endpoint: $TEST_S3_ENDPOINT"
+  stage "tests: SeaweedFS ($TEST_S3_ENDPOINT)" cargo test --workspace --locked
+fi
+echo "ALL TESTS PASSED"

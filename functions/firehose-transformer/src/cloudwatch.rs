@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn data_message_becomes_one_line_per_event_with_json_messages_embedded() {
-        let msg = br#"{"messageType":"DATA_MESSAGE","owner":"123","logGroup":"/aws/app","logStream":"s1",
+        let msg =
+            br#"{"messageType":"DATA_MESSAGE","owner":"123","logGroup":"/aws/app","logStream":"s1",
             "subscriptionFilters":["f"],"logEvents":[
               {"id":"1","timestamp":1700000000000,"message":"plain text"},
               {"id":"2","timestamp":1700000000001,"message":"{\"level\": \"ERROR\", \"n\": 1}"},
@@ -132,7 +133,10 @@ mod tests {
         assert_eq!(parse(ctl), Ok(Message::Control));
         let err = parse(br#"{"messageType":"DATA_MESSAGE","logEvents":[{"message": secret}]}"#)
             .expect_err("malformed");
-        assert!(err.contains("malformed") && !err.contains("secret"), "{err}");
+        assert!(
+            err.contains("malformed") && !err.contains("secret"),
+            "{err}"
+        );
         assert!(!looks_like_subscription(br#"{"a":1}"#));
     }
 }

@@ -122,13 +122,14 @@ impl ResponseRecord {
 
 /// Length of `s` as a JSON string literal, quotes included.
 pub fn json_string_len(s: &str) -> usize {
-    if s
-        .bytes()
+    if s.bytes()
         .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
     {
         return s.len() + 2;
     }
-    serde_json::to_string(s).map(|j| j.len()).unwrap_or(s.len() * 6 + 2)
+    serde_json::to_string(s)
+        .map(|j| j.len())
+        .unwrap_or(s.len() * 6 + 2)
 }
 
 #[cfg(test)]
@@ -165,7 +166,10 @@ mod tests {
         })
         .expect("serialise");
         let sum: usize = records.iter().map(ResponseRecord::encoded_len).sum();
-        assert_eq!(resp.len(), r#"{"records":[]}"#.len() + sum + records.len() - 1);
+        assert_eq!(
+            resp.len(),
+            r#"{"records":[]}"#.len() + sum + records.len() - 1
+        );
     }
 
     #[test]

@@ -23,8 +23,7 @@ use tributary::observability::Metrics;
 use tributary::{Env, Error};
 
 use crate::event::{
-    FirehoseEvent, FirehoseRecord, FirehoseResponse, RecordResult, ResponseMetadata,
-    ResponseRecord,
+    FirehoseEvent, FirehoseRecord, FirehoseResponse, RecordResult, ResponseMetadata, ResponseRecord,
 };
 use crate::partition::{HIVE_DEFAULT_PARTITION, PartitionSpec, rfc3339_millis};
 use crate::record::Fields;
@@ -263,7 +262,8 @@ impl Processor {
                 RecordResult::ProcessingFailed => {}
                 RecordResult::Dropped => {}
             }
-            let extra = out.encoded_len() - stub(input);
+            // A Dropped or short Ok entry can be smaller than the reserved stub: then it fits.
+            let extra = out.encoded_len().saturating_sub(stub(input));
             if used + extra <= self.config.max_response_bytes {
                 used += extra;
             } else {
@@ -306,7 +306,7 @@ impl Processor {
     /// One record, up to (not including) the size guard.
     fn record(&self, input: &FirehoseRecord, processing_time: &str, stats: &mut Stats) -> Outcome {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let decoded = match b64.decode(input.data.trim()) {
+        let decoded = match b64.decode(&input.data) {
             Ok(d) => d,
             Err(e) => {
                 return Outcome {

@@ -88,12 +88,20 @@ pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
                 return Some(t.with_timezone(&Utc));
             }
             // ISO 8601 with a space, or without an offset (taken as UTC).
-            for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+            for fmt in [
+                "%Y-%m-%d %H:%M:%S%.f%:z",
+                "%Y-%m-%dT%H:%M:%S%.f%z",
+                "%Y-%m-%d %H:%M:%S%.f%z",
+            ] {
                 if let Ok(t) = DateTime::parse_from_str(s, fmt) {
                     return Some(t.with_timezone(&Utc));
                 }
             }
-            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+            for fmt in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ] {
                 if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
                     return Some(t.and_utc());
                 }
@@ -164,7 +172,10 @@ mod tests {
     }
 
     fn ymdh(k: &Keys) -> String {
-        format!("{}/{}/{}/{}", k.keys["year"], k.keys["month"], k.keys["day"], k.keys["hour"])
+        format!(
+            "{}/{}/{}/{}",
+            k.keys["year"], k.keys["month"], k.keys["day"], k.keys["hour"]
+        )
     }
 
     #[test]
@@ -193,7 +204,13 @@ mod tests {
     fn missing_or_bad_time_falls_back_to_arrival() {
         let s = spec(Some("ts"), &[]);
         let arrival = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-        for rec in [r#"{}"#, r#"{"ts":"yesterday"}"#, r#"{"ts":null}"#, r#"{"ts":-5}"#, r#"{"ts":[1]}"#] {
+        for rec in [
+            r#"{}"#,
+            r#"{"ts":"yesterday"}"#,
+            r#"{"ts":null}"#,
+            r#"{"ts":-5}"#,
+            r#"{"ts":[1]}"#,
+        ] {
             let k = keys(&s, rec, Some(arrival));
             assert!(k.fell_back, "{rec}");
             assert_eq!(ymdh(&k), "2024/01/01/00", "{rec}");
@@ -202,7 +219,10 @@ mod tests {
 
     #[test]
     fn field_keys_are_safe_and_default_when_missing() {
-        let s = spec(None, &["tenant", "geo.region", "n", "flag", "missing", "empty"]);
+        let s = spec(
+            None,
+            &["tenant", "geo.region", "n", "flag", "missing", "empty"],
+        );
         let k = keys(
             &s,
             r#"{"tenant":"acme/../../etc inc","geo":{"region":"서울"},"n":42,"flag":true,"empty":""}"#,
@@ -215,6 +235,9 @@ mod tests {
         assert_eq!(k.keys["missing"], HIVE_DEFAULT_PARTITION);
         assert_eq!(k.keys["empty"], HIVE_DEFAULT_PARTITION);
         assert_eq!(safe_value(&json!("..")), None);
-        assert_eq!(safe_value(&json!("x".repeat(300))).map(|v| v.len()), Some(128));
+        assert_eq!(
+            safe_value(&json!("x".repeat(300))).map(|v| v.len()),
+            Some(128)
+        );
     }
 }

@@ -149,10 +149,7 @@ impl<'a> Fields<'a> {
 
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    if s
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\')
-    {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -166,7 +163,11 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 pub fn write_minified(out: &mut Vec<u8>, json: &str) {
     let bytes = json.as_bytes();
     let nested = matches!(bytes.first(), Some(b'{' | b'['));
-    if !nested || !bytes.iter().any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t')) {
+    if !nested
+        || !bytes
+            .iter()
+            .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+    {
         out.extend_from_slice(bytes);
         return;
     }
@@ -253,7 +254,8 @@ mod tests {
 
     #[test]
     fn parses_one_level_and_writes_compact_json_in_order() {
-        let input = br#"  {"b": 1, "a" : {"x": [1, 2, {"s": "two  words"}]}, "c\"q": "v\n", "n": null}  "#;
+        let input =
+            br#"  {"b": 1, "a" : {"x": [1, 2, {"s": "two  words"}]}, "c\"q": "v\n", "n": null}  "#;
         let f = Fields::parse(input).expect("object");
         assert_eq!(f.entries.len(), 4);
         assert!(f.get("n").expect("n").is_null());
@@ -261,7 +263,10 @@ mod tests {
             line(&f),
             "{\"b\":1,\"a\":{\"x\":[1,2,{\"s\":\"two  words\"}]},\"c\\\"q\":\"v\\n\",\"n\":null}\n"
         );
-        assert_eq!(f.lookup("a.x"), Some(serde_json::json!([1, 2, {"s": "two  words"}])));
+        assert_eq!(
+            f.lookup("a.x"),
+            Some(serde_json::json!([1, 2, {"s": "two  words"}]))
+        );
         assert_eq!(f.lookup("a.y"), None);
     }
 

@@ -218,12 +218,12 @@ impl Condition {
                 let (Some(a), Some(b)) = (actual, operand) else {
                     return false;
                 };
-                match (json_cmp(&a, b), self.op) {
-                    (Some(Ordering::Greater), Op::Gt | Op::Gte) => true,
-                    (Some(Ordering::Equal), Op::Gte | Op::Lte) => true,
-                    (Some(Ordering::Less), Op::Lt | Op::Lte) => true,
-                    _ => false,
-                }
+                matches!(
+                    (json_cmp(&a, b), self.op),
+                    (Some(Ordering::Greater), Op::Gt | Op::Gte)
+                        | (Some(Ordering::Equal), Op::Gte | Op::Lte)
+                        | (Some(Ordering::Less), Op::Lt | Op::Lte)
+                )
             }
         }
     }
@@ -260,7 +260,10 @@ where
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an object of field names to constant values")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut out: Vec<(String, Value)> = Vec::new();
             while let Some((k, v)) = map.next_entry::<String, Value>()? {
                 out.retain(|(existing, _)| *existing != k);
@@ -305,7 +308,10 @@ mod tests {
 
     #[test]
     fn rename_moves_a_field_and_keeps_its_value() {
-        let out = run(r#"{"rename":{"a":"b","missing":"x"}}"#, r#"{"a":{"n":1},"c":2}"#);
+        let out = run(
+            r#"{"rename":{"a":"b","missing":"x"}}"#,
+            r#"{"a":{"n":1},"c":2}"#,
+        );
         assert_eq!(out.as_deref(), Some("{\"c\":2,\"b\":{\"n\":1}}\n"));
         // Renaming onto an existing field replaces it.
         let out = run(r#"{"rename":{"a":"c"}}"#, r#"{"a":1,"c":2}"#);
@@ -320,8 +326,14 @@ mod tests {
 
     #[test]
     fn drop_nulls_removes_only_top_level_nulls() {
-        let out = run(r#"{"drop_nulls":true}"#, r#"{"a":null,"b":{"c":null},"d":0,"e":""}"#);
-        assert_eq!(out.as_deref(), Some("{\"b\":{\"c\":null},\"d\":0,\"e\":\"\"}\n"));
+        let out = run(
+            r#"{"drop_nulls":true}"#,
+            r#"{"a":null,"b":{"c":null},"d":0,"e":""}"#,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some("{\"b\":{\"c\":null},\"d\":0,\"e\":\"\"}\n")
+        );
     }
 
     #[test]
@@ -352,9 +364,17 @@ mod tests {
         assert!(keep(r#"{"field":"status","op":"gte","value":200}"#));
         assert!(keep(r#"{"field":"ratio","op":"lt","value":1}"#));
         assert!(keep(r#"{"field":"ratio","op":"lte","value":0.5}"#));
-        assert!(!keep(r#"{"field":"level","op":"lt","value":5}"#), "types differ");
-        assert!(keep(r#"{"field":"level","op":"gt","value":"ERROR"}"#), "strings order");
-        assert!(keep(r#"{"field":"level","op":"in","value":["ERROR","WARN"]}"#));
+        assert!(
+            !keep(r#"{"field":"level","op":"lt","value":5}"#),
+            "types differ"
+        );
+        assert!(
+            keep(r#"{"field":"level","op":"gt","value":"ERROR"}"#),
+            "strings order"
+        );
+        assert!(keep(
+            r#"{"field":"level","op":"in","value":["ERROR","WARN"]}"#
+        ));
         assert!(!keep(r#"{"field":"level","op":"in","value":["INFO"]}"#));
         assert!(keep(r#"{"field":"user.id","op":"exists"}"#));
         assert!(!keep(r#"{"field":"gone","op":"exists"}"#));
@@ -371,7 +391,10 @@ mod tests {
     #[test]
     fn filter_runs_on_input_names_before_rename() {
         let t = r#"{"filter":[{"field":"lvl","op":"eq","value":"E"}],"rename":{"lvl":"level"}}"#;
-        assert_eq!(run(t, r#"{"lvl":"E"}"#).as_deref(), Some("{\"level\":\"E\"}\n"));
+        assert_eq!(
+            run(t, r#"{"lvl":"E"}"#).as_deref(),
+            Some("{\"level\":\"E\"}\n")
+        );
         assert_eq!(run(t, r#"{"lvl":"I"}"#), None);
     }
 
@@ -380,10 +403,19 @@ mod tests {
         for (doc, want) in [
             ("not json", "expected"),
             (r#"{"renam":{}}"#, "unknown field `renam`"),
-            (r#"{"filter":[{"field":"a","op":"like","value":1}]}"#, "unknown variant `like`"),
-            (r#"{"filter":[{"field":"a","op":"in","value":1}]}"#, "needs an array"),
+            (
+                r#"{"filter":[{"field":"a","op":"like","value":1}]}"#,
+                "unknown variant `like`",
+            ),
+            (
+                r#"{"filter":[{"field":"a","op":"in","value":1}]}"#,
+                "needs an array",
+            ),
             (r#"{"filter":[{"field":"a","op":"eq"}]}"#, "needs a value"),
-            (r#"{"filter":[{"field":"a","op":"exists","value":3}]}"#, "exists"),
+            (
+                r#"{"filter":[{"field":"a","op":"exists","value":3}]}"#,
+                "exists",
+            ),
             (r#"{"rename":{"a":""}}"#, "empty field name"),
         ] {
             let err = Transform::parse(doc).expect_err(doc).to_string();

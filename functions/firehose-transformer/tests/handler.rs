@@ -1,0 +1,387 @@
+//! The handler on the sample events of `events/firehose-transformer/`, the size guard, config
+//! errors, wire compatibility with `aws_lambda_events`, and a property test over arbitrary bytes.
+
+use std::io::Write;
+
+use base64::Engine as _;
+use chrono::{TimeZone, Utc};
+use firehose_transformer::event::{FirehoseEvent, FirehoseRecord, FirehoseResponse, RecordResult};
+use firehose_transformer::{LAMBDA_RESPONSE_LIMIT, Processor};
+use lambda_runtime::{Context, LambdaEvent};
+use proptest::prelude::*;
+use tributary::Env;
+
+const DIRECT_PUT: &str = include_str!("../../../events/firehose-transformer/direct-put.json");
+const KINESIS: &str = include_str!("../../../events/firehose-transformer/kinesis-source.json");
+const CWL: &str = include_str!("../../../events/firehose-transformer/cloudwatch-logs.json");
+const BAD: &str = include_str!("../../../events/firehose-transformer/bad-records.json");
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn processor(pairs: &[(&str, &str)]) -> Processor {
+    Processor::from_env(&Env::from_pairs(pairs.iter().copied())).expect("valid config")
+}
+
+fn event(json: &str) -> FirehoseEvent {
+    serde_json::from_str(json).expect("sample event")
+}
+
+async fn handle(p: &Processor, ev: FirehoseEvent) -> FirehoseResponse {
+    p.handle(LambdaEvent::new(ev, Context::default()))
+        .await
+        .expect("a batch never fails")
+}
+
+fn decoded(resp: &FirehoseResponse, i: usize) -> String {
+    String::from_utf8(B64.decode(&resp.records[i].data).expect("base64")).expect("utf8")
+}
+
+fn assert_same_ids(ev: &FirehoseEvent, resp: &FirehoseResponse) {
+    let ids_in: Vec<&str> = ev.records.iter().map(|r| r.record_id.as_str()).collect();
+    let ids_out: Vec<&str> = resp.records.iter().map(|r| r.record_id.as_str()).collect();
+    assert_eq!(ids_in, ids_out);
+}
+
+#[tokio::test]
+async fn direct_put_with_transform_and_partitioning() {
+    let p = processor(&[
+        (
+            "TRANSFORM",
+            r#"{"filter":[{"field":"status","op":"lt","value":500}],
+                "rename":{"user_id":"user"},"drop":["debug"],"drop_nulls":true,
+                "add":{"source":"firehose"},"add_arrival_time":"arrived_at"}"#,
+        ),
+        ("PARTITION_TIMESTAMP_FIELD", "ts"),
+        ("PARTITION_FIELDS", "tenant"),
+    ]);
+    let ev = event(DIRECT_PUT);
+    let resp = handle(&p, ev.clone()).await;
+    assert_same_ids(&ev, &resp);
+    let results: Vec<RecordResult> = resp.records.iter().map(|r| r.result).collect();
+    assert_eq!(
+        results,
+        [RecordResult::Ok, RecordResult::Ok, RecordResult::Dropped]
+    );
+    assert_eq!(
+        decoded(&resp, 0),
+        concat!(
+            r#"{"event_id":"e-1001","ts":"2024-03-07T05:06:07.123Z","action":"view","status":200,"#,
+            r#""page":{"path":"/home","ref":null},"user":"u-42","source":"firehose","#,
+            r#""arrived_at":"2024-03-07T05:06:08.000Z"}"#,
+            "\n"
+        )
+    );
+    let keys = &resp.records[0]
+        .metadata
+        .as_ref()
+        .expect("partitioned")
+        .partition_keys;
+    assert_eq!(keys["year"], "2024");
+    assert_eq!(keys["month"], "03");
+    assert_eq!(keys["day"], "07");
+    assert_eq!(keys["hour"], "05");
+    assert_eq!(keys["tenant"], "__HIVE_DEFAULT_PARTITION__");
+    let keys = &resp.records[1]
+        .metadata
+        .as_ref()
+        .expect("partitioned")
+        .partition_keys;
+    assert_eq!(
+        (keys["hour"].as_str(), keys["tenant"].as_str()),
+        ("05", "acme")
+    );
+    assert_eq!(resp.records[2].data, "");
+}
+
+#[tokio::test]
+async fn without_config_records_pass_unchanged_with_one_newline_and_no_metadata() {
+    let p = processor(&[]);
+    for sample in [DIRECT_PUT, KINESIS] {
+        let ev = event(sample);
+        let resp = handle(&p, ev.clone()).await;
+        assert_same_ids(&ev, &resp);
+        for (i, r) in resp.records.iter().enumerate() {
+            assert_eq!(r.result, RecordResult::Ok);
+            assert!(r.metadata.is_none());
+            let input =
+                String::from_utf8(B64.decode(&ev.records[i].data).expect("b64")).expect("utf8");
+            let want: serde_json::Value = serde_json::from_str(&input).expect("json");
+            let out = decoded(&resp, i);
+            assert!(out.ends_with("}\n") && !out.ends_with("\n\n"), "{out:?}");
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&out).expect("json"),
+                want
+            );
+        }
+        let json = serde_json::to_string(&resp).expect("serialise");
+        assert!(!json.contains("metadata"), "{json}");
+    }
+}
+
+#[tokio::test]
+async fn cloudwatch_logs_data_is_unpacked_and_control_is_dropped() {
+    let p = processor(&[("PARTITION_TIMESTAMP_FIELD", "timestamp")]);
+    let ev = event(CWL);
+    let resp = handle(&p, ev.clone()).await;
+    assert_same_ids(&ev, &resp);
+    assert_eq!(resp.records[0].result, RecordResult::Ok);
+    assert_eq!(resp.records[1].result, RecordResult::Dropped);
+    let out = decoded(&resp, 0);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["logGroup"], "/aws/lambda/orders");
+    assert_eq!(
+        lines[0]["message"],
+        "START RequestId: 1f2e Version: $LATEST"
+    );
+    assert_eq!(
+        lines[1]["message"]["level"], "ERROR",
+        "JSON message embedded as object"
+    );
+    assert_eq!(lines[2]["timestamp"], 1_709_787_967_200i64);
+    let keys = &resp.records[0]
+        .metadata
+        .as_ref()
+        .expect("keys")
+        .partition_keys;
+    assert_eq!(keys["hour"], "05");
+}
+
+#[tokio::test]
+async fn bad_records_fail_alone_and_the_good_one_passes() {
+    let p = processor(&[]);
+    let ev = event(BAD);
+    let resp = handle(&p, ev.clone()).await;
+    assert_same_ids(&ev, &resp);
+    let results: Vec<(&str, RecordResult)> = resp
+        .records
+        .iter()
+        .map(|r| (r.record_id.as_str(), r.result))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("bad-base64", RecordResult::ProcessingFailed),
+            ("not-json", RecordResult::ProcessingFailed),
+            ("json-array", RecordResult::ProcessingFailed),
+            ("empty", RecordResult::ProcessingFailed),
+            ("good", RecordResult::Ok),
+        ]
+    );
+    // Invalid base64 is never echoed back (Firehose would reject it); valid originals are.
+    assert_eq!(resp.records[0].data, "");
+    assert_eq!(resp.records[1].data, ev.records[1].data);
+}
+
+#[tokio::test]
+async fn gzip_json_records_are_decompressed() {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"a": 1, "b": [1, 2]}"#).expect("gzip");
+    let data = B64.encode(gz.finish().expect("gzip"));
+    let ev = FirehoseEvent {
+        invocation_id: None,
+        delivery_stream_arn: None,
+        source_kinesis_stream_arn: None,
+        region: None,
+        records: vec![FirehoseRecord {
+            record_id: "gz".into(),
+            approximate_arrival_timestamp: None,
+            data,
+            kinesis_record_metadata: None,
+        }],
+    };
+    let resp = handle(&processor(&[]), ev).await;
+    assert_eq!(resp.records[0].result, RecordResult::Ok);
+    assert_eq!(decoded(&resp, 0), "{\"a\":1,\"b\":[1,2]}\n");
+}
+
+fn record(i: usize, data: String) -> FirehoseRecord {
+    FirehoseRecord {
+        record_id: format!("rec-{i:05}"),
+        approximate_arrival_timestamp: Some(1_709_787_967_000.0),
+        data,
+        kinesis_record_metadata: None,
+    }
+}
+
+#[test]
+fn the_response_never_exceeds_the_lambda_limit() {
+    // Gzip records that expand: ~12 MB of output from a small request.
+    let body = format!(r#"{{"ts":1709787967,"pad":"{}"}}"#, "x".repeat(3000));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(body.as_bytes()).expect("gzip");
+    let data = B64.encode(gz.finish().expect("gzip"));
+    let records: Vec<FirehoseRecord> = (0..3000).map(|i| record(i, data.clone())).collect();
+    let ev = FirehoseEvent {
+        invocation_id: None,
+        delivery_stream_arn: None,
+        source_kinesis_stream_arn: None,
+        region: None,
+        records,
+    };
+    let p = processor(&[("PARTITION_TIMESTAMP_FIELD", "ts")]);
+    let (resp, stats) = p.process(&ev, Utc::now());
+    let encoded = serde_json::to_vec(&resp).expect("serialise");
+    assert!(
+        encoded.len() <= LAMBDA_RESPONSE_LIMIT,
+        "{} bytes",
+        encoded.len()
+    );
+    assert!(
+        encoded.len() > LAMBDA_RESPONSE_LIMIT - 8192,
+        "the budget is used, not wasted"
+    );
+    assert_same_ids(&ev, &resp);
+    assert!(stats.oversize > 1000, "{stats:?}");
+    assert_eq!(stats.ok + stats.oversize, 3000);
+    assert_eq!(stats.failed, stats.oversize);
+    // Records are accepted in order until the budget runs out.
+    let first_failed = resp
+        .records
+        .iter()
+        .position(|r| r.result == RecordResult::ProcessingFailed)
+        .expect("some fail");
+    assert!(
+        resp.records[..first_failed]
+            .iter()
+            .all(|r| r.result == RecordResult::Ok)
+    );
+    assert!(
+        resp.records[first_failed..]
+            .iter()
+            .all(|r| r.result == RecordResult::ProcessingFailed && r.data.is_empty())
+    );
+}
+
+#[test]
+fn a_smaller_configured_limit_is_honoured_exactly() {
+    let records: Vec<FirehoseRecord> = (0..200)
+        .map(|i| {
+            record(
+                i,
+                B64.encode(format!(r#"{{"i":{i},"pad":"{}"}}"#, "y".repeat(i))),
+            )
+        })
+        .collect();
+    let ev = FirehoseEvent {
+        invocation_id: None,
+        delivery_stream_arn: None,
+        source_kinesis_stream_arn: None,
+        region: None,
+        records,
+    };
+    for limit in [20_000usize, 25_000, 31_337] {
+        let p = processor(&[("MAX_RESPONSE_BYTES", &limit.to_string())]);
+        let (resp, _) = p.process(&ev, Utc::now());
+        let n = serde_json::to_vec(&resp).expect("serialise").len();
+        assert!(n <= limit, "{n} > {limit}");
+    }
+}
+
+#[test]
+fn processing_and_arrival_times_are_rfc3339_utc() {
+    let p = processor(&[(
+        "TRANSFORM",
+        r#"{"add_processing_time":"processed_at","add_arrival_time":"arrived_at"}"#,
+    )]);
+    let ev = event(DIRECT_PUT);
+    let now = Utc
+        .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+        .single()
+        .expect("time");
+    let (resp, _) = p.process(&ev, now);
+    let v: serde_json::Value = serde_json::from_str(&decoded(&resp, 0)).expect("json");
+    assert_eq!(v["processed_at"], "2024-05-01T12:00:00.000Z");
+    assert_eq!(v["arrived_at"], "2024-03-07T05:06:08.000Z");
+}
+
+#[test]
+fn bad_configuration_names_the_variable() {
+    for (var, value, want) in [
+        ("TRANSFORM", "{\"drop\": 5}", "TRANSFORM"),
+        ("PARTITION_FIELDS", "a,,b.", "PARTITION_FIELDS"),
+        ("PARTITION_DEFAULT", "no/slashes", "PARTITION_DEFAULT"),
+        ("MAX_RESPONSE_BYTES", "99999999", "MAX_RESPONSE_BYTES"),
+    ] {
+        let err = Processor::from_env(&Env::from_pairs([(var, value)]))
+            .expect_err(var)
+            .to_string();
+        assert!(err.contains(want), "{var}: {err}");
+    }
+}
+
+#[test]
+fn wire_format_is_compatible_with_aws_lambda_events() {
+    use aws_lambda_events::event::firehose::{KinesisFirehoseEvent, KinesisFirehoseResponse};
+    for sample in [DIRECT_PUT, KINESIS, CWL] {
+        let theirs: KinesisFirehoseEvent =
+            serde_json::from_str(sample).expect("their type reads it");
+        assert_eq!(theirs.records.len(), event(sample).records.len());
+    }
+    // Ours also reads metadata the crate's type rejects (a string subsequence number).
+    let odd = KINESIS.replace(r#""subsequenceNumber": 0"#, r#""subsequenceNumber": """#);
+    assert!(serde_json::from_str::<KinesisFirehoseEvent>(&odd).is_err());
+    assert_eq!(event(&odd).records.len(), 2);
+    // The crate's type rejects the whole batch over one bad record: why we decode per record.
+    assert!(serde_json::from_str::<KinesisFirehoseEvent>(BAD).is_err());
+    let p = processor(&[("PARTITION_FIELDS", "tenant")]);
+    let (resp, _) = p.process(&event(DIRECT_PUT), Utc::now());
+    let theirs: KinesisFirehoseResponse =
+        serde_json::from_slice(&serde_json::to_vec(&resp).expect("serialise")).expect("parse");
+    assert_eq!(theirs.records.len(), resp.records.len());
+    assert_eq!(theirs.records[1].metadata.partition_keys["tenant"], "acme");
+    assert_eq!(theirs.records[0].result.as_deref(), Some("Ok"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_batch_keeps_ids_order_and_valid_results(
+        payloads in prop::collection::vec(
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..200).prop_map(|b| B64.encode(b)),
+                ".{0,60}",
+                prop::collection::vec(any::<u8>(), 0..200).prop_map(|mut b| {
+                    // gzip magic followed by junk
+                    b.splice(0..0, [0x1f, 0x8b]);
+                    B64.encode(b)
+                }),
+                "[a-z]{1,8}".prop_map(|k| B64.encode(format!(r#"{{"{k}":1,"ts":"2024-01-01T00:00:00Z"}}"#))),
+            ],
+            0..40,
+        )
+    ) {
+        let p = processor(&[
+            ("TRANSFORM", r#"{"filter":[{"field":"a","op":"ne","value":1}],"drop_nulls":true,"add":{"x":1}}"#),
+            ("PARTITION_TIMESTAMP_FIELD", "ts"),
+            ("PARTITION_FIELDS", "k"),
+        ]);
+        let records: Vec<FirehoseRecord> =
+            payloads.into_iter().enumerate().map(|(i, d)| record(i, d)).collect();
+        let ev = FirehoseEvent {
+            invocation_id: None,
+            delivery_stream_arn: None,
+            source_kinesis_stream_arn: None,
+            region: None,
+            records,
+        };
+        let (resp, stats) = p.process(&ev, Utc::now());
+        prop_assert_eq!(resp.records.len(), ev.records.len());
+        for (i, o) in ev.records.iter().zip(&resp.records) {
+            prop_assert_eq!(&i.record_id, &o.record_id);
+            prop_assert!(B64.decode(&o.data).is_ok());
+            if o.result == RecordResult::Ok {
+                let text = String::from_utf8(B64.decode(&o.data).unwrap()).unwrap();
+                prop_assert!(text.ends_with('\n'));
+                for line in text.lines() {
+                    prop_assert!(serde_json::from_str::<serde_json::Value>(line).unwrap().is_object());
+                }
+            }
+        }
+        prop_assert_eq!(stats.ok + stats.dropped + stats.failed, stats.records_in);
+    }
+}

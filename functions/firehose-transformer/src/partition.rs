@@ -31,6 +31,17 @@ pub struct PartitionSpec {
     pub fields: Vec<String>,
     /// Value for a missing field.
     pub default_value: String,
+    /// Every key in output (sorted) order, with where its value comes from.
+    order: Vec<(String, Slot)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Field(usize),
 }
 
 /// Partition keys of one record, and whether the time fell back to the arrival time.
@@ -43,6 +54,86 @@ pub struct Keys {
 }
 
 impl PartitionSpec {
+    /// A spec; key names must be distinct (`year`..`hour` are taken when a time field is set).
+    pub fn new(
+        timestamp_field: Option<String>,
+        fields: Vec<String>,
+        default_value: String,
+    ) -> Result<PartitionSpec, String> {
+        let mut order: Vec<(String, Slot)> = Vec::new();
+        if timestamp_field.is_some() {
+            for (k, slot) in [
+                ("year", Slot::Year),
+                ("month", Slot::Month),
+                ("day", Slot::Day),
+                ("hour", Slot::Hour),
+            ] {
+                order.push((k.to_owned(), slot));
+            }
+        }
+        for (i, f) in fields.iter().enumerate() {
+            let key = f.replace('.', "_");
+            if order.iter().any(|(k, _)| *k == key) {
+                return Err(format!("partition key {key:?} appears twice"));
+            }
+            order.push((key, Slot::Field(i)));
+        }
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(PartitionSpec {
+            timestamp_field,
+            fields,
+            default_value,
+            order,
+        })
+    }
+
+    /// Writes the keys of a record as the members of a JSON object (`"k":"v",...`) into `out`;
+    /// returns whether the time fell back to the arrival time. Same keys as [`Self::keys`].
+    pub fn write_json(
+        &self,
+        fields: &Fields<'_>,
+        arrival_ms: Option<i64>,
+        out: &mut String,
+    ) -> bool {
+        let mut fell_back = false;
+        let time = self.timestamp_field.as_ref().map(|name| {
+            match fields.lookup(name).as_ref().and_then(parse_time) {
+                Some(t) => t,
+                None => {
+                    fell_back = true;
+                    arrival_ms
+                        .and_then(DateTime::<Utc>::from_timestamp_millis)
+                        .unwrap_or_else(|| DateTime::<Utc>::from(std::time::SystemTime::now()))
+                }
+            }
+        });
+        use std::fmt::Write as _;
+        for (i, (key, slot)) in self.order.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            crate::record::push_json_string(out, key);
+            out.push(':');
+            // Writing into a String cannot fail.
+            let _ = match (slot, time) {
+                (Slot::Year, Some(t)) => write!(out, "\"{:04}\"", t.year()),
+                (Slot::Month, Some(t)) => write!(out, "\"{:02}\"", t.month()),
+                (Slot::Day, Some(t)) => write!(out, "\"{:02}\"", t.day()),
+                (Slot::Hour, Some(t)) => write!(out, "\"{:02}\"", t.hour()),
+                (Slot::Field(f), _) => {
+                    let v = fields.lookup(&self.fields[*f]).and_then(|v| safe_value(&v));
+                    crate::record::push_json_string(
+                        out,
+                        v.as_deref().unwrap_or(&self.default_value),
+                    );
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+        }
+        fell_back
+    }
+
     /// Whether any partitioning is configured.
     pub fn is_enabled(&self) -> bool {
         self.timestamp_field.is_some() || !self.fields.is_empty()
@@ -61,7 +152,7 @@ impl PartitionSpec {
                     arrival_ms.and_then(DateTime::<Utc>::from_timestamp_millis)
                 }
             };
-            let time = time.unwrap_or_else(Utc::now);
+            let time = time.unwrap_or_else(|| DateTime::<Utc>::from(std::time::SystemTime::now()));
             keys.insert("year".to_owned(), format!("{:04}", time.year()));
             keys.insert("month".to_owned(), format!("{:02}", time.month()));
             keys.insert("day".to_owned(), format!("{:02}", time.day()));
@@ -160,15 +251,32 @@ mod tests {
     use serde_json::json;
 
     fn spec(ts: Option<&str>, fields: &[&str]) -> PartitionSpec {
-        PartitionSpec {
-            timestamp_field: ts.map(str::to_owned),
-            fields: fields.iter().map(|s| s.to_string()).collect(),
-            default_value: HIVE_DEFAULT_PARTITION.to_owned(),
-        }
+        PartitionSpec::new(
+            ts.map(str::to_owned),
+            fields.iter().map(|s| s.to_string()).collect(),
+            HIVE_DEFAULT_PARTITION.to_owned(),
+        )
+        .expect("valid spec")
     }
 
+    /// The keys, checking that the JSON writer agrees with them.
     fn keys(s: &PartitionSpec, record: &str, arrival: Option<i64>) -> Keys {
-        s.keys(&Fields::parse(record.as_bytes()).expect("object"), arrival)
+        let fields = Fields::parse(record.as_bytes()).expect("object");
+        let k = s.keys(&fields, arrival);
+        let mut json = "{".to_owned();
+        let fell_back = s.write_json(&fields, arrival, &mut json);
+        json.push('}');
+        let written: BTreeMap<String, String> = serde_json::from_str(&json).expect("json");
+        assert_eq!(written, k.keys, "{json}");
+        assert_eq!(fell_back, k.fell_back);
+        k
+    }
+
+    #[test]
+    fn duplicate_key_names_are_refused() {
+        assert!(PartitionSpec::new(Some("ts".into()), vec!["year".into()], "d".into()).is_err());
+        assert!(PartitionSpec::new(None, vec!["a.b".into(), "a_b".into()], "d".into()).is_err());
+        assert!(PartitionSpec::new(None, vec!["year".into()], "d".into()).is_ok());
     }
 
     fn ymdh(k: &Keys) -> String {

@@ -159,35 +159,54 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Appends `s` as a JSON string literal to a `String`.
+pub fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // Serialising a str cannot fail.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
 /// Appends valid JSON text without insignificant whitespace.
 pub fn write_minified(out: &mut Vec<u8>, json: &str) {
     let bytes = json.as_bytes();
-    let nested = matches!(bytes.first(), Some(b'{' | b'['));
-    if !nested
-        || !bytes
-            .iter()
-            .any(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-    {
+    if !matches!(bytes.first(), Some(b'{' | b'[')) {
+        // Scalars carry no surrounding whitespace (the parser trimmed it).
         out.extend_from_slice(bytes);
         return;
     }
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    out.reserve(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            // Copy the whole string literal at once: jump from escape to escape.
+            let mut j = i + 1;
+            loop {
+                match memchr::memchr2(b'"', b'\\', &bytes[j..]) {
+                    Some(k) if bytes[j + k] == b'\\' => j += k + 2,
+                    Some(k) => {
+                        j += k + 1;
+                        break;
+                    }
+                    None => {
+                        j = bytes.len();
+                        break;
+                    }
+                }
             }
-        } else if b == b'"' {
-            in_string = true;
-            out.push(b);
-        } else if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            out.push(b);
+            let j = j.min(bytes.len());
+            out.extend_from_slice(&bytes[i..j]);
+            i = j;
+        } else {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                out.push(b);
+            }
+            i += 1;
         }
     }
 }
@@ -268,6 +287,28 @@ mod tests {
             Some(serde_json::json!([1, 2, {"s": "two  words"}]))
         );
         assert_eq!(f.lookup("a.y"), None);
+    }
+
+    #[test]
+    fn minify_keeps_strings_and_drops_whitespace_elsewhere() {
+        let cases = [
+            (r#"{ "a" : [ 1 , 2 ] }"#, r#"{"a":[1,2]}"#),
+            (
+                r#"{"s":"x \" y \\","t":"\\"}"#,
+                r#"{"s":"x \" y \\","t":"\\"}"#,
+            ),
+            ("[\n\t\"a b\" ,\r\n {}]", r#"["a b",{}]"#),
+            (
+                r#"{"u":"\u00e9 \ud83d\ude00"}"#,
+                r#"{"u":"\u00e9 \ud83d\ude00"}"#,
+            ),
+            ("\"keep  spaces\"", "\"keep  spaces\""),
+        ];
+        for (input, want) in cases {
+            let mut out = Vec::new();
+            write_minified(&mut out, input);
+            assert_eq!(String::from_utf8(out).expect("utf8"), want, "{input}");
+        }
     }
 
     #[test]

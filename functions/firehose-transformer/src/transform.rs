@@ -33,9 +33,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tributary::Error;
 
-use crate::record::{Fields, raw_from_value};
+use crate::record::{Fields, Raw, raw_from_value};
 
 /// The parsed `TRANSFORM` document.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -62,6 +63,9 @@ pub struct Transform {
     /// Field to receive Firehose's arrival time of the record.
     #[serde(default)]
     pub add_arrival_time: Option<String>,
+    /// `add` as JSON text, serialised once at parse time.
+    #[serde(skip)]
+    add_raw: Vec<(String, Box<RawValue>)>,
 }
 
 /// One filter condition.
@@ -99,19 +103,30 @@ pub enum Op {
     Exists,
 }
 
-/// Times a record's transform may stamp into it.
+/// Times a record's transform may stamp into it, as JSON strings.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamps<'t> {
     /// When this batch is processed (RFC 3339).
-    pub processing_time: &'t str,
+    pub processing_time: &'t RawValue,
     /// When Firehose received the record (RFC 3339), if known.
-    pub arrival_time: Option<&'t str>,
+    pub arrival_time: Option<&'t RawValue>,
+}
+
+/// A string as JSON text (for [`Stamps`]).
+pub fn json_text(s: &str) -> Box<RawValue> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    crate::record::write_json_string(&mut out, s);
+    // A JSON string literal we just escaped is valid JSON; `null` is the unreachable fallback.
+    String::from_utf8(out)
+        .ok()
+        .and_then(|t| RawValue::from_string(t).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned())
 }
 
 impl Transform {
     /// Parses and validates the document; errors name `TRANSFORM` and what is wrong.
     pub fn parse(doc: &str) -> Result<Transform, Error> {
-        let t: Transform = serde_json::from_str(doc).map_err(|e| {
+        let mut t: Transform = serde_json::from_str(doc).map_err(|e| {
             Error::config(
                 "TRANSFORM",
                 truncate(doc, 200),
@@ -150,6 +165,14 @@ impl Transform {
                 ));
             }
         }
+        t.add_raw = t
+            .add
+            .iter()
+            .map(|(k, v)| match raw_from_value(v) {
+                Raw::Owned(raw) => (k.clone(), raw),
+                Raw::Borrowed(raw) => (k.clone(), raw.to_owned()),
+            })
+            .collect();
         Ok(t)
     }
 
@@ -165,13 +188,13 @@ impl Transform {
     }
 
     /// Applies the transform; `false` means the record is filtered out.
-    pub fn apply(&self, fields: &mut Fields<'_>, stamps: Stamps<'_>) -> bool {
+    pub fn apply<'a>(&'a self, fields: &mut Fields<'a>, stamps: Stamps<'a>) -> bool {
         if !self.filter.iter().all(|c| c.holds(fields)) {
             return false;
         }
         for (from, to) in &self.rename {
             if let Some(v) = fields.remove(from) {
-                fields.set(Cow::Owned(to.clone()), v);
+                fields.set(Cow::Borrowed(to), v);
             }
         }
         for name in &self.drop {
@@ -180,16 +203,14 @@ impl Transform {
         if self.drop_nulls {
             fields.entries.retain(|(_, v)| !v.is_null());
         }
-        for (k, v) in &self.add {
-            fields.set(Cow::Owned(k.clone()), raw_from_value(v));
+        for (k, v) in &self.add_raw {
+            fields.set(Cow::Borrowed(k), Raw::Borrowed(v));
         }
         if let Some(name) = &self.add_processing_time {
-            let v = Value::String(stamps.processing_time.to_owned());
-            fields.set(Cow::Owned(name.clone()), raw_from_value(&v));
+            fields.set(Cow::Borrowed(name), Raw::Borrowed(stamps.processing_time));
         }
         if let (Some(name), Some(t)) = (&self.add_arrival_time, stamps.arrival_time) {
-            let v = Value::String(t.to_owned());
-            fields.set(Cow::Owned(name.clone()), raw_from_value(&v));
+            fields.set(Cow::Borrowed(name), Raw::Borrowed(t));
         }
         true
     }
@@ -290,15 +311,16 @@ fn truncate(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    const STAMPS: Stamps<'static> = Stamps {
-        processing_time: "2024-05-01T12:00:00.000Z",
-        arrival_time: Some("2024-05-01T11:59:59.123Z"),
-    };
-
     fn run(t: &str, record: &str) -> Option<String> {
         let t = Transform::parse(t).expect("valid transform");
+        let processing = json_text("2024-05-01T12:00:00.000Z");
+        let arrival = json_text("2024-05-01T11:59:59.123Z");
+        let stamps = Stamps {
+            processing_time: &processing,
+            arrival_time: Some(&arrival),
+        };
         let mut f = Fields::parse(record.as_bytes()).expect("object");
-        if !t.apply(&mut f, STAMPS) {
+        if !t.apply(&mut f, stamps) {
             return None;
         }
         let mut out = Vec::new();

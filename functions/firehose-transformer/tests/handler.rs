@@ -6,7 +6,7 @@ use std::io::Write;
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use firehose_transformer::event::{FirehoseEvent, FirehoseRecord, FirehoseResponse, RecordResult};
-use firehose_transformer::{LAMBDA_RESPONSE_LIMIT, Processor};
+use firehose_transformer::{LAMBDA_RESPONSE_LIMIT, Processor, Stats};
 use lambda_runtime::{Context, LambdaEvent};
 use proptest::prelude::*;
 use tributary::Env;
@@ -27,9 +27,18 @@ fn event(json: &str) -> FirehoseEvent {
 }
 
 async fn handle(p: &Processor, ev: FirehoseEvent) -> FirehoseResponse {
-    p.handle(LambdaEvent::new(ev, Context::default()))
+    let raw = p
+        .handle(LambdaEvent::new(ev, Context::default()))
         .await
-        .expect("a batch never fails")
+        .expect("a batch never fails");
+    serde_json::from_str(raw.get()).expect("response JSON")
+}
+
+/// Processes in process; returns the parsed response, its encoded size and the counts.
+fn process(p: &Processor, ev: &FirehoseEvent) -> (FirehoseResponse, usize, Stats) {
+    let (json, stats) = p.process(ev, Utc::now());
+    let resp = serde_json::from_str(&json).expect("response JSON");
+    (resp, json.len(), stats)
 }
 
 fn decoded(resp: &FirehoseResponse, i: usize) -> String {
@@ -113,7 +122,7 @@ async fn without_config_records_pass_unchanged_with_one_newline_and_no_metadata(
                 want
             );
         }
-        let json = serde_json::to_string(&resp).expect("serialise");
+        let (json, _) = p.process(&ev, Utc::now());
         assert!(!json.contains("metadata"), "{json}");
     }
 }
@@ -222,19 +231,20 @@ fn the_response_never_exceeds_the_lambda_limit() {
         region: None,
         records,
     };
-    let p = processor(&[("PARTITION_TIMESTAMP_FIELD", "ts")]);
-    let (resp, stats) = p.process(&ev, Utc::now());
-    let encoded = serde_json::to_vec(&resp).expect("serialise");
+    for workers in [1, 2, 3] {
+        let p = processor(&[("PARTITION_TIMESTAMP_FIELD", "ts")]).with_workers(workers);
+        check_guard(&ev, &p);
+    }
+}
+
+fn check_guard(ev: &FirehoseEvent, p: &Processor) {
+    let (resp, encoded, stats) = process(p, ev);
+    assert!(encoded <= LAMBDA_RESPONSE_LIMIT, "{encoded} bytes");
     assert!(
-        encoded.len() <= LAMBDA_RESPONSE_LIMIT,
-        "{} bytes",
-        encoded.len()
-    );
-    assert!(
-        encoded.len() > LAMBDA_RESPONSE_LIMIT - 8192,
+        encoded > LAMBDA_RESPONSE_LIMIT - 8192,
         "the budget is used, not wasted"
     );
-    assert_same_ids(&ev, &resp);
+    assert_same_ids(ev, &resp);
     assert!(stats.oversize > 1000, "{stats:?}");
     assert_eq!(stats.ok + stats.oversize, 3000);
     assert_eq!(stats.failed, stats.oversize);
@@ -275,9 +285,9 @@ fn a_smaller_configured_limit_is_honoured_exactly() {
     };
     for limit in [20_000usize, 25_000, 31_337] {
         let p = processor(&[("MAX_RESPONSE_BYTES", &limit.to_string())]);
-        let (resp, _) = p.process(&ev, Utc::now());
-        let n = serde_json::to_vec(&resp).expect("serialise").len();
+        let (resp, n, _) = process(&p, &ev);
         assert!(n <= limit, "{n} > {limit}");
+        assert_same_ids(&ev, &resp);
     }
 }
 
@@ -292,7 +302,8 @@ fn processing_and_arrival_times_are_rfc3339_utc() {
         .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
         .single()
         .expect("time");
-    let (resp, _) = p.process(&ev, now);
+    let (json, _) = p.process(&ev, now);
+    let resp: FirehoseResponse = serde_json::from_str(&json).expect("json");
     let v: serde_json::Value = serde_json::from_str(&decoded(&resp, 0)).expect("json");
     assert_eq!(v["processed_at"], "2024-05-01T12:00:00.000Z");
     assert_eq!(v["arrived_at"], "2024-03-07T05:06:08.000Z");
@@ -328,7 +339,7 @@ fn wire_format_is_compatible_with_aws_lambda_events() {
     // The crate's type rejects the whole batch over one bad record: why we decode per record.
     assert!(serde_json::from_str::<KinesisFirehoseEvent>(BAD).is_err());
     let p = processor(&[("PARTITION_FIELDS", "tenant")]);
-    let (resp, _) = p.process(&event(DIRECT_PUT), Utc::now());
+    let (resp, _, _) = process(&p, &event(DIRECT_PUT));
     let theirs: KinesisFirehoseResponse =
         serde_json::from_slice(&serde_json::to_vec(&resp).expect("serialise")).expect("parse");
     assert_eq!(theirs.records.len(), resp.records.len());
@@ -369,7 +380,7 @@ proptest! {
             region: None,
             records,
         };
-        let (resp, stats) = p.process(&ev, Utc::now());
+        let (resp, _, stats) = process(&p, &ev);
         prop_assert_eq!(resp.records.len(), ev.records.len());
         for (i, o) in ev.records.iter().zip(&resp.records) {
             prop_assert_eq!(&i.record_id, &o.record_id);
@@ -384,4 +395,46 @@ proptest! {
         }
         prop_assert_eq!(stats.ok + stats.dropped + stats.failed, stats.records_in);
     }
+}
+
+#[test]
+fn splitting_a_batch_over_threads_changes_nothing() {
+    let records: Vec<FirehoseRecord> = (0..2000)
+        .map(|i| {
+            let data = match i % 7 {
+                0 => "%%% not base64".to_owned(),
+                1 => B64.encode("not json"),
+                _ => B64.encode(format!(
+                    r#"{{"i":{i},"ts":{},"status":{}}}"#,
+                    1_709_787_967 + i,
+                    200 + i % 3
+                )),
+            };
+            record(i, data)
+        })
+        .collect();
+    let ev = FirehoseEvent {
+        invocation_id: None,
+        delivery_stream_arn: None,
+        source_kinesis_stream_arn: None,
+        region: None,
+        records,
+    };
+    let pairs = [
+        (
+            "TRANSFORM",
+            r#"{"filter":[{"field":"status","op":"ne","value":202}]}"#,
+        ),
+        ("PARTITION_TIMESTAMP_FIELD", "ts"),
+    ];
+    let now = Utc::now();
+    let (one, s1) = processor(&pairs).with_workers(1).process(&ev, now);
+    for workers in [2, 3, 8] {
+        let (many, s) = processor(&pairs).with_workers(workers).process(&ev, now);
+        assert_eq!(one, many, "{workers} workers");
+        assert_eq!(s1, s);
+    }
+    assert!(s1.ok > 0 && s1.dropped > 0 && s1.failed > 0, "{s1:?}");
+    let resp: FirehoseResponse = serde_json::from_str(&one).expect("json");
+    assert_same_ids(&ev, &resp);
 }

@@ -127,12 +127,30 @@ pub struct WriteOutcome {
 }
 
 /// A part that reached S3.
-#[derive(Debug, Clone)]
-struct DonePart {
-    number: i32,
-    etag: String,
-    crc: u64,
-    len: u64,
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DonePart {
+    /// Part number (1-based).
+    pub number: i32,
+    /// ETag S3 returned for it.
+    pub etag: String,
+    /// Its CRC (of the writer's checksum algorithm).
+    pub crc: u64,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// Where an unfinished multipart upload stands, to continue it later (possibly in another
+/// process) with [`S3Writer::resume`]. The bytes after `bytes` must be written again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WriterCheckpoint {
+    /// The open multipart upload; `None` when no part was uploaded yet (start over).
+    pub upload_id: Option<String>,
+    /// Parts S3 has, in order.
+    pub parts: Vec<DonePart>,
+    /// The part size the upload was cut with (it keeps growing by the same rule).
+    pub part_size: usize,
+    /// Bytes covered by `parts`: where writing resumes.
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -204,6 +222,66 @@ impl S3Writer {
     /// The largest number of data bytes this writer has held at once (buffer + parts in flight).
     pub fn peak_bytes_held(&self) -> usize {
         self.peak_held
+    }
+
+    /// Bytes that still fit in the part being filled; a part is cut when this reaches 0 and
+    /// more data follows. Callers that need to know part boundaries (to checkpoint) write at
+    /// most this much at a time.
+    pub fn room_in_part(&self) -> usize {
+        self.part_size - self.buf.len()
+    }
+
+    /// Continues the upload described by `cp` (from [`S3Writer::checkpoint`]). `cfg` should be
+    /// the configuration the upload was started with.
+    pub fn resume(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        key: impl Into<String>,
+        cfg: WriterConfig,
+        cp: WriterCheckpoint,
+    ) -> Self {
+        let mut w = S3Writer::new(client, bucket, key, cfg);
+        if let Some(upload_id) = cp.upload_id {
+            w.state = State::Multipart { upload_id };
+            w.next_part = cp.parts.len() as u32 + 1;
+            w.bytes = cp.bytes;
+            w.done = cp.parts;
+            w.part_size = cp.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
+            w.update_part_size_from(cp.part_size);
+        }
+        w
+    }
+
+    /// Stops without completing or aborting: waits for the parts in flight, uploads the part
+    /// being filled if it is full, drops a partial one, and returns where the upload stands.
+    /// The upload stays open for [`S3Writer::resume`] (the bucket's lifecycle rule removes it
+    /// if nobody does). On error the upload is aborted.
+    pub async fn checkpoint(mut self) -> Result<WriterCheckpoint> {
+        let res = async {
+            if self.buf.len() == self.part_size {
+                self.send_part().await?;
+            }
+            while !self.in_flight.is_empty() {
+                self.reap_one().await?;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(e) = res {
+            return Err(self.fail(e).await);
+        }
+        self.done.sort_by_key(|p| p.number);
+        let upload_id = match std::mem::replace(&mut self.state, State::Closed) {
+            State::Multipart { upload_id } => Some(upload_id),
+            _ => None,
+        };
+        let parts = std::mem::take(&mut self.done);
+        Ok(WriterCheckpoint {
+            bytes: parts.iter().map(|p| p.len).sum(),
+            upload_id,
+            parts,
+            part_size: self.part_size,
+        })
     }
 
     /// The multipart upload id, once one was created.
@@ -357,6 +435,12 @@ impl S3Writer {
             let base = self.cfg.initial_part_size();
             self.part_size = (base << tier.min(10)).min(MAX_PART_SIZE);
         }
+    }
+
+    /// After a resume: keep the checkpoint's part size unless the growth rule asks for more.
+    fn update_part_size_from(&mut self, checkpointed: usize) {
+        self.update_part_size();
+        self.part_size = self.part_size.max(checkpointed).min(MAX_PART_SIZE);
     }
 
     async fn reap_one(&mut self) -> Result<()> {

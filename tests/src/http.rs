@@ -244,12 +244,14 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
             path: path.clone(),
             headers: headers.clone(),
         });
-        let count = st.served.entry(path.clone()).or_insert(0);
+        // Resources are matched on the path alone; the query is recorded, not routed on.
+        let route = path.split('?').next().unwrap_or_default().to_owned();
+        let count = st.served.entry(route.clone()).or_insert(0);
         *count += 1;
         let nth = *count;
         (
-            st.resources.get(&path).cloned(),
-            st.redirects.get(&path).cloned(),
+            st.resources.get(&route).cloned(),
+            st.redirects.get(&route).cloned(),
             nth,
         )
     };

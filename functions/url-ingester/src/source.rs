@@ -1,0 +1,282 @@
+//! The HTTP(S) source: a download read chunk by chunk, continued with `Range` after a cut.
+//!
+//! A non-2xx status fails with the status in the message. When the connection drops in the
+//! middle of the body and the server advertised `Accept-Ranges: bytes` and a validator (ETag
+//! or Last-Modified), the download continues from the last byte received with
+//! `Range: bytes=N-` and `If-Range: <validator>`; a server that answers anything but a `206`
+//! starting at `N` means the resource changed, and the download fails instead of mixing two
+//! versions. A body shorter than its `Content-Length` is a cut too; a longer one cannot be
+//! read past the announced length.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use tracing::warn;
+use tributary::Error;
+
+/// Reconnections allowed per invocation after a cut.
+const MAX_RESUMES: u32 = 5;
+
+/// The URL without its query and fragment: safe to log (signed URLs carry secrets there).
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if u.query().is_some() {
+        u.set_query(Some("redacted"));
+    }
+    u.set_fragment(None);
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
+fn source_error(url: &reqwest::Url, reason: impl Into<String>) -> Error {
+    Error::InvalidInput {
+        what: format!("download of {}", redact(url)),
+        reason: reason.into(),
+    }
+}
+
+/// An open download.
+#[derive(Debug)]
+pub struct Source {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    resp: reqwest::Response,
+    /// The resource's full size, when the server said.
+    pub total: Option<u64>,
+    /// The resource's `ETag`.
+    pub etag: Option<String>,
+    /// The resource's `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// Whether the server supports byte ranges.
+    pub accept_ranges: bool,
+    /// `Content-Type` of the resource.
+    pub content_type: Option<String>,
+    offset: u64,
+    resumes: u32,
+}
+
+fn header(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+impl Source {
+    /// Starts the download at byte `start` (0 for the whole resource). With `start > 0`,
+    /// `validator` (an ETag or Last-Modified from earlier) is sent as `If-Range`.
+    pub async fn open(
+        client: reqwest::Client,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        start: u64,
+        validator: Option<&str>,
+    ) -> Result<Source, Error> {
+        let (resp, total) = request(&client, &url, &headers, start, validator).await?;
+        let h = resp.headers();
+        let accept_ranges = h
+            .get(header::ACCEPT_RANGES)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"))
+            || resp.status() == StatusCode::PARTIAL_CONTENT;
+        Ok(Source {
+            etag: header(h, header::ETAG),
+            last_modified: header(h, header::LAST_MODIFIED),
+            content_type: header(h, header::CONTENT_TYPE),
+            accept_ranges,
+            total,
+            url: resp.url().clone(),
+            client,
+            headers,
+            resp,
+            offset: start,
+            resumes: 0,
+        })
+    }
+
+    /// The URL actually read (after redirects).
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// Bytes of the resource delivered so far (counting from its first byte).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Times the download was continued after a cut.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
+    }
+
+    /// The validator to send as `If-Range`: a strong ETag, else Last-Modified.
+    pub fn validator(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.last_modified.as_deref())
+    }
+
+    /// The next chunk of the body, `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Error> {
+        loop {
+            let cut = match self.resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    self.offset += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                Ok(None) => match self.total {
+                    Some(total) if self.offset < total => {
+                        format!("body ended at byte {} of {total}", self.offset)
+                    }
+                    _ => return Ok(None),
+                },
+                Err(e) => format!(
+                    "connection lost after {} bytes: {}",
+                    self.offset,
+                    error_chain(&e)
+                ),
+            };
+            let validator = self.validator().map(str::to_owned);
+            if !self.accept_ranges || validator.is_none() {
+                return Err(source_error(
+                    &self.url,
+                    format!(
+                        "{cut}; the server does not support resuming (no Accept-Ranges: bytes and validator)"
+                    ),
+                ));
+            }
+            if self.resumes >= MAX_RESUMES {
+                return Err(source_error(
+                    &self.url,
+                    format!("{cut}; gave up after {MAX_RESUMES} resumes"),
+                ));
+            }
+            self.resumes += 1;
+            warn!(url = %redact(&self.url), offset = self.offset, attempt = self.resumes, reason = %cut,
+                "download interrupted; continuing with a Range request");
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(self.resumes))).await;
+            let (resp, _) = request(
+                &self.client,
+                &self.url,
+                &self.headers,
+                self.offset,
+                validator.as_deref(),
+            )
+            .await?;
+            self.resp = resp;
+        }
+    }
+}
+
+/// One GET; for `start > 0` a ranged one that must come back as `206` from `start`.
+async fn request(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    start: u64,
+    validator: Option<&str>,
+) -> Result<(reqwest::Response, Option<u64>), Error> {
+    let mut req = client.get(url.clone()).headers(headers.clone());
+    if start > 0 {
+        req = req.header(header::RANGE, format!("bytes={start}-"));
+        if let Some(v) = validator {
+            req = req.header(header::IF_RANGE, v);
+        }
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| source_error(url, error_chain(&e)))?;
+    let status = resp.status();
+    let final_url = resp.url().clone();
+    if start > 0 {
+        if status == StatusCode::OK {
+            return Err(source_error(
+                &final_url,
+                format!(
+                    "asked to continue at byte {start}, the server sent the whole resource (it changed or ignores Range)"
+                ),
+            ));
+        }
+        if status != StatusCode::PARTIAL_CONTENT {
+            return Err(source_error(
+                &final_url,
+                format!("HTTP {status} when continuing at byte {start}"),
+            ));
+        }
+        let range = header(resp.headers(), header::CONTENT_RANGE).unwrap_or_default();
+        let (first, total) = parse_content_range(&range).ok_or_else(|| {
+            source_error(
+                &final_url,
+                format!("206 with an unusable Content-Range {range:?}"),
+            )
+        })?;
+        if first != start {
+            return Err(source_error(
+                &final_url,
+                format!("asked for byte {start}, the server sent from byte {first}"),
+            ));
+        }
+        return Ok((resp, total));
+    }
+    if !status.is_success() {
+        return Err(source_error(&final_url, format!("HTTP {status}")));
+    }
+    // For a 200 the body's announced length is the resource's size (absent when chunked).
+    let total = resp.content_length();
+    Ok((resp, total))
+}
+
+/// `bytes a-b/total` -> `(a, Some(total))`; `total` may be `*`.
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, _) = range.split_once('-')?;
+    let total = if total == "*" {
+        None
+    } else {
+        Some(total.parse().ok()?)
+    };
+    Some((first.parse().ok()?, total))
+}
+
+/// An error and its causes, on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_and_redaction() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some((100, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+        let u =
+            reqwest::Url::parse("https://user:pw@example.com/a/b.csv?X-Amz-Signature=secret#frag")
+                .expect("url");
+        let shown = redact(&u);
+        assert!(
+            !shown.contains("secret") && !shown.contains("pw") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("https://example.com/a/b.csv"), "{shown}");
+    }
+}

@@ -1,0 +1,471 @@
+//! url-ingester end to end: the harness's HTTP server as the source, a real S3 endpoint as the
+//! sink (embedded s3s-fs, or `TEST_S3_ENDPOINT`). After every failure no upload is left.
+
+use std::time::{Duration, SystemTime};
+
+use lambda_runtime::{Context, LambdaEvent};
+use tributary::Env;
+use tributary::s3::S3Settings;
+use tributary_testkit::data::{MIB, random_bytes, sha256_hex};
+use tributary_testkit::s3::eventually;
+use tributary_testkit::{Action, Calls, HttpFault, HttpServer, Op, Resource, TestS3};
+use url_ingester::{IngestRequest, IngestResponse, Ingester};
+
+const BASIC: &str = include_str!("../../../events/url-ingester/basic.json");
+const WITH_CHECKSUM: &str = include_str!("../../../events/url-ingester/with-checksum.json");
+const WITH_HEADERS: &str = include_str!("../../../events/url-ingester/with-headers.json");
+const RESUME: &str = include_str!("../../../events/url-ingester/resume.json");
+
+struct World {
+    s3: TestS3,
+    http: HttpServer,
+    bucket: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let s3 = TestS3::start().await;
+        let bucket = s3.bucket().await;
+        World {
+            http: HttpServer::start().await,
+            s3,
+            bucket,
+        }
+    }
+
+    async fn ingester(&self, extra: &[(&str, &str)]) -> Ingester {
+        let mut env = Env::from_pairs([
+            ("DEFAULT_BUCKET", self.bucket.as_str()),
+            ("ALLOW_PRIVATE_NETWORKS", "127.0.0.1/32"),
+            ("PART_SIZE_MIB", "5"),
+            ("CONCURRENCY", "3"),
+            ("READ_TIMEOUT_SECS", "5"),
+        ]);
+        for (k, v) in extra {
+            env = env.with(*k, *v);
+        }
+        let mut settings =
+            S3Settings::for_endpoint(&self.s3.endpoint, &self.s3.access_key, &self.s3.secret_key);
+        settings.force_path_style = self.s3.path_style;
+        settings.region = Some(self.s3.region.clone());
+        let client = settings.build_client().await;
+        let config = url_ingester::Config::from_env(&env).expect("config");
+        Ingester::new(config, client, None).expect("ingester")
+    }
+
+    fn request(&self, path: &str, key: &str) -> IngestRequest {
+        IngestRequest {
+            url: self.http.url(path),
+            key: Some(key.to_owned()),
+            ..IngestRequest::default()
+        }
+    }
+
+    async fn assert_clean(&self, key: &str) {
+        let clean = eventually(Duration::from_secs(5), || async {
+            self.s3.open_uploads(&self.bucket).await.is_empty()
+        })
+        .await;
+        assert!(
+            clean,
+            "uploads left: {:?}",
+            self.s3.open_uploads(&self.bucket).await
+        );
+        assert!(
+            !self.s3.exists(&self.bucket, key).await,
+            "{key} must not exist"
+        );
+    }
+}
+
+fn complete(r: IngestResponse) -> url_ingester::Completed {
+    match r {
+        IngestResponse::Complete(c) => c,
+        IngestResponse::Incomplete(i) => panic!("incomplete at {} bytes", i.bytes),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_arrives_intact_at_every_size() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    for (len, parts) in [(0usize, 1u32), (1, 1), (5 * MIB, 1), (23 * MIB + 17, 5)] {
+        let body = random_bytes(len, len as u64);
+        let path = format!("/sizes/{len}.bin");
+        w.http.serve(&path, Resource::new(body.clone()));
+        let key = format!("raw/sizes/{len}.bin");
+        let out = complete(
+            ing.run(w.request(&path, &key), None, None)
+                .await
+                .expect("ingest"),
+        );
+        assert_eq!(out.bytes, len as u64);
+        assert_eq!(out.parts, parts, "{len}");
+        assert_eq!(out.sha256, sha256_hex(&body));
+        assert_eq!(
+            sha256_hex(&w.s3.get(&w.bucket, &key).await),
+            out.sha256,
+            "{len}"
+        );
+    }
+    // Unknown length (chunked transfer).
+    let body = random_bytes(12 * MIB + 5, 99);
+    w.http
+        .serve("/chunked.bin", Resource::new(body.clone()).chunked());
+    let out = complete(
+        ing.run(w.request("/chunked.bin", "raw/chunked.bin"), None, None)
+            .await
+            .expect("chunked"),
+    );
+    assert_eq!(out.bytes, body.len() as u64);
+    assert_eq!(out.parts, 3);
+    assert_eq!(
+        sha256_hex(&w.s3.get(&w.bucket, "raw/chunked.bin").await),
+        sha256_hex(&body)
+    );
+    assert!(w.s3.open_uploads(&w.bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_key_comes_from_the_url_and_the_sample_event_works() {
+    let w = World::new().await;
+    let ing = w.ingester(&[("DEFAULT_PREFIX", "raw/taxi/")]).await;
+    w.http.serve(
+        "/trips%202024.csv",
+        Resource::new(b"a,b\n1,2\n".to_vec()).content_type("text/csv"),
+    );
+    let req = IngestRequest {
+        url: w.http.url("/trips%202024.csv?token=abc"),
+        ..IngestRequest::default()
+    };
+    let out = complete(ing.run(req, None, None).await.expect("ingest"));
+    assert_eq!(out.key, "raw/taxi/trips 2024.csv");
+    assert_eq!(out.bucket, w.bucket);
+    let head =
+        w.s3.client
+            .head_object()
+            .bucket(&w.bucket)
+            .key("raw/taxi/trips 2024.csv")
+            .send()
+            .await
+            .expect("head");
+    assert_eq!(head.content_type(), Some("text/csv"));
+
+    // The sample events parse as requests (their URLs point elsewhere).
+    for sample in [BASIC, WITH_CHECKSUM, WITH_HEADERS, RESUME] {
+        let req: IngestRequest = serde_json::from_str(sample).expect("sample event");
+        assert!(req.url.starts_with("https://"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_failures_abort_and_say_why() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    let body = random_bytes(11 * MIB, 5);
+    w.http.serve(
+        "/trunc",
+        Resource::new(body.clone())
+            .no_ranges()
+            .fault(HttpFault::Truncate { at: 7 * MIB }),
+    );
+    w.http.serve(
+        "/short",
+        Resource::new(body.clone())
+            .no_ranges()
+            .fault(HttpFault::WrongLength {
+                claimed: body.len() as u64 + 1000,
+            }),
+    );
+    w.http.serve(
+        "/err500",
+        Resource::new(body.clone()).fault(HttpFault::Status(500)),
+    );
+    let cases = [
+        ("/trunc", "does not support resuming"),
+        ("/short", "does not support resuming"),
+        ("/missing", "404"),
+        ("/err500", "500"),
+    ];
+    for (path, want) in cases {
+        let key = format!("raw{path}");
+        let err = ing
+            .run(w.request(path, &key), None, None)
+            .await
+            .expect_err(path)
+            .to_string();
+        assert!(err.contains(want), "{path}: {err}");
+        w.assert_clean(&key).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_connection_continues_with_a_range_request() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    let body = random_bytes(13 * MIB + 3, 6);
+    w.http.serve(
+        "/cut",
+        Resource::new(body.clone()).fault(HttpFault::CutOnce { at: 6 * MIB + 1 }),
+    );
+    let out = complete(
+        ing.run(w.request("/cut", "raw/cut.bin"), None, None)
+            .await
+            .expect("resumed"),
+    );
+    assert_eq!(out.source_resumes, 1);
+    assert_eq!(
+        sha256_hex(&w.s3.get(&w.bucket, "raw/cut.bin").await),
+        sha256_hex(&body)
+    );
+    let ranged: Vec<_> = w
+        .http
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/cut" && r.headers.contains_key("range"))
+        .collect();
+    assert_eq!(ranged.len(), 1);
+    assert!(ranged[0].headers["range"].starts_with("bytes="));
+    assert!(ranged[0].headers.contains_key("if-range"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_within_limits_and_checked_at_every_hop() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    let body = random_bytes(1000, 7);
+    w.http.serve("/target.bin", Resource::new(body.clone()));
+    let first = w.http.redirect_chain("ok", 3, &w.http.url("/target.bin"));
+    let out = complete(
+        ing.run(w.request(&first, "raw/redirected.bin"), None, None)
+            .await
+            .expect("3 hops"),
+    );
+    assert_eq!(out.sha256, sha256_hex(&body));
+
+    let too_many = w.http.redirect_chain("long", 7, &w.http.url("/target.bin"));
+    let err = ing
+        .run(w.request(&too_many, "raw/r2.bin"), None, None)
+        .await
+        .expect_err("7 hops");
+    assert!(err.to_string().contains("redirect"), "{err}");
+
+    // Only 127.0.0.1 is allowed here: another loopback address or the metadata service is not.
+    for target in [
+        "http://127.0.0.2:9/x",
+        "http://169.254.169.254/latest/meta-data/",
+    ] {
+        w.http.redirect("/evil", 302, target);
+        let err = ing
+            .run(w.request("/evil", "raw/evil.bin"), None, None)
+            .await
+            .expect_err(target);
+        let text = err.to_string();
+        assert!(text.contains("refused"), "{target}: {text}");
+        w.assert_clean("raw/evil.bin").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_by_default() {
+    let w = World::new().await;
+    let ing = w.ingester(&[("ALLOW_PRIVATE_NETWORKS", "false")]).await;
+    w.http.serve("/x", Resource::new(b"x".to_vec()));
+    for url in [
+        w.http.url("/x"),
+        format!("http://localhost:{}/x", w.http.addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[::1]/x".to_owned(),
+    ] {
+        let req = IngestRequest {
+            url: url.clone(),
+            key: Some("raw/x".into()),
+            ..IngestRequest::default()
+        };
+        let err = ing.run(req, None, None).await.expect_err(&url).to_string();
+        assert!(
+            err.contains("refused") || err.contains("resolves to"),
+            "{url}: {err}"
+        );
+    }
+    assert!(
+        w.http.requests().is_empty(),
+        "no request may reach the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_or_size_mismatch_aborts_and_creates_nothing() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    let body = random_bytes(12 * MIB, 8);
+    w.http.serve("/f.bin", Resource::new(body.clone()));
+    let mut req = w.request("/f.bin", "raw/f.bin");
+    req.expected_sha256 = Some("0".repeat(64));
+    let err = ing.run(req, None, None).await.expect_err("wrong sha");
+    assert_eq!(err.error_type(), "IntegrityError");
+    assert!(err.to_string().contains(&sha256_hex(&body)), "{err}");
+    w.assert_clean("raw/f.bin").await;
+
+    let mut req = w.request("/f.bin", "raw/f.bin");
+    req.expected_size = Some(5);
+    let err = ing.run(req, None, None).await.expect_err("wrong size");
+    assert!(err.to_string().contains("expected_size"), "{err}");
+    w.assert_clean("raw/f.bin").await;
+
+    // The right values pass.
+    let mut req = w.request("/f.bin", "raw/f.bin");
+    req.expected_sha256 = Some(sha256_hex(&body).to_uppercase());
+    req.expected_size = Some(body.len() as u64);
+    complete(ing.run(req, None, None).await.expect("matching"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_part_failures_are_retried_and_persistent_ones_abort() {
+    let w = World::new().await;
+    let Some(faults) = w.s3.faults() else {
+        return tributary_testkit::skip(
+            "s3_part_failures",
+            "needs fault injection (embedded server)",
+        );
+    };
+    let ing = w.ingester(&[]).await;
+    let body = random_bytes(16 * MIB, 9);
+    w.http.serve("/g.bin", Resource::new(body.clone()));
+    faults.add(
+        Op::UploadPart,
+        Calls::Range { from: 2, count: 2 },
+        Action::slow_down(),
+    );
+    let out = complete(
+        ing.run(w.request("/g.bin", "raw/g.bin"), None, None)
+            .await
+            .expect("retried"),
+    );
+    assert_eq!(out.sha256, sha256_hex(&body));
+    assert_eq!(faults.injected(), 2);
+
+    faults.add(Op::UploadPart, Calls::From(1), Action::internal_error());
+    let err = ing
+        .run(w.request("/g.bin", "raw/g2.bin"), None, None)
+        .await
+        .expect_err("persistent");
+    assert!(err.to_string().contains("UploadPart"), "{err}");
+    w.assert_clean("raw/g2.bin").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_checkpoint_then_resume_gives_the_identical_object() {
+    let w = World::new().await;
+    let ing = w.ingester(&[("DEADLINE_MARGIN_SECS", "1")]).await;
+    let body = random_bytes(40 * MIB + 11, 10);
+    // ~20 MiB/s: the first leg gets through a few parts before its deadline.
+    w.http.serve(
+        "/slow.bin",
+        Resource::new(body.clone()).fault(HttpFault::Trickle {
+            chunk: 256 * 1024,
+            delay: Duration::from_millis(12),
+        }),
+    );
+    let deadline = SystemTime::now() + Duration::from_millis(2_500);
+    let first = ing
+        .run(w.request("/slow.bin", "raw/slow.bin"), Some(deadline), None)
+        .await
+        .expect("first leg");
+    let IngestResponse::Incomplete(inc) = first else {
+        panic!("expected a checkpoint");
+    };
+    assert!(
+        inc.bytes > 0 && inc.bytes < body.len() as u64,
+        "{}",
+        inc.bytes
+    );
+    assert_eq!(
+        inc.bytes % (5 * MIB as u64),
+        0,
+        "checkpoints sit on part boundaries"
+    );
+    assert!(!inc.continued_async);
+    assert!(
+        !w.s3.exists(&w.bucket, "raw/slow.bin").await,
+        "nothing visible yet"
+    );
+    // The checkpoint survives a round trip through JSON, as it would through an invocation.
+    let json = serde_json::to_string(&inc.checkpoint).expect("ser");
+    assert!(json.contains("upload_id"));
+    let mut req = w.request("/slow.bin", "raw/slow.bin");
+    req.resume = Some(serde_json::from_str(&json).expect("de"));
+    let out = complete(ing.run(req, None, None).await.expect("second leg"));
+    assert_eq!(out.invocations, 2);
+    assert_eq!(out.bytes, body.len() as u64);
+    assert_eq!(out.sha256, sha256_hex(&body), "the hash spans both legs");
+    assert_eq!(
+        sha256_hex(&w.s3.get(&w.bucket, "raw/slow.bin").await),
+        sha256_hex(&body)
+    );
+    assert!(w.s3.open_uploads(&w.bucket).await.is_empty());
+    let ranged = w
+        .http
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers.contains_key("range"))
+        .count();
+    assert_eq!(ranged, 1, "the second leg starts with a Range request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_the_source_but_never_an_error_message() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    w.http
+        .serve("/private.bin", Resource::new(b"secret data".to_vec()));
+    let mut req = w.request("/private.bin", "raw/private.bin");
+    req.headers = Some([("Authorization".to_owned(), "Bearer hunter2".to_owned())].into());
+    complete(ing.run(req, None, None).await.expect("ingest"));
+    let seen = w.http.requests();
+    assert_eq!(
+        seen[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer hunter2")
+    );
+
+    let mut req = w.request("/nowhere", "raw/n.bin");
+    req.headers = Some([("Authorization".to_owned(), "Bearer hunter2".to_owned())].into());
+    let err = ing.run(req, None, None).await.expect_err("404");
+    assert!(!err.to_string().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_none_match_refuses_to_overwrite_and_bad_requests_are_named() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    w.s3.put(&w.bucket, "raw/exists.bin", b"old".to_vec()).await;
+    w.http
+        .serve("/new.bin", Resource::new(random_bytes(100, 1)));
+    let mut req = w.request("/new.bin", "raw/exists.bin");
+    req.if_none_match = Some(true);
+    let err = ing.run(req, None, None).await.expect_err("exists");
+    assert_eq!(err.error_type(), "PreconditionFailed", "{err}");
+    assert_eq!(w.s3.get(&w.bucket, "raw/exists.bin").await, b"old");
+
+    let event = serde_json::json!({"url": w.http.url("/new.bin"), "bucket_name": "x"});
+    let err = ing
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("unknown field");
+    assert_eq!(err.error_type(), "InvalidInput");
+    assert!(err.to_string().contains("bucket_name"), "{err}");
+    for (field, value) in [
+        ("part_size_mib", serde_json::json!(2)),
+        ("concurrency", serde_json::json!(0)),
+        ("expected_sha256", serde_json::json!("abc")),
+        ("url", serde_json::json!("ftp://x.org/a")),
+    ] {
+        let mut event = serde_json::json!({"url": w.http.url("/new.bin"), "key": "raw/k"});
+        event[field] = value;
+        let err = ing
+            .handle(LambdaEvent::new(event, Context::default()))
+            .await
+            .expect_err(field);
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+}

@@ -124,6 +124,15 @@ pub enum Error {
     /// The work was cancelled before it finished (e.g. an upload was aborted).
     #[error("cancelled: {0}")]
     Cancelled(String),
+
+    /// Some items of a batch failed; reported with the first failure's type.
+    #[error("{message}")]
+    Batch {
+        /// The `errorType` of the first failure.
+        error_type: &'static str,
+        /// Every failure, summarised.
+        message: String,
+    },
 }
 
 impl Error {
@@ -142,6 +151,7 @@ impl Error {
             Error::Io { .. } => "IoError",
             Error::Json { .. } => "JsonError",
             Error::Cancelled(_) => "Cancelled",
+            Error::Batch { error_type, .. } => error_type,
         }
     }
 

@@ -15,7 +15,9 @@
 //!   times with exponential backoff and jitter, but only for transient errors (throttling,
 //!   5xx, I/O); a permanent error fails at once.
 //! * **Integrity**: every part carries its CRC (CRC64NVME by default) and the object is
-//!   completed with the full-object CRC, combined from the parts' CRCs in order.
+//!   completed with the full-object CRC, combined from the parts' CRCs in order. Because S3
+//!   checks those CRCs, requests skip SigV4's payload hash (a second SHA-256 pass over every
+//!   byte); headers are still signed.
 //! * **All or nothing**: the object appears only in [`S3Writer::finish`]. Any error aborts the
 //!   multipart upload; so does dropping a writer that was not finished (the abort runs on a
 //!   spawned task) or calling [`S3Writer::abort`].
@@ -175,7 +177,10 @@ pub struct S3Writer {
     buf: BytesMut,
     state: State,
     next_part: u32,
-    in_flight: JoinSet<Result<DonePart>>,
+    in_flight: JoinSet<Result<(DonePart, Bytes)>>,
+    /// Buffers of uploaded parts, reused for the next parts (no allocation churn, which with
+    /// large parts would otherwise fragment the heap and grow the process's memory).
+    spare: Vec<BytesMut>,
     in_flight_bytes: usize,
     done: Vec<DonePart>,
     bytes: u64,
@@ -201,6 +206,7 @@ impl S3Writer {
             state: State::Buffering,
             next_part: 1,
             in_flight: JoinSet::new(),
+            spare: Vec::new(),
             in_flight_bytes: 0,
             done: Vec::new(),
             bytes: 0,
@@ -310,8 +316,16 @@ impl S3Writer {
                 }
             }
             if self.buf.is_empty() && self.next_part > 1 && self.buf.capacity() < self.part_size {
-                // A new part after the first: take its whole buffer at once (no regrowth).
-                self.buf.reserve(self.part_size);
+                // A new part after the first: reuse an uploaded part's buffer, or take a whole
+                // one at once (no regrowth).
+                match self
+                    .spare
+                    .iter()
+                    .position(|b| b.capacity() >= self.part_size)
+                {
+                    Some(i) => self.buf = self.spare.swap_remove(i),
+                    None => self.buf.reserve(self.part_size),
+                }
             }
             let take = (self.part_size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
@@ -356,7 +370,10 @@ impl S3Writer {
     }
 
     fn note_held(&mut self) {
-        self.peak_held = self.peak_held.max(self.buf.len() + self.in_flight_bytes);
+        let spare: usize = self.spare.iter().map(BytesMut::capacity).sum();
+        self.peak_held = self
+            .peak_held
+            .max(self.buf.len() + self.in_flight_bytes + spare);
     }
 
     /// Cancels everything after `err` and returns it.
@@ -452,11 +469,19 @@ impl S3Writer {
 
     fn record(
         &mut self,
-        res: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
+        res: std::result::Result<Result<(DonePart, Bytes)>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let part = res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
+        let (part, data) =
+            res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
         self.in_flight_bytes -= part.len as usize;
         self.done.push(part);
+        // The SDK has let go of the body by now: keep the allocation for a later part.
+        if self.spare.len() < 2
+            && let Ok(mut buf) = data.try_into_mut()
+        {
+            buf.clear();
+            self.spare.push(buf);
+        }
         Ok(())
     }
 
@@ -513,6 +538,8 @@ impl S3Writer {
             req = req.metadata(k, v);
         }
         let out = req
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| Error::s3("PutObject", &self.bucket, &self.key, e))?;
@@ -667,7 +694,7 @@ struct PartTask {
 }
 
 impl PartTask {
-    async fn run(self) -> Result<DonePart> {
+    async fn run(self) -> Result<(DonePart, Bytes)> {
         let crc = self.algorithm.checksum(&self.data);
         let encoded = self.algorithm.encode(crc);
         let mut attempt = 0;
@@ -686,15 +713,18 @@ impl PartTask {
                 ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(&encoded),
                 ChecksumAlgorithm::Crc32c => req.checksum_crc32_c(&encoded),
             };
-            match req.send().await {
+            // The part's CRC (checked by S3) protects its content, so the SigV4 payload hash,
+            // a second full pass over the data, is skipped.
+            match req.customize().disable_payload_signing().send().await {
                 Ok(out) => {
                     let etag = out.e_tag.unwrap_or_default().trim_matches('"').to_owned();
-                    return Ok(DonePart {
+                    let part = DonePart {
                         number: self.number,
                         etag,
                         crc,
                         len: self.data.len() as u64,
-                    });
+                    };
+                    return Ok((part, self.data));
                 }
                 Err(e) => {
                     let err = Error::s3("UploadPart", &self.bucket, &self.key, e);

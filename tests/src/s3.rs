@@ -313,11 +313,19 @@ fn upload_records(root: &Path) -> Vec<String> {
 
 /// Starts s3s-fs on `root`, behind a fault plan, on a free loopback port.
 pub async fn serve(root: &Path) -> std::io::Result<(SocketAddr, FaultPlan, JoinHandle<()>)> {
+    serve_on(root, 0).await
+}
+
+/// Starts s3s-fs on `root`, behind a fault plan, on `127.0.0.1:port` (0: any free port).
+pub async fn serve_on(
+    root: &Path,
+    port: u16,
+) -> std::io::Result<(SocketAddr, FaultPlan, JoinHandle<()>)> {
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = builder.build();
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let faults = FaultPlan::default();
     let plan = faults.clone();

@@ -50,7 +50,7 @@ fn batch() -> FirehoseEvent {
                 "page": {"path": format!("/products/{}", r % 500), "referrer": "https://example.com/search?q=shoes", "title": "Running shoes, lightweight, breathable mesh upper"},
                 "tags": ["web", "eu-west-1", "beta", format!("cohort-{}", r % 12)],
                 "cart": {"items": (r % 5), "value": (r % 50_000) as f64 / 100.0, "currency": "EUR"},
-                "note": "x".repeat(100 + (r % 150) as usize),
+                "note": "x".repeat(180 + (r % 150) as usize),
             });
             FirehoseRecord {
                 record_id: format!("4954698668313554428650745793632162567570019247115{i:07}"),
@@ -131,7 +131,7 @@ fn main() {
         (
             "TRANSFORM",
             r#"{"filter":[{"field":"status","op":"lt","value":500}],"rename":{"user_id":"user"},
-                "drop":["debug"],"drop_nulls":true,"add":{"source":"firehose"},
+                "drop":["debug","note"],"drop_nulls":true,"add":{"source":"firehose"},
                 "add_processing_time":"processed_at","add_arrival_time":"arrived_at"}"#,
         ),
         ("PARTITION_TIMESTAMP_FIELD", "ts"),

@@ -469,3 +469,145 @@ async fn if_none_match_refuses_to_overwrite_and_bad_requests_are_named() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }
+
+/// A Lambda Invoke endpoint on 127.0.0.1 that records what it is sent and answers 202.
+async fn fake_lambda() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 65536];
+            // Read the head, then as many body bytes as Content-Length says.
+            let (head, body) = loop {
+                let Ok(n) = s.read(&mut tmp).await else {
+                    break (String::new(), String::new());
+                };
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[end + 4..]).into_owned();
+                break (head, body);
+            };
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nx-amzn-RequestId: fake\r\n\r\n",
+                )
+                .await;
+            let _ = tx.send((head, body));
+        }
+    });
+    (format!("http://{addr}"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_async_reinvokes_the_function_with_the_checkpoint() {
+    let w = World::new().await;
+    let (endpoint, mut seen) = fake_lambda().await;
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::new()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            ))
+            .build(),
+    );
+    let env = Env::from_pairs([
+        ("DEFAULT_BUCKET", w.bucket.as_str()),
+        ("ALLOW_PRIVATE_NETWORKS", "127.0.0.1/32"),
+        ("PART_SIZE_MIB", "5"),
+        ("DEADLINE_MARGIN_SECS", "1"),
+        ("CONTINUE_ASYNC", "true"),
+    ]);
+    let mut settings = S3Settings::for_endpoint(&w.s3.endpoint, &w.s3.access_key, &w.s3.secret_key);
+    settings.force_path_style = w.s3.path_style;
+    let ing = Ingester::new(
+        url_ingester::Config::from_env(&env).expect("config"),
+        settings.build_client().await,
+        Some(lambda),
+    )
+    .expect("ingester");
+    let body = random_bytes(30 * MIB, 12);
+    w.http.serve(
+        "/async.bin",
+        Resource::new(body).fault(HttpFault::Trickle {
+            chunk: 256 * 1024,
+            delay: Duration::from_millis(12),
+        }),
+    );
+    let mut req = w.request("/async.bin", "raw/async.bin");
+    req.headers = Some(
+        [(
+            "Authorization".to_owned(),
+            "Bearer token-for-the-next-leg".to_owned(),
+        )]
+        .into(),
+    );
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:url-ingester";
+    let deadline = SystemTime::now() + Duration::from_millis(2_000);
+    let IngestResponse::Incomplete(inc) = ing
+        .run(req, Some(deadline), Some(arn.into()))
+        .await
+        .expect("leg")
+    else {
+        panic!("expected a checkpoint");
+    };
+    assert!(inc.continued_async);
+    let (head, body) = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("invoked in time")
+        .expect("a request");
+    assert!(head.starts_with("POST /2015-03-31/functions/"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-amz-invocation-type: event"),
+        "{head}"
+    );
+    let next: IngestRequest = serde_json::from_str(&body).expect("the payload is a request");
+    assert_eq!(
+        next.resume.as_ref().map(|c| c.upload.bytes),
+        Some(inc.bytes)
+    );
+    assert_eq!(next.key.as_deref(), Some("raw/async.bin"));
+    // The next leg needs the caller's headers; the checkpoint returned to the caller has none.
+    assert!(next.headers.is_some());
+    assert!(
+        !serde_json::to_string(&inc.checkpoint)
+            .expect("ser")
+            .contains("token-for-the-next-leg")
+    );
+    // Clean up the open upload as a later leg would have completed it.
+    if let Some(id) = &inc.checkpoint.upload.upload_id {
+        tributary::writer::abort_upload(&w.s3.client, &w.bucket, "raw/async.bin", id)
+            .await
+            .expect("abort");
+    }
+}

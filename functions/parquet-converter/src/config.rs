@@ -1,0 +1,178 @@
+//! The converter's configuration, read once at cold start.
+
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use tributary::{Env, Error};
+
+/// What `PARTITION_BY` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionSpec {
+    /// `col:year|month|day|hour`: date parts of a timestamp/date column, down to this level.
+    Time {
+        /// Column.
+        column: String,
+        /// 1 = year, 2 = month, 3 = day, 4 = hour.
+        depth: usize,
+    },
+    /// `col`: `col=value`.
+    Value {
+        /// Column.
+        column: String,
+    },
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma- (or `CSV_DELIMITER`-) separated values with a header line.
+    Csv,
+    /// Tab-separated values with a header line.
+    Tsv,
+    /// JSON lines, or concatenated JSON objects.
+    Json,
+}
+
+/// Converter settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Inputs live under this prefix (`INPUT_PREFIX`, default `raw/`).
+    pub input_prefix: String,
+    /// Outputs go under this prefix (`OUTPUT_PREFIX`, default `processed/`).
+    pub output_prefix: String,
+    /// Error records go under this prefix (`ERROR_PREFIX`, default `errors/`).
+    pub error_prefix: String,
+    /// Output bucket (`OUTPUT_BUCKET`, default: the input's bucket).
+    pub output_bucket: Option<String>,
+    /// Forced input format (`INPUT_FORMAT`: csv, tsv, json; default: from the key or sniffed).
+    pub input_format: Option<Format>,
+    /// CSV delimiter (`CSV_DELIMITER`, one byte, default `,`).
+    pub csv_delimiter: u8,
+    /// Cells read as null besides empty ones (`NULL_VALUES`, default `NULL,null,NA,N/A`).
+    pub null_values: Vec<String>,
+    /// Partitioning (`PARTITION_BY`).
+    pub partition_by: Vec<PartitionSpec>,
+    /// Parquet compression (`COMPRESSION`: zstd default, snappy, gzip, lz4, none).
+    pub compression: Compression,
+    /// Rows per row group at most (`ROW_GROUP_ROWS`, default 1,048,576).
+    pub row_group_rows: usize,
+    /// Buffered bytes per row group at most (`ROW_GROUP_MB`, default 64).
+    pub row_group_bytes: usize,
+    /// Rows sampled to infer types (`INFER_ROWS`, default 10,000).
+    pub infer_rows: usize,
+    /// Rows per decoded batch (`BATCH_ROWS`, default 65,536).
+    pub batch_rows: usize,
+    /// Multipart part size of outputs, MiB (`PART_SIZE_MIB`, default 8).
+    pub part_size_mib: usize,
+    /// Parts uploaded at once per output (`CONCURRENCY`, default 4).
+    pub concurrency: usize,
+    /// EMF namespace (`METRICS_NAMESPACE`, default `Tributary`).
+    pub metrics_namespace: String,
+}
+
+impl Config {
+    /// Reads and validates the configuration; errors name the variable.
+    pub fn from_env(env: &Env) -> tributary::Result<Config> {
+        let input_prefix = env.string_or("INPUT_PREFIX", "raw/");
+        let output_prefix = env.string_or("OUTPUT_PREFIX", "processed/");
+        let error_prefix = env.string_or("ERROR_PREFIX", "errors/");
+        for (var, v) in [
+            ("OUTPUT_PREFIX", &output_prefix),
+            ("ERROR_PREFIX", &error_prefix),
+        ] {
+            if v.starts_with(&input_prefix) || input_prefix.starts_with(v.as_str()) {
+                return Err(Error::config(
+                    var,
+                    v,
+                    format!(
+                        "overlaps INPUT_PREFIX {input_prefix:?}: the function would trigger itself"
+                    ),
+                    "a prefix disjoint from INPUT_PREFIX",
+                ));
+            }
+        }
+        let input_format = match env.one_of(
+            "INPUT_FORMAT",
+            "auto",
+            &["auto", "csv", "tsv", "json", "jsonl", "ndjson"],
+        )? {
+            "csv" => Some(Format::Csv),
+            "tsv" => Some(Format::Tsv),
+            "json" | "jsonl" | "ndjson" => Some(Format::Json),
+            _ => None,
+        };
+        let delim = env.string_or("CSV_DELIMITER", ",");
+        let csv_delimiter = match delim.as_str() {
+            "\\t" | "tab" => b'\t',
+            d if d.len() == 1 => d.as_bytes()[0],
+            d => {
+                return Err(Error::config(
+                    "CSV_DELIMITER",
+                    d,
+                    "must be one byte",
+                    "e.g. `,`, `;`, `|`, `tab`",
+                ));
+            }
+        };
+        let null_values = match env.get("NULL_VALUES") {
+            Some(_) => env.list("NULL_VALUES"),
+            None => ["NULL", "null", "NA", "N/A"].map(str::to_owned).to_vec(),
+        };
+        let mut partition_by = Vec::new();
+        for item in env.list("PARTITION_BY") {
+            let spec = match item.split_once(':') {
+                None => PartitionSpec::Value {
+                    column: item.clone(),
+                },
+                Some((col, level)) => {
+                    let depth = match level.to_ascii_lowercase().as_str() {
+                        "year" => 1,
+                        "month" => 2,
+                        "day" => 3,
+                        "hour" => 4,
+                        _ => {
+                            return Err(Error::config(
+                                "PARTITION_BY",
+                                &item,
+                                format!("unknown time level {level:?}"),
+                                "col, or col:year|month|day|hour",
+                            ));
+                        }
+                    };
+                    PartitionSpec::Time {
+                        column: col.to_owned(),
+                        depth,
+                    }
+                }
+            };
+            partition_by.push(spec);
+        }
+        let compression = match env.one_of(
+            "COMPRESSION",
+            "zstd",
+            &["zstd", "snappy", "gzip", "lz4", "none"],
+        )? {
+            "snappy" => Compression::SNAPPY,
+            "gzip" => Compression::GZIP(GzipLevel::default()),
+            "lz4" => Compression::LZ4_RAW,
+            "none" => Compression::UNCOMPRESSED,
+            _ => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+        };
+        Ok(Config {
+            input_prefix,
+            output_prefix,
+            error_prefix,
+            output_bucket: env.get("OUTPUT_BUCKET").map(str::to_owned),
+            input_format,
+            csv_delimiter,
+            null_values,
+            partition_by,
+            compression,
+            row_group_rows: env.int_in("ROW_GROUP_ROWS", 1 << 20, 1024, 1 << 26)?,
+            row_group_bytes: env.int_in("ROW_GROUP_MB", 64usize, 1, 1024)? << 20,
+            infer_rows: env.int_in("INFER_ROWS", 10_000usize, 10, 10_000_000)?,
+            batch_rows: env.int_in("BATCH_ROWS", 65_536usize, 64, 1 << 20)?,
+            part_size_mib: env.int_in("PART_SIZE_MIB", 8usize, 5, 5120)?,
+            concurrency: env.int_in("CONCURRENCY", 4usize, 1, 64)?,
+            metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The three ways an "object created" reaches the converter, reduced to one list of objects.
+//!
+//! * S3 notifications (`Records[].s3`), keys URL-encoded in form style;
+//! * EventBridge "Object Created" events (`detail.bucket.name`, `detail.object.key`, not
+//!   encoded);
+//! * SQS messages whose body is an S3 notification; each object remembers its message id so
+//!   the handler can answer with `batchItemFailures`.
+//!
+//! Anything that is not an object creation (deletes, S3's `s3:TestEvent`) is skipped with a
+//! reason.
+
+use serde_json::Value;
+use tributary::object::decode_event_key;
+use tributary::{Error, ObjectRef};
+
+/// One object to convert, or why it is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The SQS message it came in, if any.
+    pub message_id: Option<String>,
+    /// The object, or why there is nothing to do.
+    pub target: Result<Target, String>,
+}
+
+/// An object to convert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Bucket, decoded key, version, ETag.
+    pub object: ObjectRef,
+    /// Size from the event, when it said.
+    pub size: Option<i64>,
+}
+
+/// How the event arrived (decides the response shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// S3 notification, invoked directly.
+    S3,
+    /// EventBridge.
+    EventBridge,
+    /// SQS batch.
+    Sqs,
+}
+
+/// Reads any of the three shapes.
+pub fn parse(event: &Value) -> Result<(Source, Vec<Item>), Error> {
+    if event.get("detail-type").is_some() || event.get("detail").is_some() {
+        return Ok((Source::EventBridge, vec![eventbridge(event)]));
+    }
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            Error::invalid_input(
+                "event",
+                "neither S3 (Records), SQS (Records) nor EventBridge (detail)",
+            )
+        })?;
+    let is_sqs = records
+        .first()
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs");
+    if !is_sqs {
+        return Ok((Source::S3, s3_records(event, None)?));
+    }
+    let mut items = Vec::new();
+    for rec in records {
+        let id = rec
+            .get("messageId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let body = rec.get("body").and_then(Value::as_str).unwrap_or_default();
+        match serde_json::from_str::<Value>(body) {
+            Ok(inner) if inner.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") => {
+                items.push(Item {
+                    message_id: id,
+                    target: Err("S3 test event".into()),
+                })
+            }
+            Ok(inner) => match s3_records(&inner, id.clone()) {
+                Ok(mut found) => items.append(&mut found),
+                Err(e) => items.push(Item {
+                    message_id: id,
+                    target: Err(format!("SQS body is not an S3 notification: {e}")),
+                }),
+            },
+            Err(e) => items.push(Item {
+                message_id: id,
+                target: Err(format!("SQS body is not JSON: {e}")),
+            }),
+        }
+    }
+    Ok((Source::Sqs, items))
+}
+
+fn s3_records(event: &Value, message_id: Option<String>) -> Result<Vec<Item>, Error> {
+    // Read leniently: only the fields used, so events from S3-compatible stores that omit
+    // the rest (userIdentity, requestParameters, ...) work too.
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid_input("S3 event", "no Records array"))?;
+    Ok(records
+        .iter()
+        .map(|r| {
+            let name = r["eventName"].as_str().unwrap_or_default();
+            let obj = &r["s3"]["object"];
+            let target = if !name.starts_with("ObjectCreated:") {
+                Err(format!("event {name:?} is not an object creation"))
+            } else {
+                match (r["s3"]["bucket"]["name"].as_str(), obj["key"].as_str()) {
+                    (Some(bucket), Some(raw_key)) => decode_event_key(raw_key)
+                        .map_err(|e| e.to_string())
+                        .map(|key| Target {
+                            object: ObjectRef::new(bucket, key)
+                                .with_version(obj["versionId"].as_str())
+                                .with_etag(obj["eTag"].as_str()),
+                            size: obj["size"].as_i64(),
+                        }),
+                    _ => Err("record without bucket or key".into()),
+                }
+            };
+            Item {
+                message_id: message_id.clone(),
+                target,
+            }
+        })
+        .collect())
+}
+
+fn eventbridge(event: &Value) -> Item {
+    let detail_type = event
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let detail = &event["detail"];
+    let target = if detail_type != "Object Created" {
+        Err(format!(
+            "EventBridge {detail_type:?} is not an object creation"
+        ))
+    } else {
+        match (
+            detail["bucket"]["name"].as_str(),
+            detail["object"]["key"].as_str(),
+        ) {
+            (Some(b), Some(k)) if !k.is_empty() => Ok(Target {
+                object: ObjectRef::new(b, k)
+                    .with_version(detail["object"]["version-id"].as_str())
+                    .with_etag(detail["object"]["etag"].as_str()),
+                size: detail["object"]["size"].as_i64(),
+            }),
+            _ => Err("EventBridge detail without bucket.name or object.key".into()),
+        }
+    };
+    Item {
+        message_id: None,
+        target,
+    }
+}

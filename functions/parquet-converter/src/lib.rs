@@ -1,0 +1,284 @@
+//! parquet-converter: S3 "object created" -> CSV / TSV / JSON lines -> Hive-partitioned Parquet.
+//!
+//! [`Converter::handle`] accepts S3 notifications, EventBridge "Object Created" events and SQS
+//! batches of S3 notifications. Each object is checked against the prefixes (the function never
+//! converts its own outputs), converted by [`convert::convert`] (streaming, all or nothing), and
+//! recorded in a manifest written last. One failing object never stops the others; the
+//! invocation then fails with that object's `errorType` (or, from SQS, reports it in
+//! `batchItemFailures`) so the platform retries it.
+
+pub mod config;
+pub mod convert;
+pub mod event;
+pub mod naming;
+
+use std::time::Instant;
+
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use tributary::observability::Metrics;
+use tributary::{Env, Error, ObjectRef};
+
+pub use crate::config::Config;
+use crate::convert::Summary;
+use crate::event::{Item, Source, Target};
+use crate::naming::Names;
+
+/// What happened to one object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Converted.
+    Converted(Summary),
+    /// Nothing to do, and why.
+    Skipped {
+        /// The object, when the event named one.
+        object: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Failed; everything it started was aborted.
+    Failed {
+        /// The object.
+        object: String,
+        /// `errorType`.
+        error_type: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The function: configuration and the S3 client, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Converter {
+    config: Config,
+    s3: aws_sdk_s3::Client,
+}
+
+impl Converter {
+    /// A converter with `config`, writing through `s3`.
+    pub fn new(config: Config, s3: aws_sdk_s3::Client) -> Converter {
+        Converter { config, s3 }
+    }
+
+    /// Reads the configuration and builds the client.
+    pub async fn from_env(env: &Env) -> tributary::Result<Converter> {
+        let config = Config::from_env(env)?;
+        let s3 = tributary::s3::S3Settings::from_env(env)?
+            .build_client()
+            .await;
+        Ok(Converter::new(config, s3))
+    }
+
+    /// The Lambda handler.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+        let (payload, ctx) = event.into_parts();
+        let (source, items) = event::parse(&payload)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut failed_messages = Vec::new();
+        for item in items {
+            let outcome = self.process(&item).await;
+            if let (Outcome::Failed { .. }, Some(id)) = (&outcome, &item.message_id)
+                && !failed_messages.contains(id)
+            {
+                failed_messages.push(id.clone());
+            }
+            outcomes.push(outcome);
+        }
+        info!(request_id = %ctx.request_id, objects = outcomes.len(), "event processed");
+        if source == Source::Sqs {
+            let failures: Vec<Value> = failed_messages
+                .iter()
+                .map(|id| json!({"itemIdentifier": id}))
+                .collect();
+            return Ok(json!({"batchItemFailures": failures, "results": outcomes}));
+        }
+        let failures: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Failed { .. }))
+            .collect();
+        if let Some(Outcome::Failed { error_type, .. }) = failures.first() {
+            let text = failures
+                .iter()
+                .filter_map(|o| match o {
+                    Outcome::Failed {
+                        object, message, ..
+                    } => Some(format!("{object}: {message}")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::Batch {
+                error_type,
+                message: format!(
+                    "{} of {} objects failed: {text}",
+                    failures.len(),
+                    outcomes.len()
+                ),
+            });
+        }
+        Ok(json!({"results": outcomes}))
+    }
+
+    /// One item of an event.
+    pub async fn process(&self, item: &Item) -> Outcome {
+        let target = match &item.target {
+            Ok(t) => t,
+            Err(reason) => {
+                info!(reason = %reason, "skipped");
+                return Outcome::Skipped {
+                    object: None,
+                    reason: reason.clone(),
+                };
+            }
+        };
+        if let Some(reason) = self.skip_reason(target) {
+            info!(object = %target.object, reason = %reason, "skipped");
+            return Outcome::Skipped {
+                object: Some(target.object.to_string()),
+                reason,
+            };
+        }
+        match self.convert(&target.object).await {
+            Ok(summary) => Outcome::Converted(summary),
+            Err(e) => {
+                warn!(object = %target.object, error_type = e.error_type(), "conversion failed: {e}");
+                Outcome::Failed {
+                    object: target.object.to_string(),
+                    error_type: e.error_type(),
+                    message: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Why an object is not converted (the recursion guard and friends), if it is not.
+    pub fn skip_reason(&self, t: &Target) -> Option<String> {
+        let key = &t.object.key;
+        let c = &self.config;
+        if key.ends_with('/') {
+            return Some("a folder marker".into());
+        }
+        if t.size == Some(0) {
+            return Some("an empty object".into());
+        }
+        let same_bucket = c
+            .output_bucket
+            .as_deref()
+            .is_none_or(|b| b == t.object.bucket);
+        if same_bucket && (key.starts_with(&c.output_prefix) || key.starts_with(&c.error_prefix)) {
+            return Some(format!(
+                "under the output or error prefix ({:?}, {:?}): never converted again",
+                c.output_prefix, c.error_prefix
+            ));
+        }
+        if !key.starts_with(&c.input_prefix) {
+            return Some(format!("outside INPUT_PREFIX {:?}", c.input_prefix));
+        }
+        None
+    }
+
+    /// Converts one object and writes its manifest; removes files an earlier run of the same
+    /// input produced that this run did not.
+    pub async fn convert(&self, object: &ObjectRef) -> Result<Summary, Error> {
+        let started = Instant::now();
+        let names =
+            Names::of(object, &self.config.input_prefix).ok_or_else(|| Error::InvalidKey {
+                key: object.key.clone(),
+                reason: "no file name under INPUT_PREFIX".into(),
+            })?;
+        let out_bucket = self
+            .config
+            .output_bucket
+            .clone()
+            .unwrap_or_else(|| object.bucket.clone());
+        let manifest_key = names.manifest_key(&self.config.output_prefix);
+        let previous = self.previous_files(&out_bucket, &manifest_key).await;
+        let summary = convert::convert(&self.s3, &self.config, object, &names).await?;
+        let manifest = json!({
+            "source": {"bucket": object.bucket, "key": object.key, "version_id": object.version_id, "etag": object.etag},
+            "files": summary.files,
+            "rows": summary.rows,
+            "bytes_in": summary.bytes_in,
+            "bytes_out": summary.bytes_out,
+            "partitions": summary.partitions,
+            "default_partition_rows": summary.default_partition_rows,
+            "type_widenings": summary.type_widenings,
+            "bad_rows": 0,
+            "schema": summary.schema,
+        });
+        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
+            what: "manifest".into(),
+            source: e,
+        })?;
+        self.s3
+            .put_object()
+            .bucket(&out_bucket)
+            .key(&manifest_key)
+            .content_type("application/json")
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| Error::s3("PutObject", &out_bucket, &manifest_key, e))?;
+        for stale in previous
+            .iter()
+            .filter(|k| !summary.files.iter().any(|f| &f.key == *k))
+        {
+            if let Err(e) = self
+                .s3
+                .delete_object()
+                .bucket(&out_bucket)
+                .key(stale)
+                .send()
+                .await
+            {
+                warn!(key = %stale, error = %e, "could not delete a stale output of an earlier run");
+            }
+        }
+        let elapsed = started.elapsed();
+        let mut m = Metrics::new(&self.config.metrics_namespace, "parquet-converter");
+        m.count("Rows", summary.rows)
+            .count("BadRows", 0)
+            .count("Files", summary.files.len() as u64)
+            .count("Partitions", summary.partitions as u64)
+            .count("DefaultPartitionRows", summary.default_partition_rows)
+            .bytes("BytesIn", summary.bytes_in)
+            .bytes("BytesOut", summary.bytes_out)
+            .duration("Duration", elapsed)
+            .property("Object", object.to_string());
+        m.emit();
+        info!(object = %object, rows = summary.rows, files = summary.files.len(),
+            bytes_in = summary.bytes_in, bytes_out = summary.bytes_out,
+            widenings = summary.type_widenings, ms = elapsed.as_millis() as u64, "converted");
+        Ok(summary)
+    }
+
+    async fn previous_files(&self, bucket: &str, manifest_key: &str) -> Vec<String> {
+        let Ok(out) = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(manifest_key)
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        let Ok(bytes) = out.body.collect().await else {
+            return Vec::new();
+        };
+        serde_json::from_slice::<Value>(&bytes.into_bytes())
+            .ok()
+            .and_then(|v| {
+                v["files"].as_array().map(|files| {
+                    files
+                        .iter()
+                        .filter_map(|f| f["key"].as_str().map(str::to_owned))
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+}

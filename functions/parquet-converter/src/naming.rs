@@ -1,0 +1,166 @@
+//! Where outputs go: datasets, deterministic file names, Hive partition segments.
+//!
+//! `{OUTPUT_PREFIX}{dataset}/{partition path}/{stem}-{digest}-{NNNN}.parquet`, where `dataset` is
+//! the first path segment after `INPUT_PREFIX`, `stem` the file name without its extensions and
+//! `digest` 8 hex digits of SHA-256 over bucket, key and ETag/version: the same input always
+//! yields the same keys, so a redelivered event overwrites instead of duplicating.
+
+use sha2::{Digest, Sha256};
+use tributary::ObjectRef;
+
+/// Hive's name for a null partition value.
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The names derived from one input object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// First segment after the input prefix.
+    pub dataset: String,
+    /// File name without extensions.
+    pub stem: String,
+    /// 8 hex digits identifying this exact input.
+    pub digest: String,
+    /// `k=v` segments found between the dataset and the file name (Firehose partitions).
+    pub key_partitions: Vec<String>,
+}
+
+impl Names {
+    /// Derives the names of `object`, whose key starts with `input_prefix`.
+    pub fn of(object: &ObjectRef, input_prefix: &str) -> Option<Names> {
+        let rest = object.key.strip_prefix(input_prefix)?;
+        let mut segments: Vec<&str> = rest.split('/').collect();
+        let file = segments.pop()?;
+        if file.is_empty() {
+            return None;
+        }
+        let dataset = if segments.is_empty() {
+            "default".to_owned()
+        } else {
+            segments.remove(0).to_owned()
+        };
+        let key_partitions = segments
+            .iter()
+            .filter(|s| s.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
+            .map(|s| (*s).to_owned())
+            .collect();
+        let stem = file
+            .split('.')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(file)
+            .to_owned();
+        let mut h = Sha256::new();
+        h.update(object.bucket.as_bytes());
+        h.update([0]);
+        h.update(object.key.as_bytes());
+        h.update([0]);
+        h.update(
+            object
+                .version_id
+                .as_deref()
+                .or(object.etag.as_deref())
+                .unwrap_or("")
+                .as_bytes(),
+        );
+        let digest = hex::encode(&h.finalize()[..4]);
+        Some(Names {
+            dataset,
+            stem,
+            digest,
+            key_partitions,
+        })
+    }
+
+    /// The key of output file `n` in `partition` (a path like `year=2024/month=01`, or empty).
+    pub fn output_key(&self, output_prefix: &str, partition: &str, n: usize) -> String {
+        let part = if partition.is_empty() {
+            String::new()
+        } else {
+            format!("{partition}/")
+        };
+        format!(
+            "{output_prefix}{}/{part}{}-{}-{n:04}.parquet",
+            self.dataset, self.stem, self.digest
+        )
+    }
+
+    /// The manifest's key.
+    pub fn manifest_key(&self, output_prefix: &str) -> String {
+        format!(
+            "{output_prefix}_manifests/{}/{}-{}.json",
+            self.dataset, self.stem, self.digest
+        )
+    }
+}
+
+/// Escapes a partition value the way Hive does (`/`, `=`, `%`, control characters, ...).
+pub fn hive_escape(value: &str) -> String {
+    if value.is_empty() {
+        return HIVE_DEFAULT_PARTITION.to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let escape = c.is_control()
+            || matches!(
+                c,
+                '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
+            );
+        if escape {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_keep_firehose_partitions() {
+        let o = ObjectRef::new("bkt", "raw/events/year=2024/month=03/events-1-2024.gz")
+            .with_etag(Some("e1"));
+        let n = Names::of(&o, "raw/").expect("under prefix");
+        assert_eq!(n.dataset, "events");
+        assert_eq!(n.stem, "events-1-2024");
+        assert_eq!(n.key_partitions, ["year=2024", "month=03"]);
+        assert_eq!(n.digest.len(), 8);
+        assert_eq!(Names::of(&o, "raw/").expect("same"), n);
+        let other = Names::of(&o.clone().with_etag(Some("e2")), "raw/").expect("other etag");
+        assert_ne!(other.digest, n.digest);
+        assert_eq!(
+            n.output_key("processed/", "year=2024/month=03", 0),
+            format!(
+                "processed/events/year=2024/month=03/events-1-2024-{}-0000.parquet",
+                n.digest
+            )
+        );
+        assert_eq!(
+            n.manifest_key("processed/"),
+            format!(
+                "processed/_manifests/events/events-1-2024-{}.json",
+                n.digest
+            )
+        );
+        let flat =
+            Names::of(&ObjectRef::new("b", "raw/taxi/trips 2024.csv.gz"), "raw/").expect("flat");
+        assert_eq!(
+            (flat.dataset.as_str(), flat.stem.as_str()),
+            ("taxi", "trips 2024")
+        );
+        assert!(Names::of(&ObjectRef::new("b", "other/x.csv"), "raw/").is_none());
+    }
+
+    #[test]
+    fn hive_escaping() {
+        assert_eq!(hive_escape("a/b=c%"), "a%2Fb%3Dc%25");
+        assert_eq!(hive_escape("New York"), "New York");
+        assert_eq!(hive_escape(""), HIVE_DEFAULT_PARTITION);
+        assert_eq!(hive_escape("서울"), "서울");
+    }
+}

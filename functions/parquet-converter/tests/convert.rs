@@ -1,0 +1,470 @@
+//! parquet-converter end to end on a real S3 endpoint (embedded s3s-fs, or `TEST_S3_ENDPOINT`);
+//! outputs are read back with the parquet crate's own reader.
+
+use std::io::Write;
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, TimeUnit};
+use lambda_runtime::{Context, LambdaEvent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet_converter::{Config, Converter};
+use serde_json::{Value, json};
+use tributary::Env;
+use tributary::s3::S3Settings;
+use tributary_testkit::s3::eventually;
+use tributary_testkit::{Action, Calls, Op, TestS3};
+
+const S3_PUT: &str = include_str!("../../../events/parquet-converter/s3-put.json");
+const SPECIAL: &str = include_str!("../../../events/parquet-converter/s3-put-special-key.json");
+const MULTI: &str = include_str!("../../../events/parquet-converter/multi-record.json");
+const EVENTBRIDGE: &str = include_str!("../../../events/parquet-converter/eventbridge.json");
+const SQS: &str = include_str!("../../../events/parquet-converter/sqs.json");
+const DELETE: &str = include_str!("../../../events/parquet-converter/delete.json");
+
+async fn converter(s3: &TestS3, extra: &[(&str, &str)]) -> Converter {
+    let mut env = Env::from_pairs([("INFER_ROWS", "1000"), ("BATCH_ROWS", "4096")]);
+    for (k, v) in extra {
+        env = env.with(*k, *v);
+    }
+    let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
+    settings.force_path_style = s3.path_style;
+    settings.region = Some(s3.region.clone());
+    Converter::new(
+        Config::from_env(&env).expect("config"),
+        settings.build_client().await,
+    )
+}
+
+/// The S3 notification S3 itself would send for `key` (form-encoded key, size, ETag).
+fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'*' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-03-07T05:06:07.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "raw",
+               "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "0065E9"}}
+    }]})
+}
+
+async fn put_and_convert(
+    s3: &TestS3,
+    c: &Converter,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Value {
+    let size = body.len();
+    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
+    c.handle(LambdaEvent::new(
+        s3_event(bucket, key, size, &etag),
+        Context::default(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("convert {key}: {e}"))
+}
+
+/// Every Parquet file under `prefix`: (key, batches).
+async fn read_parquet(
+    s3: &TestS3,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, Vec<arrow::array::RecordBatch>)> {
+    let mut out = Vec::new();
+    for key in s3.keys(bucket, prefix).await {
+        if !key.ends_with(".parquet") {
+            continue;
+        }
+        let bytes = bytes::Bytes::from(s3.get(bucket, &key).await);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("a Parquet file")
+            .build()
+            .expect("reader");
+        out.push((key, reader.map(|b| b.expect("batch")).collect()));
+    }
+    out
+}
+
+fn rows(files: &[(String, Vec<arrow::array::RecordBatch>)]) -> usize {
+    files
+        .iter()
+        .flat_map(|(_, b)| b)
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+fn taxi_csv(n: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "VendorID,tpep_pickup_datetime,passenger_count,trip_distance,fare_amount,store_and_fwd_flag\n",
+    );
+    for i in 0..n {
+        let day = 1 + i % 3;
+        s.push_str(&format!(
+            "{},2024-01-{day:02} {:02}:{:02}:{:02}.{:06},{},{:.2},{:.2},{}\n",
+            1 + i % 2,
+            i % 24,
+            i % 60,
+            (i * 7) % 60,
+            i % 1_000_000,
+            i % 5,
+            (i % 100) as f64 / 7.0,
+            5.0 + (i % 300) as f64 / 3.0,
+            if i % 2 == 0 { "N" } else { "Y" }
+        ));
+    }
+    s.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_becomes_day_partitioned_parquet_with_exact_types() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "tpep_pickup_datetime:day")]).await;
+    let out = put_and_convert(
+        &s3,
+        &c,
+        &bucket,
+        "raw/taxi/yellow 2024-01.csv",
+        taxi_csv(3000),
+    )
+    .await;
+    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    let files = read_parquet(&s3, &bucket, "processed/").await;
+    let keys: Vec<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(files.len(), 3, "{keys:?}");
+    for (i, (key, _)) in files.iter().enumerate() {
+        assert!(
+            key.starts_with(&format!(
+                "processed/taxi/year=2024/month=01/day=0{}/yellow 2024-01-",
+                i + 1
+            )),
+            "{key}"
+        );
+        assert!(key.ends_with("-0000.parquet"), "{key}");
+    }
+    assert_eq!(rows(&files), 3000);
+    let schema = files[0].1[0].schema();
+    assert_eq!(
+        schema.field_with_name("VendorID").expect("col").data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        schema
+            .field_with_name("tpep_pickup_datetime")
+            .expect("col")
+            .data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, None)
+    );
+    assert_eq!(
+        schema
+            .field_with_name("fare_amount")
+            .expect("col")
+            .data_type(),
+        &DataType::Float64
+    );
+    // Microseconds survive.
+    let ts = files[0].1[0]
+        .column_by_name("tpep_pickup_datetime")
+        .expect("col")
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .expect("µs");
+    assert_eq!(ts.value(1) % 1_000_000, 3, "row 3 has .000003");
+    let manifest: Value = serde_json::from_slice(
+        &s3.get(
+            &bucket,
+            &s3.keys(&bucket, "processed/_manifests/taxi/").await[0],
+        )
+        .await,
+    )
+    .expect("manifest json");
+    assert_eq!(manifest["rows"], 3000);
+    assert_eq!(manifest["files"].as_array().map(Vec::len), Some(3));
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_type_drift_widens_the_column_and_drops_nothing() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let mut s = String::from("id,amount,label\n");
+    for i in 0..60_000 {
+        let amount = match i {
+            50_000 => "1.5".to_owned(),
+            55_000 => "n/a".to_owned(),
+            _ => (i % 1000).to_string(),
+        };
+        s.push_str(&format!("{i},{amount},row{i}\n"));
+    }
+    let out = put_and_convert(&s3, &c, &bucket, "raw/drift/d.csv", s.into_bytes()).await;
+    assert_eq!(out["results"][0]["type_widenings"], 2, "{out}");
+    let files = read_parquet(&s3, &bucket, "processed/drift/").await;
+    assert_eq!(rows(&files), 60_000);
+    let batches = &files[0].1;
+    assert_eq!(batches[0].schema().field(1).data_type(), &DataType::Utf8);
+    assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Int64);
+    let all: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8")
+                .clone();
+            (0..a.len()).map(move |i| a.value(i).to_owned())
+        })
+        .collect();
+    assert_eq!(all[50_000], "1.5");
+    assert_eq!(all[55_000], "n/a");
+    assert_eq!(all[7], "7");
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_concatenated_json_tsv_and_compressed_inputs() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let jsonl: String = (0..500)
+        .map(|i| format!("{{\"id\":{i},\"v\":{}.5,\"tag\":\"t{}\"}}\n", i, i % 3))
+        .collect();
+    let concat: String = (0..500)
+        .map(|i| format!("{{\"id\":{i},\"v\":{}.5}}", i))
+        .collect();
+    let tsv: String = std::iter::once("a\tb\n".to_owned())
+        .chain((0..500).map(|i| format!("{i}\tx{i}\n")))
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(jsonl.as_bytes()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("raw/j/lines.jsonl", jsonl.clone().into_bytes()),
+        ("raw/j2/concat", concat.into_bytes()),
+        ("raw/t/data.tsv", tsv.into_bytes()),
+        ("raw/g/lines.json.gz", gz),
+        (
+            "raw/events/year=2024/month=03/firehose-1-2024-03-07-05",
+            jsonl.into_bytes(),
+        ),
+    ];
+    for (key, body) in cases {
+        let out = put_and_convert(&s3, &c, &bucket, key, body).await;
+        assert_eq!(out["results"][0]["status"], "converted", "{key}: {out}");
+        assert_eq!(out["results"][0]["rows"], 500, "{key}");
+    }
+    let fh = s3.keys(&bucket, "processed/events/").await;
+    assert_eq!(fh.len(), 1);
+    assert!(
+        fh[0].starts_with("processed/events/year=2024/month=03/firehose-1-2024-03-07-05-"),
+        "{fh:?}"
+    );
+    let files = read_parquet(&s3, &bucket, "processed/j/").await;
+    let b = &files[0].1[0];
+    assert_eq!(
+        b.column_by_name("id").expect("id").data_type(),
+        &DataType::Int64
+    );
+    let v = b
+        .column_by_name("v")
+        .expect("v")
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("f64");
+    assert_eq!(v.value(2), 2.5);
+    let ids = b
+        .column_by_name("id")
+        .expect("id")
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("i64");
+    assert_eq!(ids.value(499 % b.num_rows()), (499 % b.num_rows()) as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_overwrites_instead_of_duplicating() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "store_and_fwd_flag")]).await;
+    let body = taxi_csv(100);
+    let etag = s3
+        .put(&bucket, "raw/taxi/t.csv", body.clone())
+        .await
+        .unwrap_or_default();
+    let event = s3_event(&bucket, "raw/taxi/t.csv", body.len(), &etag);
+    c.handle(LambdaEvent::new(event.clone(), Context::default()))
+        .await
+        .expect("first");
+    let first = s3.keys(&bucket, "processed/").await;
+    c.handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("again");
+    assert_eq!(s3.keys(&bucket, "processed/").await, first);
+    assert!(
+        first.iter().any(|k| k.contains("/store_and_fwd_flag=N/")),
+        "{first:?}"
+    );
+    assert_eq!(
+        rows(&read_parquet(&s3, &bucket, "processed/taxi/").await),
+        100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_converter_never_converts_its_own_outputs() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    for key in [
+        "processed/taxi/x.parquet",
+        "errors/taxi/x.jsonl",
+        "elsewhere/x.csv",
+        "raw/taxi/",
+    ] {
+        if !key.ends_with('/') {
+            s3.put(&bucket, key, b"a,b\n1,2\n".to_vec()).await;
+        }
+        let out = c
+            .handle(LambdaEvent::new(
+                s3_event(&bucket, key, 8, "e"),
+                Context::default(),
+            ))
+            .await
+            .expect("skips are not errors");
+        assert_eq!(out["results"][0]["status"], "skipped", "{key}: {out}");
+    }
+    let delete: Value = serde_json::from_str(DELETE).expect("sample");
+    let out = c
+        .handle(LambdaEvent::new(delete, Context::default()))
+        .await
+        .expect("delete");
+    assert_eq!(out["results"][0]["status"], "skipped");
+    assert!(
+        s3.keys(&bucket, "processed/")
+            .await
+            .iter()
+            .all(|k| k == "processed/taxi/x.parquet")
+    );
+    // A configuration that would loop is refused at cold start.
+    let err = Config::from_env(&Env::from_pairs([
+        ("INPUT_PREFIX", "data/"),
+        ("OUTPUT_PREFIX", "data/parquet/"),
+    ]))
+    .expect_err("overlap");
+    assert!(err.to_string().contains("OUTPUT_PREFIX"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_failure_mid_write_leaves_no_outputs_and_no_uploads() {
+    let s3 = TestS3::start().await;
+    let Some(faults) = s3.faults() else {
+        return tributary_testkit::skip(
+            "converter_s3_failure",
+            "needs fault injection (embedded server)",
+        );
+    };
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "tpep_pickup_datetime:day")]).await;
+    let body = taxi_csv(30_000);
+    let etag = s3
+        .put(&bucket, "raw/taxi/big.csv", body.clone())
+        .await
+        .unwrap_or_default();
+    // PutObject call 1 was the input itself; the first output completes, the second fails:
+    // the completed one must be removed again.
+    faults.add(
+        Op::PutObject,
+        Calls::From(3),
+        Action::Status(403, "AccessDenied"),
+    );
+    let err = c
+        .handle(LambdaEvent::new(
+            s3_event(&bucket, "raw/taxi/big.csv", body.len(), &etag),
+            Context::default(),
+        ))
+        .await
+        .expect_err("S3 keeps failing");
+    assert_eq!(err.error_type(), "S3Error", "{err}");
+    let clean = eventually(Duration::from_secs(5), || async {
+        s3.open_uploads(&bucket).await.is_empty()
+    })
+    .await;
+    assert!(clean, "uploads left: {:?}", s3.open_uploads(&bucket).await);
+    assert!(
+        s3.keys(&bucket, "processed/").await.is_empty(),
+        "{:?}",
+        s3.keys(&bucket, "processed/").await
+    );
+    assert_eq!(
+        faults.calls(Op::DeleteObject),
+        1,
+        "the completed output was rolled back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_events_route_as_expected() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    // Put the objects the samples name, in this test's bucket.
+    let retarget = |sample: &str| -> Value {
+        serde_json::from_str(&sample.replace("tributary-data-lake-example", &bucket))
+            .expect("sample")
+    };
+    for key in [
+        "raw/taxi/yellow_tripdata_2024-01.csv",
+        "raw/taxi/trips 2024+extra/택시 데이터.csv",
+        "raw/taxi/part-2.csv",
+    ] {
+        s3.put(&bucket, key, b"VendorID,fare\n1,2.5\n2,3.5\n".to_vec())
+            .await;
+    }
+    let out = c
+        .handle(LambdaEvent::new(retarget(S3_PUT), Context::default()))
+        .await
+        .expect("put");
+    assert_eq!(out["results"][0]["rows"], 2, "{out}");
+    let out = c
+        .handle(LambdaEvent::new(retarget(SPECIAL), Context::default()))
+        .await
+        .expect("special");
+    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    assert!(
+        s3.keys(&bucket, "processed/taxi/")
+            .await
+            .iter()
+            .any(|k| k.contains("택시 데이터-"))
+    );
+    let out = c
+        .handle(LambdaEvent::new(retarget(MULTI), Context::default()))
+        .await
+        .expect("multi");
+    assert_eq!(out["results"].as_array().map(Vec::len), Some(2));
+    let out = c
+        .handle(LambdaEvent::new(retarget(EVENTBRIDGE), Context::default()))
+        .await
+        .expect("eb");
+    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    // SQS: the second message names a missing object and is reported for redelivery.
+    let out = c
+        .handle(LambdaEvent::new(retarget(SQS), Context::default()))
+        .await
+        .expect("sqs");
+    assert_eq!(
+        out["batchItemFailures"],
+        json!([{"itemIdentifier": "msg-2-missing"}]),
+        "{out}"
+    );
+}

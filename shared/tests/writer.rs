@@ -38,20 +38,7 @@ async fn write_stream(writer: &mut S3Writer, len: usize, seed: u64) -> String {
 }
 
 async fn stored_digest(s3: &TestS3, bucket: &str, key: &str) -> String {
-    let out = s3
-        .client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("GetObject");
-    let mut body = out.body;
-    let mut hasher = Sha256::new();
-    while let Some(chunk) = body.try_next().await.expect("body chunk") {
-        hasher.update(&chunk);
-    }
-    hex::encode(hasher.finalize())
+    s3.sha256(bucket, key).await
 }
 
 async fn assert_nothing_left(s3: &TestS3, bucket: &str, key: &str) {

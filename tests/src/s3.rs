@@ -230,20 +230,35 @@ impl TestS3 {
 
     /// Reads a whole object (tests only: small and medium objects).
     pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        self.get_stream(bucket, key)
             .await
-            .unwrap_or_else(|e| panic!("GetObject s3://{bucket}/{key}: {e:?}"));
-        out.body
             .collect()
             .await
             .expect("read object body")
             .into_bytes()
             .to_vec()
+    }
+
+    /// SHA-256 (hex) of an object, streamed: large objects are never held.
+    pub async fn sha256(&self, bucket: &str, key: &str) -> String {
+        use sha2::Digest;
+        let mut body = self.get_stream(bucket, key).await;
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = body.try_next().await.expect("body chunk") {
+            hasher.update(&chunk);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    async fn get_stream(&self, bucket: &str, key: &str) -> aws_sdk_s3::primitives::ByteStream {
+        self.client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetObject s3://{bucket}/{key}: {e:?}"))
+            .body
     }
 
     /// Stores an object with one PutObject.

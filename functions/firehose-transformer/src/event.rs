@@ -32,6 +32,19 @@ pub struct FirehoseEvent {
     pub records: Vec<FirehoseRecord>,
 }
 
+impl FirehoseEvent {
+    /// A batch of `records` with no stream metadata (tests, tools, benchmarks).
+    pub fn new(records: Vec<FirehoseRecord>) -> Self {
+        FirehoseEvent {
+            invocation_id: None,
+            delivery_stream_arn: None,
+            source_kinesis_stream_arn: None,
+            region: None,
+            records,
+        }
+    }
+}
+
 /// One input record.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -190,18 +190,12 @@ async fn gzip_json_records_are_decompressed() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(br#"{"a": 1, "b": [1, 2]}"#).expect("gzip");
     let data = B64.encode(gz.finish().expect("gzip"));
-    let ev = FirehoseEvent {
-        invocation_id: None,
-        delivery_stream_arn: None,
-        source_kinesis_stream_arn: None,
-        region: None,
-        records: vec![FirehoseRecord {
-            record_id: "gz".into(),
-            approximate_arrival_timestamp: None,
-            data,
-            kinesis_record_metadata: None,
-        }],
-    };
+    let ev = FirehoseEvent::new(vec![FirehoseRecord {
+        record_id: "gz".into(),
+        approximate_arrival_timestamp: None,
+        data,
+        kinesis_record_metadata: None,
+    }]);
     let resp = handle(&processor(&[]), ev).await;
     assert_eq!(resp.records[0].result, RecordResult::Ok);
     assert_eq!(decoded(&resp, 0), "{\"a\":1,\"b\":[1,2]}\n");
@@ -224,13 +218,7 @@ fn the_response_never_exceeds_the_lambda_limit() {
     gz.write_all(body.as_bytes()).expect("gzip");
     let data = B64.encode(gz.finish().expect("gzip"));
     let records: Vec<FirehoseRecord> = (0..3000).map(|i| record(i, data.clone())).collect();
-    let ev = FirehoseEvent {
-        invocation_id: None,
-        delivery_stream_arn: None,
-        source_kinesis_stream_arn: None,
-        region: None,
-        records,
-    };
+    let ev = FirehoseEvent::new(records);
     for workers in [1, 2, 3] {
         let p = processor(&[("PARTITION_TIMESTAMP_FIELD", "ts")]).with_workers(workers);
         check_guard(&ev, &p);
@@ -276,13 +264,7 @@ fn a_smaller_configured_limit_is_honoured_exactly() {
             )
         })
         .collect();
-    let ev = FirehoseEvent {
-        invocation_id: None,
-        delivery_stream_arn: None,
-        source_kinesis_stream_arn: None,
-        region: None,
-        records,
-    };
+    let ev = FirehoseEvent::new(records);
     for limit in [20_000usize, 25_000, 31_337] {
         let p = processor(&[("MAX_RESPONSE_BYTES", &limit.to_string())]);
         let (resp, n, _) = process(&p, &ev);
@@ -373,13 +355,7 @@ proptest! {
         ]);
         let records: Vec<FirehoseRecord> =
             payloads.into_iter().enumerate().map(|(i, d)| record(i, d)).collect();
-        let ev = FirehoseEvent {
-            invocation_id: None,
-            delivery_stream_arn: None,
-            source_kinesis_stream_arn: None,
-            region: None,
-            records,
-        };
+        let ev = FirehoseEvent::new(records);
         let (resp, _, stats) = process(&p, &ev);
         prop_assert_eq!(resp.records.len(), ev.records.len());
         for (i, o) in ev.records.iter().zip(&resp.records) {
@@ -413,13 +389,7 @@ fn splitting_a_batch_over_threads_changes_nothing() {
             record(i, data)
         })
         .collect();
-    let ev = FirehoseEvent {
-        invocation_id: None,
-        delivery_stream_arn: None,
-        source_kinesis_stream_arn: None,
-        region: None,
-        records,
-    };
+    let ev = FirehoseEvent::new(records);
     let pairs = [
         (
             "TRANSFORM",

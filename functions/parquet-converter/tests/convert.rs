@@ -418,19 +418,23 @@ async fn sample_events_route_as_expected() {
     let s3 = TestS3::start().await;
     let bucket = s3.bucket().await;
     let c = converter(&s3, &[]).await;
-    // Put the objects the samples name, in this test's bucket.
-    let retarget = |sample: &str| -> Value {
-        serde_json::from_str(&sample.replace("tributary-data-lake-example", &bucket))
-            .expect("sample")
-    };
+    // Put the objects the samples name, in this test's bucket; same content, same ETag.
+    let mut etag = String::new();
     for key in [
         "raw/taxi/yellow_tripdata_2024-01.csv",
         "raw/taxi/trips 2024+extra/택시 데이터.csv",
         "raw/taxi/part-2.csv",
     ] {
-        s3.put(&bucket, key, b"VendorID,fare\n1,2.5\n2,3.5\n".to_vec())
-            .await;
+        let body = b"VendorID,fare\n1,2.5\n2,3.5\n".to_vec();
+        etag = s3.put(&bucket, key, body).await.unwrap_or_default();
     }
+    // Reads are pinned to the event's ETag (a store honouring If-Match checks it).
+    let retarget = |sample: &str| -> Value {
+        let text = sample
+            .replace("tributary-data-lake-example", &bucket)
+            .replace("0123456789abcdef0123456789abcdef", &etag);
+        serde_json::from_str(&text).expect("sample")
+    };
     let out = c
         .handle(LambdaEvent::new(retarget(S3_PUT), Context::default()))
         .await
@@ -467,4 +471,56 @@ async fn sample_events_route_as_expected() {
         json!([{"itemIdentifier": "msg-2-missing"}]),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_reader_agrees_pyarrow() {
+    let Some(python) = std::env::var_os("TRIBUTARY_VENV")
+        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.exists())
+    else {
+        return tributary_testkit::skip(
+            "pyarrow_reader",
+            "no TRIBUTARY_VENV with pyarrow (scripts/test.sh sets it)",
+        );
+    };
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "tpep_pickup_datetime:day")]).await;
+    put_and_convert(&s3, &c, &bucket, "raw/taxi/py.csv", taxi_csv(2500)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, key) in s3.keys(&bucket, "processed/taxi/").await.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("{i}.parquet")),
+            s3.get(&bucket, key).await,
+        )
+        .expect("write");
+    }
+    let script = r#"
+import json, pathlib, sys
+import pyarrow.parquet as pq
+rows, types = 0, {}
+for p in sorted(pathlib.Path(sys.argv[1]).glob("*.parquet")):
+    t = pq.read_table(p)
+    rows += t.num_rows
+    types = {f.name: str(f.type) for f in t.schema}
+print(json.dumps({"rows": rows, "types": types}))
+"#;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["rows"], 2500);
+    assert_eq!(v["types"]["VendorID"], "int64");
+    assert_eq!(v["types"]["tpep_pickup_datetime"], "timestamp[us]");
+    assert_eq!(v["types"]["fare_amount"], "double");
+    assert_eq!(v["types"]["store_and_fwd_flag"], "string");
 }

@@ -45,7 +45,7 @@ start() {
 JSON
   "$weed" server -dir="$home/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$p_master" -master.port.grpc="$g_master" -master.telemetry=false \
-    -master.volumeSizeLimitMB=256 -volume.max=64 \
+    -master.volumeSizeLimitMB=64 -volume.max=0 \
     -volume.port="$p_volume" -volume.port.grpc="$g_volume" \
     -filer.port="$p_filer" -filer.port.grpc="$g_filer" \
     -s3 -s3.port="$p_s3" -s3.port.grpc="$g_s3" -s3.config="$home/s3.json" \

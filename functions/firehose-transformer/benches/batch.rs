@@ -155,10 +155,20 @@ fn main() {
                     std::process::exit(1);
                 }
             };
+            let parsed = t0.elapsed();
             let (json, stats) = p.process(&ev, Utc::now());
+            let processed = t0.elapsed();
             let len = json.len();
             let raw = serde_json::value::RawValue::from_string(json);
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            if std::env::var_os("BENCH_SPLIT").is_some() {
+                println!(
+                    "  parse {:.1} ms, process {:.1} ms, response check {:.1} ms",
+                    parsed.as_secs_f64() * 1e3,
+                    (processed - parsed).as_secs_f64() * 1e3,
+                    ms - processed.as_secs_f64() * 1e3
+                );
+            }
             if round == 0 {
                 last = (
                     len,

@@ -806,6 +806,68 @@ mod tests {
         assert_eq!(sniff_format(b"\xEF\xBB\xBFid,name"), Format::Csv);
     }
 
+    /// Runs the whole decoding path (sniffing, inference, push decoding, widening) on bytes.
+    fn decode_bytes(cfg: &Config, data: &[u8]) -> Result<usize, String> {
+        let format = sniff_format(data);
+        let mut schema = infer(cfg, format, data).map_err(|e| e.to_string())?;
+        for _ in 0..(schema.fields().len() * 2 + 1) {
+            let mut d = Decoder::new(cfg, format, schema.clone()).map_err(|e| e.to_string())?;
+            let mut rows = 0;
+            let mut rest = strip_bom(data);
+            let outcome = loop {
+                match d.decode(rest) {
+                    Ok(0) => break d.flush().map(|b| rows += b.map_or(0, |b| b.num_rows())),
+                    Ok(n) => {
+                        rest = &rest[n..];
+                        if let Err(e) = d.flush().map(|b| rows += b.map_or(0, |b| b.num_rows())) {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match outcome {
+                Ok(()) => return Ok(rows),
+                Err(e) if is_drift(&e.to_string()) => match widen(&schema, &e.to_string()) {
+                    Some(w) => schema = w,
+                    None => return Err(e.to_string()),
+                },
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("too many widenings".into())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 300,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(20261123),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
+            let _ = decode_bytes(&cfg, &data);
+            let _ = one_object_per_line(&data);
+        }
+
+        #[test]
+        fn json_like_text_never_panics(parts in proptest::collection::vec("[{}\\[\\]:,\"a-z0-9. ]{0,20}", 1..20)) {
+            let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
+            let text = format!("{{{}}}", parts.join(""));
+            let _ = decode_bytes(&cfg, text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn decoding_path_reads_what_it_should() {
+        let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
+        assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2,y\n"), Ok(2));
+        assert_eq!(decode_bytes(&cfg, b"{\"a\":1}{\"a\":2}\n{\"a\":3}"), Ok(3));
+        assert_eq!(decode_bytes(&cfg, b"n\n1\n2\n1.5\n"), Ok(3));
+    }
+
     #[test]
     fn concatenated_objects_become_lines() {
         let out = one_object_per_line(b"{\"a\":\"}{\"}{\"b\":[1,{\"c\":2}]}\n{\"d\":3}{\"cut\":");

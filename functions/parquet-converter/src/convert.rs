@@ -540,13 +540,10 @@ impl<'a> Run<'a> {
         }
         let mut defaulted = vec![false; n];
         for spec in &self.cfg.partition_by {
-            let (column, segs) = match spec {
-                PartitionSpec::Time { column, depth } => {
-                    (column, time_segments(batch, column, *depth)?)
-                }
-                PartitionSpec::Value { column } => (column, value_segments(batch, column)?),
+            let segs = match spec {
+                PartitionSpec::Time { column, depth } => time_segments(batch, column, *depth)?,
+                PartitionSpec::Value { column } => value_segments(batch, column)?,
             };
-            let _ = column;
             for (i, seg) in segs.into_iter().enumerate() {
                 if seg.contains(HIVE_DEFAULT_PARTITION) {
                     defaulted[i] = true;

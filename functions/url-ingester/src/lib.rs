@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use tributary::checksum::{ChecksumAlgorithm, FullObjectChecksum};
 use tributary::observability::Metrics;
-use tributary::writer::MIN_PART_SIZE;
 use tributary::{Env, Error, S3Writer, WriterConfig};
 
 use crate::checkpoint::{Checkpoint, ResumableSha256, VERSION};
@@ -736,9 +735,6 @@ pub fn file_name(url: &reqwest::Url) -> String {
         name => name.to_owned(),
     }
 }
-
-/// Smallest part size allowed, in bytes (for callers computing budgets).
-pub const MIN_PART_BYTES: usize = MIN_PART_SIZE;
 
 #[cfg(test)]
 mod tests {

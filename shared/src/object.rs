@@ -107,9 +107,49 @@ pub fn decode_event_key(raw: &str) -> Result<String> {
     Ok(decoded.into_owned())
 }
 
+/// Encodes a key the way S3 event notifications carry it: form style, a space becomes `+`,
+/// everything but ASCII letters, digits, `-_.~/` and `*` is percent-encoded. The inverse of
+/// [`decode_event_key`].
+///
+/// ```
+/// use tributary::object::encode_event_key;
+/// assert_eq!(encode_event_key("raw/taxi/year=2024/a b+c.csv"), "raw/taxi/year%3D2024/a+b%2Bc.csv");
+/// ```
+pub fn encode_event_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/')
+        .remove(b'*')
+        .remove(b' ');
+    percent_encoding::utf8_percent_encode(key, KEEP)
+        .to_string()
+        .replace(' ', "+")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_round_trips() {
+        for key in [
+            "plain.csv",
+            "a b+c.csv",
+            "raw/year=2024/x y/%.csv",
+            "raw/택시 데이터.csv",
+        ] {
+            let enc = encode_event_key(key);
+            assert!(!enc.contains(' ') && !enc.contains('='), "{enc}");
+            assert_eq!(decode_event_key(&enc).expect(key), key);
+        }
+        assert_eq!(
+            encode_event_key("raw/택시 데이터.csv"),
+            "raw/%ED%83%9D%EC%8B%9C+%EB%8D%B0%EC%9D%B4%ED%84%B0.csv"
+        );
+    }
 
     #[test]
     fn event_keys_decode_like_s3_encodes_them() {

@@ -12,6 +12,7 @@ pub mod data;
 pub mod faults;
 pub mod http;
 pub mod s3;
+pub mod taxi;
 
 pub use faults::{Action, Calls, FaultPlan, Op};
 pub use http::{HttpFault, HttpServer, Resource};

@@ -158,3 +158,39 @@ fn eventbridge(event: &Value) -> Item {
         target,
     }
 }
+
+/// The S3 notification S3 sends for a `PutObject` of `key` (form-encoded), `size` bytes,
+/// `etag`: what the local demo and the example binary hand to the handler.
+pub fn s3_put_event(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+    version_id: Option<&str>,
+) -> Value {
+    let mut object = serde_json::json!({
+        "key": tributary::object::encode_event_key(key),
+        "size": size,
+        "sequencer": "0000000000000000",
+    });
+    if let Some(e) = etag {
+        object["eTag"] = Value::from(e.trim_matches('"'));
+    }
+    if let Some(v) = version_id {
+        object["versionId"] = Value::from(v);
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "tributary-local",
+            "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": object,
+        }
+    }]})
+}

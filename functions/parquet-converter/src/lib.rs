@@ -122,6 +122,26 @@ impl Converter {
         Ok(json!({"results": outcomes}))
     }
 
+    /// The S3 notification S3 would send for an existing object (size and ETag from
+    /// HeadObject): for running the converter by hand and in the local demo.
+    pub async fn put_event_for(&self, bucket: &str, key: &str) -> Result<Value, Error> {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::s3("HeadObject", bucket, key, e))?;
+        Ok(event::s3_put_event(
+            bucket,
+            key,
+            head.content_length().unwrap_or_default().max(0) as u64,
+            head.e_tag(),
+            head.version_id(),
+        ))
+    }
+
     /// One item of an event.
     pub async fn process(&self, item: &Item) -> Outcome {
         let target = match &item.target {

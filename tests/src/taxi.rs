@@ -39,7 +39,8 @@ pub struct TaxiOptions {
     pub bytes: Option<u64>,
     /// Every `n`-th row is malformed (a missing column), to exercise quarantine.
     pub bad_every: Option<u64>,
-    /// Pickups are spread over this many days from 2024-01-01.
+    /// Pickups are spread over this many days from 2024-01-01, advancing with the row number
+    /// (give or take two hours), as in real trip files.
     pub days: u32,
 }
 
@@ -87,6 +88,11 @@ pub fn write_csv(out: &mut impl Write, opts: &TaxiOptions) -> io::Result<TaxiSta
     out.write_all(line.as_bytes())?;
     stats.bytes += line.len() as u64;
     let days = opts.days.clamp(1, 366);
+    let expected_rows = opts
+        .rows
+        .unwrap_or(u64::MAX)
+        .min(opts.bytes.map_or(u64::MAX, |b| b / 96))
+        .max(1);
     loop {
         if opts.rows.is_some_and(|r| stats.rows >= r)
             || opts.bytes.is_some_and(|b| stats.bytes >= b)
@@ -96,8 +102,12 @@ pub fn write_csv(out: &mut impl Write, opts: &TaxiOptions) -> io::Result<TaxiSta
         line.clear();
         let n = stats.rows + 1;
         let bad = opts.bad_every.is_some_and(|e| e > 0 && n % e == 0);
-        let day = rng.random_range(0..days);
-        let pickup = u64::from(day) * 86_400 + rng.random_range(0..86_400u64);
+        // Trip files are ordered by time, roughly: pickups advance through the days with the
+        // row number, give or take two hours.
+        let span = u64::from(days) * 86_400;
+        let at = (span as f64 * (stats.rows as f64 / expected_rows as f64)) as i64;
+        let pickup = (at + rng.random_range(-7_200..7_200i64)).clamp(0, span as i64 - 1) as u64;
+        let day = (pickup / 86_400) as u32;
         let minutes = rng.random_range(2..60u64);
         let dropoff = pickup + minutes * 60 + rng.random_range(0..60u64);
         let distance = f64::from(rng.random_range(10..2500u32)) / 100.0;

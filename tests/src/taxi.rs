@@ -91,7 +91,7 @@ pub fn write_csv(out: &mut impl Write, opts: &TaxiOptions) -> io::Result<TaxiSta
     let expected_rows = opts
         .rows
         .unwrap_or(u64::MAX)
-        .min(opts.bytes.map_or(u64::MAX, |b| b / 96))
+        .min(opts.bytes.map_or(u64::MAX, |b| b / 101))
         .max(1);
     loop {
         if opts.rows.is_some_and(|r| stats.rows >= r)

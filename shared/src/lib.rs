@@ -21,4 +21,4 @@ pub mod writer;
 pub use config::Env;
 pub use error::{Error, Result};
 pub use object::ObjectRef;
-pub use writer::{S3Writer, WriteOutcome, WriterConfig};
+pub use writer::{S3Writer, SealedUpload, WriteOutcome, WriterConfig};

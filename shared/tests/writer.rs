@@ -338,3 +338,40 @@ async fn create_failure_is_reported_and_leaves_nothing() {
     );
     assert_nothing_left(&s3, &bucket, "nocreate.bin").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_uploads_appear_only_when_completed() {
+    let s3 = TestS3::start().await;
+    let client = common::client(&s3).await;
+    let bucket = s3.bucket().await;
+    // A small object (would have been one PutObject) and a multipart one with a short tail.
+    let mut small = S3Writer::new(client.clone(), &bucket, "sealed/small", small_parts());
+    let small_digest = write_stream(&mut small, 1000, 1).await;
+    let mut big = S3Writer::new(client.clone(), &bucket, "sealed/big", small_parts());
+    let big_digest = write_stream(&mut big, 11 * MIB + 5, 2).await;
+    let small = small.seal().await.expect("seal small");
+    let big = big.seal().await.expect("seal big");
+    assert_eq!((small.key(), small.bytes()), ("sealed/small", 1000));
+    assert!(!s3.exists(&bucket, "sealed/small").await);
+    assert!(!s3.exists(&bucket, "sealed/big").await);
+    assert_eq!(s3.open_uploads(&bucket).await.len(), 2);
+    let out = big.complete().await.expect("complete big");
+    assert_eq!((out.bytes, out.parts), (11 * MIB as u64 + 5, 3));
+    assert_eq!(stored_digest(&s3, &bucket, "sealed/big").await, big_digest);
+    small.complete().await.expect("complete small");
+    assert_eq!(
+        stored_digest(&s3, &bucket, "sealed/small").await,
+        small_digest
+    );
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+
+    // Aborted, or dropped: nothing appears, nothing is left open.
+    let mut w = S3Writer::new(client.clone(), &bucket, "sealed/aborted", small_parts());
+    write_stream(&mut w, 6 * MIB, 3).await;
+    w.seal().await.expect("seal").abort().await.expect("abort");
+    assert_nothing_left(&s3, &bucket, "sealed/aborted").await;
+    let mut w = S3Writer::new(client.clone(), &bucket, "sealed/dropped", small_parts());
+    write_stream(&mut w, 100, 4).await;
+    drop(w.seal().await.expect("seal"));
+    assert_nothing_left(&s3, &bucket, "sealed/dropped").await;
+}

@@ -3,10 +3,20 @@
 #
 #   scripts/bench.sh firehose   # ~6 MB Firehose batch: ours vs the seed's Python handler, cold start
 #   scripts/bench.sh ingester   # 1 GiB HTTP -> S3: ours vs curl, raw PUT, boto3, the seed loop
-#   scripts/bench.sh            # both
+#   scripts/bench.sh converter  # taxi CSV (100 MiB, 1 GiB) on S3 -> partitioned Parquet on S3:
+#                               #   ours vs pyarrow, DuckDB, Polars
+#   scripts/bench.sh report     # BENCHMARKS.md and bench/results/chart.png from the JSON results
+#   scripts/bench.sh [all]      # all of the above, in one run
+#
+# Quicker runs: BENCH_SIZE_MIB=256 (ingester), BENCH_CONVERT_SIZES_MIB=20,100 (converter).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+what=${1:-all}
+case $what in
+  firehose|ingester|converter|report|all) ;;
+  *) echo "usage: scripts/bench.sh [firehose|ingester|converter|report|all]" >&2; exit 2 ;;
+esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}
 venv=${TRIBUTARY_BENCH_VENV:-$HOME/.cache/tributary/bench-venv}
 if [[ ! -x "$venv/bin/python" ]] || ! cmp -s scripts/requirements-bench.txt "$venv/.requirements"; then
@@ -15,12 +25,45 @@ if [[ ! -x "$venv/bin/python" ]] || ! cmp -s scripts/requirements-bench.txt "$ve
   cp scripts/requirements-bench.txt "$venv/.requirements"
 fi
 mkdir -p bench/results
-what=${1:-all}
-if [[ $what == firehose || $what == all ]]; then
+# Each stage's duration (seconds) goes to bench/results/<stage>.seconds for the report.
+stage() {
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  echo $((SECONDS - start)) > "bench/results/$name.seconds"
+  echo "[bench] $name took $((SECONDS - start)) s"
+}
+firehose() {
   PATH="$venv/bin:$PATH" BENCH_JSON=bench/results/firehose.json cargo bench -p firehose-transformer --bench batch
-fi
-if [[ $what == ingester || $what == all ]]; then
+}
+ingester() {
   cargo build --release -p tributary-testkit --bin local-s3 -p url-ingester --example ingest
   "$venv/bin/python" bench/ingest.py --bin-dir "$CARGO_TARGET_DIR/release" \
     --size-mib "${BENCH_SIZE_MIB:-1024}" --json bench/results/ingester.json
+}
+converter() {
+  cargo build --release -p tributary-testkit --bin local-s3 --bin gen-taxi -p parquet-converter --example convert
+  "$venv/bin/python" bench/convert.py --bin-dir "$CARGO_TARGET_DIR/release" \
+    --sizes-mib "${BENCH_CONVERT_SIZES_MIB:-100,1024}" --json bench/results/converter.json
+}
+report() {
+  "$venv/bin/python" bench/report.py --results bench/results --out BENCHMARKS.md
+}
+start=$SECONDS
+if [[ $what == all ]]; then
+  rm -f bench/results/*.seconds
+fi
+for s in firehose ingester converter; do
+  if [[ $what == "$s" || $what == all ]]; then
+    stage "$s" "$s"
+  fi
+done
+if [[ $what == all ]]; then
+  echo $((SECONDS - start)) > bench/results/all.seconds
+fi
+if [[ $what == report || $what == all ]]; then
+  report
+fi
+if [[ $what == all ]]; then
+  echo "[bench] scripts/bench.sh all took $((SECONDS - start)) s"
 fi

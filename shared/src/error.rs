@@ -88,6 +88,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A row that cannot be read, when bad rows fail the object (`BAD_ROWS=fail`).
+    #[error("bad row at line {line} of {what}: {reason}")]
+    BadRow {
+        /// The object.
+        what: String,
+        /// 1-based line where the row starts.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The content does not match what the caller said it would be (size, checksum).
     #[error("integrity check failed for {what}: {reason}")]
     Integrity {
@@ -146,6 +157,7 @@ impl Error {
             Error::NotFound { .. } => "ObjectNotFound",
             Error::PreconditionFailed { .. } => "PreconditionFailed",
             Error::Decode { .. } => "DecodeError",
+            Error::BadRow { .. } => "BadRow",
             Error::Integrity { .. } => "IntegrityError",
             Error::Limit(_) => "LimitExceeded",
             Error::Io { .. } => "IoError",

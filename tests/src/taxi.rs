@@ -101,7 +101,7 @@ pub fn write_csv(out: &mut impl Write, opts: &TaxiOptions) -> io::Result<TaxiSta
         }
         line.clear();
         let n = stats.rows + 1;
-        let bad = opts.bad_every.is_some_and(|e| e > 0 && n % e == 0);
+        let bad = opts.bad_every.is_some_and(|e| e > 0 && n.is_multiple_of(e));
         // Trip files are ordered by time, roughly: pickups advance through the days with the
         // row number, give or take two hours.
         let span = u64::from(days) * 86_400;

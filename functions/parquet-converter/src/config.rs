@@ -3,6 +3,17 @@
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use tributary::{Env, Error};
 
+use crate::types::{ColumnSpec, check_format, parse_schema};
+
+/// What happens to a row that cannot be read (`BAD_ROWS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRows {
+    /// Written as JSON lines under `ERROR_PREFIX` (line, error, raw text); the rest converts.
+    Quarantine,
+    /// The object fails.
+    Fail,
+}
+
 /// What `PARTITION_BY` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionSpec {
@@ -60,12 +71,27 @@ pub struct Config {
     pub infer_rows: usize,
     /// Rows per decoded batch (`BATCH_ROWS`, default 65,536).
     pub batch_rows: usize,
-    /// Multipart part size of outputs, MiB (`PART_SIZE_MIB`, default 8).
+    /// Multipart part size of outputs, MiB (`PART_SIZE_MIB`, default 5, S3's minimum: every
+    /// open file holds up to one part in memory).
     pub part_size_mib: usize,
     /// Parts uploaded at once per output (`CONCURRENCY`, default 4).
     pub concurrency: usize,
     /// EMF namespace (`METRICS_NAMESPACE`, default `Tributary`).
     pub metrics_namespace: String,
+    /// Column types fixed by `SCHEMA`; other columns are inferred.
+    pub schema: Vec<ColumnSpec>,
+    /// Extra timestamp/date formats, chrono `strftime` syntax (`TIMESTAMP_FORMATS`).
+    pub timestamp_formats: Vec<String>,
+    /// `BAD_ROWS`: quarantine (default) or fail.
+    pub bad_rows: BadRows,
+    /// A file is closed and the next one started past this size (`TARGET_FILE_MB`, default 128).
+    pub target_file_bytes: u64,
+    /// Files open at once (`MAX_OPEN_PARTITIONS`, default 64); beyond it the least recently
+    /// written one is closed.
+    pub max_open_partitions: usize,
+    /// Bytes of output held in memory at most (`MEMORY_BUDGET_MB`; default 40% of
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, or 128 MB outside Lambda).
+    pub memory_budget: usize,
 }
 
 impl Config {
@@ -156,7 +182,56 @@ impl Config {
             "none" => Compression::UNCOMPRESSED,
             _ => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
         };
+        let schema = match env.get("SCHEMA") {
+            Some(text) => parse_schema(text).map_err(|why| {
+                Error::config(
+                    "SCHEMA",
+                    text,
+                    why,
+                    r#"[{"name": "...", "type": "int64|float64|bool|string|date|timestamp|timestamp_tz|decimal(p,s)"}]"#,
+                )
+            })?,
+            None => Vec::new(),
+        };
+        let timestamp_formats = match env.get("TIMESTAMP_FORMATS") {
+            Some(text) if text.trim_start().starts_with('[') => {
+                serde_json::from_str::<Vec<String>>(text).map_err(|e| {
+                    Error::config(
+                        "TIMESTAMP_FORMATS",
+                        text,
+                        e.to_string(),
+                        "a JSON array of strftime formats, or a comma-separated list",
+                    )
+                })?
+            }
+            Some(_) => env.list("TIMESTAMP_FORMATS"),
+            None => Vec::new(),
+        };
+        for f in &timestamp_formats {
+            check_format(f).map_err(|why| {
+                Error::config(
+                    "TIMESTAMP_FORMATS",
+                    f,
+                    why,
+                    "chrono strftime formats, e.g. %d/%m/%Y %H:%M:%S",
+                )
+            })?;
+        }
+        let bad_rows = match env.one_of("BAD_ROWS", "quarantine", &["quarantine", "fail"])? {
+            "fail" => BadRows::Fail,
+            _ => BadRows::Quarantine,
+        };
+        let lambda_mb: Option<usize> = env
+            .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|v| v.parse().ok());
+        let default_budget = lambda_mb.map_or(128, |mb| (mb * 2 / 5).max(32));
         Ok(Config {
+            schema,
+            timestamp_formats,
+            bad_rows,
+            target_file_bytes: env.int_in("TARGET_FILE_MB", 128u64, 1, 1 << 20)? << 20,
+            max_open_partitions: env.int_in("MAX_OPEN_PARTITIONS", 64usize, 1, 10_000)?,
+            memory_budget: env.int_in("MEMORY_BUDGET_MB", default_budget, 16, 1 << 20)? << 20,
             input_prefix,
             output_prefix,
             error_prefix,
@@ -170,7 +245,7 @@ impl Config {
             row_group_bytes: env.int_in("ROW_GROUP_MB", 64usize, 1, 1024)? << 20,
             infer_rows: env.int_in("INFER_ROWS", 10_000usize, 10, 10_000_000)?,
             batch_rows: env.int_in("BATCH_ROWS", 65_536usize, 64, 1 << 20)?,
-            part_size_mib: env.int_in("PART_SIZE_MIB", 8usize, 5, 5120)?,
+            part_size_mib: env.int_in("PART_SIZE_MIB", 5usize, 5, 5120)?,
             concurrency: env.int_in("CONCURRENCY", 4usize, 1, 64)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),
         })

@@ -1,39 +1,54 @@
 //! One object to Parquet: infer, decode, partition, encode, upload; all or nothing.
 //!
-//! 1. **Types**: the first `INFER_ROWS` rows are sampled to infer a schema (timestamps kept
-//!    at microsecond precision, all-null columns become nullable strings). The sample is kept
-//!    and replayed, so the object is read once when the types hold.
-//! 2. **Decode** the stream with arrow's push decoders (CSV/TSV, JSON lines or concatenated
-//!    objects), batch by batch, never holding the object.
-//! 3. **Type drift**: when a value later in the file does not fit its column (an `int64`
-//!    column meets `1.5`, then `n/a`), every output is aborted, the column is widened
-//!    (`int64 -> float64 -> string`) and the object is read again; nothing is dropped.
-//! 4. **Partition** each batch (`PARTITION_BY`, or the `k=v` segments of the input key) and
-//!    append it to that partition's Parquet writer, whose bytes stream into an S3 multipart
-//!    upload as row groups fill.
-//! 5. **Finish**: only when the whole input decoded are the files completed; a failure aborts
+//! 1. **Types**: the first `INFER_ROWS` rows are sampled and each column gets the narrowest
+//!    type holding all its sampled values (see [`crate::types`]); `SCHEMA` fixes types by
+//!    name. The sample is kept and replayed, so the object is read once when the types hold.
+//! 2. **Records**: the stream is cut into records ([`crate::records`]) and decoded batch by
+//!    batch with arrow's CSV/JSON decoders; dates and timestamps are parsed here.
+//! 3. **Bad rows**: when a batch does not decode, it is split in halves until the rows at
+//!    fault are found; those go to the quarantine file (`BAD_ROWS=quarantine`, JSON lines of
+//!    line, error, raw text under `ERROR_PREFIX`) or fail the object (`BAD_ROWS=fail`).
+//! 4. **Type drift**: a value in an inferred column that does not fit its type is not a bad
+//!    row: every output is aborted, the column is widened (`int64 -> float64 -> string`,
+//!    `date -> timestamp -> string`) and the object is read again; nothing is dropped. A JSON
+//!    field first seen after the sample adds a column the same way.
+//! 5. **Partition** each batch (`PARTITION_BY`, or the `k=v` segments of the input key) and
+//!    append it to that partition's Parquet file, whose bytes stream into an S3 multipart
+//!    upload as row groups fill. A file is closed ("sealed": uploaded, not yet visible) when
+//!    it reaches `TARGET_FILE_MB`, when more than `MAX_OPEN_PARTITIONS` are open (the least
+//!    recently written one), or when the bytes held exceed `MEMORY_BUDGET_MB` (idle files
+//!    first, then the largest row group is flushed, then the largest file is closed).
+//! 6. **Finish**: only when the whole input decoded are the files completed; a failure aborts
 //!    every upload, and a failure while completing deletes what was already completed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt32Array, new_null_array,
+};
 use arrow::compute::kernels::cast::cast;
 use arrow::compute::kernels::temporal::{DatePart, date_part};
-use arrow::compute::take_record_batch;
+use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 use tributary::reader::{Compression, open};
-use tributary::{Error, ObjectRef, S3Writer, WriterConfig};
+use tributary::{Error, ObjectRef, S3Writer, SealedUpload, WriterConfig};
 
-use crate::config::{Config, Format, PartitionSpec};
+use crate::config::{BadRows, Config, Format, PartitionSpec};
 use crate::naming::{HIVE_DEFAULT_PARTITION, Names, hive_escape};
+use crate::records::{Framing, Rec, Splitter, json_framing};
+use crate::types::{ColType, Inference};
 
 const READ_CHUNK: usize = 256 * 1024;
 const MIB: usize = 1024 * 1024;
+/// Passes over one object at most (each widens a column or adds one).
+const MAX_PASSES: usize = 64;
 
 /// What one conversion produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +57,10 @@ pub struct Summary {
     pub source: String,
     /// Rows written.
     pub rows: u64,
+    /// Rows that could not be read (quarantined).
+    pub bad_rows: u64,
+    /// The quarantine file, when there were bad rows.
+    pub bad_rows_file: Option<OutputFile>,
     /// Bytes read from S3 (compressed).
     pub bytes_in: u64,
     /// Parquet bytes written.
@@ -58,7 +77,7 @@ pub struct Summary {
     pub schema: Vec<String>,
 }
 
-/// One Parquet file.
+/// One file written.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutputFile {
     /// Bucket.
@@ -78,21 +97,23 @@ pub async fn convert(
     object: &ObjectRef,
     names: &Names,
 ) -> Result<Summary, Error> {
-    let format = cfg
-        .input_format
-        .unwrap_or_else(|| format_from_key(&object.key).unwrap_or(Format::Json));
-    let sniff = cfg.input_format.is_none() && format_from_key(&object.key).is_none();
+    let from_key = format_from_key(&object.key);
     let mut reader = open(client, object, Compression::Auto).await?;
     let mut sample = Vec::with_capacity(MIB);
     read_sample(&mut reader, &mut sample, cfg.infer_rows).await?;
-    let format = if sniff { sniff_format(&sample) } else { format };
-    let mut schema = infer(cfg, format, &sample)?;
+    let format = cfg
+        .input_format
+        .or(from_key)
+        .unwrap_or_else(|| sniff_format(&sample));
+    let mut plan = Plan::infer(cfg, format, &sample).map_err(|reason| Error::Decode {
+        what: object.to_string(),
+        reason,
+    })?;
     let out_bucket = cfg
         .output_bucket
         .clone()
         .unwrap_or_else(|| object.bucket.clone());
     let mut widenings = 0;
-    let max_widenings = schema.fields().len() * 2 + 1;
     // The first pass reuses the open reader and its sample; later passes read the object again.
     let mut first = Some((reader, sample));
     loop {
@@ -100,31 +121,25 @@ pub async fn convert(
             Some(r) => r,
             None => (open(client, object, Compression::Auto).await?, Vec::new()),
         };
-        let mut run = Run::new(client, cfg, names, &out_bucket, schema.clone());
-        match run.decode_all(format, reader, sample).await {
+        let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan);
+        match run.decode_all(reader, sample).await {
             Ok(bytes_in) => {
-                let mut summary = run.finish(object).await?;
+                let mut summary = run.finish().await?;
                 summary.bytes_in = bytes_in;
                 summary.type_widenings = widenings;
                 return Ok(summary);
             }
-            Err(Failure::Drift(message)) => {
+            Err(Failure::Drift(change)) => {
                 run.abort().await;
-                let widened = widen(&schema, &message).ok_or_else(|| Error::Decode {
-                    what: object.to_string(),
-                    reason: message.clone(),
-                })?;
                 widenings += 1;
-                if widenings as usize > max_widenings {
+                if widenings as usize >= MAX_PASSES {
                     return Err(Error::Decode {
                         what: object.to_string(),
-                        reason: format!(
-                            "types still do not fit after {widenings} widenings: {message}"
-                        ),
+                        reason: format!("types still do not fit after {widenings} widenings"),
                     });
                 }
-                info!(object = %object, reason = %message, "a value does not fit its inferred type: widening and reading again");
-                schema = widened;
+                info!(object = %object, change = %change.describe(&plan), "a value does not fit the inferred types: widening and reading again");
+                plan.apply(change);
             }
             Err(Failure::Other(e)) => {
                 run.abort().await;
@@ -136,10 +151,37 @@ pub async fn convert(
 
 /// Why a pass stopped.
 enum Failure {
-    /// A value did not fit its column's type (message from the decoder).
-    Drift(String),
+    /// The types must change; the object is read again.
+    Drift(Change),
     /// Anything else.
     Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// A change to the column plan.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// Column `i` takes the next wider type.
+    Widen(usize),
+    /// A JSON field not seen in the sample.
+    Add(Field),
+}
+
+impl Change {
+    fn describe(&self, plan: &Plan) -> String {
+        match self {
+            Change::Widen(i) => {
+                let c = &plan.columns[*i];
+                format!("column {:?} is wider than {}", c.name, c.data_type)
+            }
+            Change::Add(f) => format!("new field {:?} ({})", f.name(), f.data_type()),
+        }
+    }
 }
 
 fn format_from_key(key: &str) -> Option<Format> {
@@ -161,10 +203,7 @@ fn format_from_key(key: &str) -> Option<Format> {
 }
 
 fn sniff_format(sample: &[u8]) -> Format {
-    match sample
-        .iter()
-        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF)
-    {
+    match strip_bom(sample).iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') | Some(b'[') => Format::Json,
         _ => Format::Csv,
     }
@@ -186,7 +225,7 @@ async fn read_sample(
         if n == 0 {
             break;
         }
-        lines += chunk[..n].iter().filter(|b| **b == b'\n').count();
+        lines += memchr::memchr_iter(b'\n', &chunk[..n]).count();
         sample.extend_from_slice(&chunk[..n]);
     }
     Ok(())
@@ -196,17 +235,10 @@ fn strip_bom(data: &[u8]) -> &[u8] {
     data.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(data)
 }
 
-fn null_regex(cfg: &Config) -> Result<regex::Regex, Error> {
+fn null_regex(cfg: &Config) -> Result<regex::Regex, String> {
     let alts: Vec<String> = cfg.null_values.iter().map(|v| regex_escape(v)).collect();
     let pattern = format!("^(?:{})?$", alts.join("|"));
-    regex::Regex::new(&pattern).map_err(|e| {
-        Error::config(
-            "NULL_VALUES",
-            cfg.null_values.join(","),
-            e.to_string(),
-            "plain words",
-        )
-    })
+    regex::Regex::new(&pattern).map_err(|e| format!("NULL_VALUES: {e}"))
 }
 
 fn regex_escape(s: &str) -> String {
@@ -221,112 +253,395 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
-fn delimiter(cfg: &Config, format: Format) -> u8 {
-    match format {
-        Format::Tsv => b'\t',
-        _ => cfg.csv_delimiter,
+/// One output column.
+#[derive(Debug, Clone, PartialEq)]
+struct Column {
+    name: String,
+    /// Type written to Parquet.
+    data_type: DataType,
+    /// Typed by `SCHEMA`: a value that does not fit is a bad row, not drift.
+    fixed: bool,
+    /// Present in the input (a `SCHEMA` column missing from a CSV header is all null).
+    in_input: bool,
+}
+
+impl Column {
+    fn temporal(&self) -> Option<ColType> {
+        ColType::of_arrow(&self.data_type).filter(|t| t.is_temporal())
+    }
+
+    /// What the decoder produces for it: text for dates and timestamps (parsed here).
+    fn decode_type(&self) -> DataType {
+        match self.temporal() {
+            Some(_) => DataType::Utf8,
+            None => self.data_type.clone(),
+        }
     }
 }
 
-/// Infers a schema from the sample and normalises it for Parquet readers.
-fn infer(cfg: &Config, format: Format, sample: &[u8]) -> Result<SchemaRef, Error> {
-    let data = strip_bom(sample);
-    // Only whole lines: a cut last line could suggest the wrong type.
-    let whole = match data.iter().rposition(|b| *b == b'\n') {
-        Some(end) if end + 1 < data.len() => &data[..=end],
-        _ => data,
-    };
-    let schema = match format {
-        Format::Csv | Format::Tsv => arrow::csv::reader::Format::default()
+/// How to read one object: format, framing and columns.
+#[derive(Debug, Clone)]
+struct Plan {
+    format: Format,
+    framing: Framing,
+    delimiter: u8,
+    null_regex: regex::Regex,
+    formats: Vec<String>,
+    columns: Vec<Column>,
+    /// CSV: the first record is the header.
+    header: bool,
+}
+
+impl Plan {
+    /// Infers the plan from the sample (whole records only: the last may be cut).
+    fn infer(cfg: &Config, format: Format, sample: &[u8]) -> Result<Plan, String> {
+        let data = strip_bom(sample);
+        let framing = match format {
+            Format::Csv | Format::Tsv => Framing::Csv,
+            Format::Json => {
+                if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                    return Err(
+                        "a JSON array document: expected JSON lines or concatenated JSON objects"
+                            .into(),
+                    );
+                }
+                json_framing(data)
+            }
+        };
+        let mut recs = Vec::new();
+        Splitter::new(framing)
+            .split(data, 0, false, cfg.infer_rows + 1, &mut recs)
+            .map_err(|t| format!("a record starting at line {} never ends", t.line))?;
+        if recs.is_empty() && !data.is_empty() {
+            // Smaller than one record: the sample is the whole input.
+            Splitter::new(framing)
+                .split(data, 0, true, 1, &mut recs)
+                .map_err(|t| format!("a record starting at line {} never ends", t.line))?;
+        }
+        let mut plan = Plan {
+            format,
+            framing,
+            delimiter: match format {
+                Format::Tsv => b'\t',
+                _ => cfg.csv_delimiter,
+            },
+            null_regex: null_regex(cfg)?,
+            formats: cfg.timestamp_formats.clone(),
+            columns: Vec::new(),
+            header: matches!(format, Format::Csv | Format::Tsv),
+        };
+        match format {
+            Format::Csv | Format::Tsv => plan.infer_csv(data, &recs)?,
+            Format::Json => plan.infer_json(data, &recs)?,
+        }
+        for spec in &cfg.schema {
+            match plan.columns.iter_mut().find(|c| c.name == spec.name) {
+                Some(c) => {
+                    c.data_type = spec.ty.arrow();
+                    c.fixed = true;
+                }
+                None => plan.columns.push(Column {
+                    name: spec.name.clone(),
+                    data_type: spec.ty.arrow(),
+                    fixed: true,
+                    in_input: format == Format::Json,
+                }),
+            }
+        }
+        if plan.columns.is_empty() {
+            return Err("no columns found in the first rows".into());
+        }
+        Ok(plan)
+    }
+
+    fn infer_csv(&mut self, data: &[u8], recs: &[Rec]) -> Result<(), String> {
+        let Some(head) = recs.first() else {
+            return Err("no header line".into());
+        };
+        let names = arrow::csv::reader::Format::default()
             .with_header(true)
-            .with_delimiter(delimiter(cfg, format))
-            .with_null_regex(null_regex(cfg)?)
-            .infer_schema(std::io::Cursor::new(whole), Some(cfg.infer_rows))
-            .map(|(s, _)| s),
-        Format::Json => {
-            let lines = one_object_per_line(whole);
-            arrow::json::reader::infer_json_schema(
-                std::io::Cursor::new(lines),
-                Some(cfg.infer_rows),
-            )
-            .map(|(s, _)| s)
-        }
-    }
-    .map_err(|e| Error::Decode {
-        what: "the input's first rows".into(),
-        reason: e.to_string(),
-    })?;
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let dt = match f.data_type() {
-                DataType::Null => DataType::Utf8,
-                DataType::Timestamp(_, tz) => {
-                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
-                }
-                other => other.clone(),
+            .with_delimiter(self.delimiter)
+            .infer_schema(std::io::Cursor::new(&data[head.start..head.end]), Some(0))
+            .map_err(|e| format!("the header line: {e}"))?
+            .0;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, f) in names.fields().iter().enumerate() {
+            let base = match f.name().trim() {
+                "" => format!("column_{}", i + 1),
+                n => n.to_owned(),
             };
-            Field::new(f.name(), dt, true)
-        })
-        .collect();
-    if fields.is_empty() {
-        return Err(Error::Decode {
-            what: "the input's first rows".into(),
-            reason: "no columns found".into(),
-        });
-    }
-    Ok(Arc::new(Schema::new(fields)))
-}
-
-/// Puts every top-level JSON value on its own line (concatenated objects, as Firehose writes
-/// them without a delimiter, become JSON lines); a value cut at the end is dropped.
-fn one_object_per_line(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 64);
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    let mut start = 0;
-    for (i, &b) in data.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            let name = if *n == 1 { base } else { format!("{base}_{n}") };
+            self.columns.push(Column {
+                name,
+                data_type: DataType::Utf8,
+                fixed: false,
+                in_input: true,
+            });
         }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    out.extend_from_slice(data[start..=i].trim_ascii());
-                    out.push(b'\n');
-                    start = i + 1;
+        // Decode the sampled rows as text and look at every value.
+        let mut text = Decoding::new(self, true).map_err(|e| e.to_string())?;
+        let mut inference = vec![Inference::default(); self.columns.len()];
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        text.isolate(data, &recs[1..], 0, &mut good, &mut bad);
+        for (batch, _) in &good {
+            for (i, inf) in inference.iter_mut().enumerate() {
+                let Some(col) = batch.column(i).as_any().downcast_ref::<StringArray>() else {
+                    continue;
+                };
+                for v in col.iter().flatten() {
+                    inf.see(v, &self.formats);
                 }
             }
-            _ => {}
+        }
+        for (c, inf) in self.columns.iter_mut().zip(&inference) {
+            c.data_type = inf.result().arrow();
+        }
+        Ok(())
+    }
+
+    fn infer_json(&mut self, data: &[u8], recs: &[Rec]) -> Result<(), String> {
+        // Objects only, one per line, for arrow's inference; values that do not parse are
+        // left to the decoding pass (which quarantines them).
+        let mut lines = Vec::with_capacity(data.len());
+        let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
+        for r in recs {
+            let body = data[r.start..r.end].trim_ascii();
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(body) {
+                lines.extend(body.iter().map(|b| if *b == b'\n' { b' ' } else { *b }));
+                lines.push(b'\n');
+                objects.push(m);
+            }
+        }
+        let (schema, _) = arrow::json::reader::infer_json_schema(std::io::Cursor::new(lines), None)
+            .map_err(|e| format!("inferring JSON types: {e}"))?;
+        for f in schema.fields() {
+            let mut data_type = normalise(f.data_type());
+            if data_type == DataType::Utf8 {
+                // JSON has no date type: strings that all read as dates/timestamps become one.
+                let mut inf = Inference::default();
+                for o in &objects {
+                    if let Some(serde_json::Value::String(s)) = o.get(f.name()) {
+                        inf.see(s, &self.formats);
+                    }
+                }
+                if let ty @ (ColType::Date | ColType::Timestamp | ColType::TimestampTz) =
+                    inf.result()
+                {
+                    data_type = ty.arrow();
+                }
+            }
+            self.columns.push(Column {
+                name: f.name().clone(),
+                data_type,
+                fixed: false,
+                in_input: true,
+            });
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Widen(i) => {
+                let c = &mut self.columns[i];
+                if let Some(next) = ColType::of_arrow(&c.data_type).and_then(ColType::widen) {
+                    c.data_type = next.arrow();
+                }
+            }
+            Change::Add(f) => self.columns.push(Column {
+                name: f.name().clone(),
+                data_type: normalise(f.data_type()),
+                fixed: false,
+                in_input: true,
+            }),
         }
     }
-    out
+
+    fn can_widen(&self, i: usize) -> bool {
+        let c = &self.columns[i];
+        !c.fixed
+            && ColType::of_arrow(&c.data_type)
+                .and_then(ColType::widen)
+                .is_some()
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
 }
 
-/// The schema with the column named in a decoder error widened one step, if possible.
-fn widen(schema: &SchemaRef, message: &str) -> Option<SchemaRef> {
-    let idx = column_in_error(schema, message)?;
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    let next = match fields[idx].data_type() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DataType::Float64,
-        DataType::Utf8 | DataType::LargeUtf8 => return None,
-        _ => DataType::Utf8,
-    };
-    fields[idx] = Field::new(fields[idx].name(), next, true);
-    Some(Arc::new(Schema::new(fields)))
+/// Types as written: microsecond timestamps, text for all-null columns.
+fn normalise(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Null => DataType::Utf8,
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::List(f) => DataType::List(Arc::new(Field::new(
+            f.name(),
+            normalise(f.data_type()),
+            true,
+        ))),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| Field::new(f.name(), normalise(f.data_type()), true))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
-/// Finds the column an arrow decoder error talks about (`for column N` or `field 'name'`).
+/// Decoding records into batches of the plan's decode types.
+struct Decoding {
+    format: Format,
+    delimiter: u8,
+    null_regex: regex::Regex,
+    /// Decode schema: the input's columns, temporal ones as text.
+    schema: SchemaRef,
+    /// Output column -> decode column.
+    map: Vec<Option<usize>>,
+    scratch: Vec<u8>,
+}
+
+impl Decoding {
+    /// `as_text`: every column as text (for inference).
+    fn new(plan: &Plan, as_text: bool) -> Result<Decoding, ArrowError> {
+        let mut fields = Vec::new();
+        let mut map = Vec::new();
+        for c in &plan.columns {
+            if c.in_input {
+                map.push(Some(fields.len()));
+                let dt = if as_text {
+                    DataType::Utf8
+                } else {
+                    c.decode_type()
+                };
+                fields.push(Field::new(&c.name, dt, true));
+            } else {
+                map.push(None);
+            }
+        }
+        Ok(Decoding {
+            format: plan.format,
+            delimiter: plan.delimiter,
+            null_regex: plan.null_regex.clone(),
+            schema: Arc::new(Schema::new(fields)),
+            map,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Decodes exactly `recs` (all from `buf`) into one batch.
+    fn decode(&mut self, buf: &[u8], recs: &[Rec]) -> Result<RecordBatch, ArrowError> {
+        let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        };
+        let contiguous = recs.windows(2).all(|w| w[0].end == w[1].start);
+        let bytes: &[u8] = if contiguous {
+            &buf[first.start..last.end]
+        } else {
+            self.scratch.clear();
+            for r in recs {
+                self.scratch.extend_from_slice(&buf[r.start..r.end]);
+                if !self.scratch.ends_with(b"\n") {
+                    self.scratch.push(b'\n');
+                }
+            }
+            &self.scratch
+        };
+        let batch = match self.format {
+            Format::Csv | Format::Tsv => {
+                let mut d = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                    .with_header(false)
+                    .with_delimiter(self.delimiter)
+                    .with_null_regex(self.null_regex.clone())
+                    .with_batch_size(recs.len())
+                    .build_decoder();
+                feed(bytes, |b| d.decode(b))?;
+                d.flush()?
+            }
+            Format::Json => {
+                let mut d = arrow::json::ReaderBuilder::new(self.schema.clone())
+                    .with_batch_size(recs.len())
+                    .with_coerce_primitive(true)
+                    .with_strict_mode(true)
+                    .build_decoder()?;
+                feed(bytes, |b| d.decode(b))?;
+                d.flush()?
+            }
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+        if batch.num_rows() != recs.len() {
+            return Err(ArrowError::ParseError(format!(
+                "{} records decoded into {} rows",
+                recs.len(),
+                batch.num_rows()
+            )));
+        }
+        Ok(batch)
+    }
+
+    /// Decodes `recs`, splitting in halves around records that fail: good batches go to
+    /// `good` (with the index range of their records, offset by `base`), failing records to
+    /// `bad` with the decoder's message.
+    fn isolate(
+        &mut self,
+        buf: &[u8],
+        recs: &[Rec],
+        base: usize,
+        good: &mut Vec<(RecordBatch, std::ops::Range<usize>)>,
+        bad: &mut Vec<(usize, String)>,
+    ) {
+        if recs.is_empty() {
+            return;
+        }
+        match self.decode(buf, recs) {
+            Ok(b) => good.push((b, base..base + recs.len())),
+            Err(e) if recs.len() == 1 => bad.push((base, e.to_string())),
+            Err(_) => {
+                let mid = recs.len() / 2;
+                self.isolate(buf, &recs[..mid], base, good, bad);
+                self.isolate(buf, &recs[mid..], base + mid, good, bad);
+            }
+        }
+    }
+}
+
+/// Feeds all of `bytes` to a push decoder, then signals the end of input.
+fn feed(
+    bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, ArrowError>,
+) -> Result<(), ArrowError> {
+    let mut off = 0;
+    while off < bytes.len() {
+        let n = decode(&bytes[off..])?;
+        if n == 0 {
+            return Err(ArrowError::ParseError(
+                "more rows than records in a batch".into(),
+            ));
+        }
+        off += n;
+    }
+    decode(&[])?;
+    Ok(())
+}
+
+/// Drops arrow's `Row data: '...'` suffix: a message may name a value, never a whole row.
+fn scrub(message: &str) -> String {
+    match message.find(". Row data: ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The column a decoder error is about (`for column N`, or `field 'name'`).
 fn column_in_error(schema: &SchemaRef, message: &str) -> Option<usize> {
     if let Some(rest) = message.split("for column ").nth(1) {
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
@@ -336,31 +651,51 @@ fn column_in_error(schema: &SchemaRef, message: &str) -> Option<usize> {
             return Some(i);
         }
     }
-    schema.fields().iter().position(|f| {
-        message.contains(&format!("'{}'", f.name()))
-            || message.contains(&format!("\"{}\"", f.name()))
-    })
+    let name = message
+        .split("whilst decoding field '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())?;
+    schema.fields().iter().position(|f| f.name() == name)
 }
 
-/// Whether a decoder error is a value that does not fit its type (vs. malformed input).
-fn is_drift(message: &str) -> bool {
+/// Whether a decoder error is a value that does not fit its type (vs. a malformed row).
+fn is_type_error(message: &str) -> bool {
     message.contains("Error while parsing value")
         || message.contains("failed to parse")
         || message.contains("expected")
-            && (message.contains("Int") || message.contains("Float") || message.contains("Boolean"))
+            && !message.contains("incorrect number of fields")
+            && (message.contains("got") || message.contains("Int") || message.contains("Float"))
 }
 
-/// One pass over the object with one schema.
+/// A row set aside.
+struct BadRow {
+    line: u64,
+    error: String,
+    raw: String,
+}
+
+/// One pass over the object with one plan.
 struct Run<'a> {
     client: &'a aws_sdk_s3::Client,
     cfg: &'a Config,
     names: &'a Names,
+    object: &'a ObjectRef,
     bucket: &'a str,
+    plan: &'a Plan,
     schema: SchemaRef,
     props: WriterProperties,
-    outputs: BTreeMap<String, Output>,
+    outputs: HashMap<String, Output>,
+    /// Closed files, uploaded but not yet visible.
+    sealed: Vec<(SealedUpload, u64)>,
+    /// Next file number per partition.
+    next_file: HashMap<String, usize>,
+    quarantine: Option<(S3Writer, u64)>,
+    bad_rows: u64,
     rows: u64,
     default_partition_rows: u64,
+    partitions: std::collections::BTreeSet<String>,
+    /// Batches appended so far (the clock for "least recently written").
+    tick: u64,
 }
 
 /// One partition's file being written.
@@ -369,7 +704,13 @@ struct Output {
     parquet: ArrowWriter<Vec<u8>>,
     upload: S3Writer,
     rows: u64,
-    bytes: u64,
+    last_write: u64,
+}
+
+impl Output {
+    fn held(&self) -> usize {
+        self.parquet.memory_size() + self.parquet.inner().len() + self.upload.bytes_held()
+    }
 }
 
 impl<'a> Run<'a> {
@@ -377,8 +718,9 @@ impl<'a> Run<'a> {
         client: &'a aws_sdk_s3::Client,
         cfg: &'a Config,
         names: &'a Names,
+        object: &'a ObjectRef,
         bucket: &'a str,
-        schema: SchemaRef,
+        plan: &'a Plan,
     ) -> Self {
         let props = WriterProperties::builder()
             .set_compression(cfg.compression)
@@ -391,72 +733,274 @@ impl<'a> Run<'a> {
             client,
             cfg,
             names,
+            object,
             bucket,
-            schema,
+            plan,
+            schema: plan.output_schema(),
             props,
-            outputs: BTreeMap::new(),
+            outputs: HashMap::new(),
+            sealed: Vec::new(),
+            next_file: HashMap::new(),
+            quarantine: None,
+            bad_rows: 0,
             rows: 0,
             default_partition_rows: 0,
+            partitions: std::collections::BTreeSet::new(),
+            tick: 0,
         }
     }
 
     /// Decodes the whole object (after `sample`, which was already read from `reader`).
     async fn decode_all(
         &mut self,
-        format: Format,
         mut reader: tributary::reader::ObjectReader,
         sample: Vec<u8>,
     ) -> Result<u64, Failure> {
-        let mut decoder =
-            Decoder::new(self.cfg, format, self.schema.clone()).map_err(Failure::Other)?;
+        let mut decoding = Decoding::new(self.plan, false).map_err(|e| arrow_err(&e))?;
+        let mut splitter = Splitter::new(self.plan.framing);
         let mut pending = sample;
         let mut chunk = vec![0u8; READ_CHUNK];
-        let mut first = true;
+        let mut recs: Vec<Rec> = Vec::with_capacity(self.cfg.batch_rows);
+        let mut scanned = 0;
         let mut eof = false;
+        let mut first = true;
+        let mut header = self.plan.header;
         loop {
-            if pending.is_empty() && !eof {
+            if !eof && (pending.len() - scanned < READ_CHUNK || recs.is_empty()) {
                 let n = reader
                     .read(&mut chunk)
                     .await
-                    .map_err(|e| Failure::Other(Error::io("reading the input", e)))?;
-                if n == 0 {
-                    eof = true;
-                } else {
-                    pending.extend_from_slice(&chunk[..n]);
-                }
+                    .map_err(|e| Error::io("reading the input", e))?;
+                eof = n == 0;
+                pending.extend_from_slice(&chunk[..n]);
             }
-            if first && !pending.is_empty() {
-                first = false;
-                if pending.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            if first && pending.len() >= 3 || eof {
+                if first && pending.starts_with(&[0xEF, 0xBB, 0xBF]) {
                     pending.drain(..3);
                 }
+                first = false;
             }
-            let consumed = decoder.decode(&pending).map_err(classify)?;
-            pending.drain(..consumed);
-            // A full batch, or the end of the input: flush what was decoded.
-            if consumed == 0 || (eof && pending.is_empty()) {
-                if let Some(batch) = decoder.flush().map_err(classify)? {
-                    self.write(batch).await.map_err(Failure::Other)?;
-                }
-                if eof && pending.is_empty() {
-                    break;
-                }
-                if consumed == 0 && eof {
-                    // Bytes left that the decoder cannot use: a truncated last record.
-                    return Err(Failure::Other(Error::Decode {
-                        what: "the input".into(),
-                        reason: format!(
-                            "{} bytes at the end do not form a complete record",
-                            pending.len()
-                        ),
-                    }));
-                }
+            if first {
+                continue;
             }
-        }
-        if let Some(batch) = decoder.flush().map_err(classify)? {
-            self.write(batch).await.map_err(Failure::Other)?;
+            let want = self.cfg.batch_rows + usize::from(header) - recs.len();
+            scanned = splitter
+                .split(&pending, scanned, eof, want, &mut recs)
+                .map_err(|t| Error::Decode {
+                    what: self.object.to_string(),
+                    reason: format!(
+                        "the record starting at line {} is longer than {} MiB (an unclosed quote?)",
+                        t.line,
+                        crate::records::MAX_RECORD / MIB
+                    ),
+                })?;
+            let full = recs.len() >= self.cfg.batch_rows + usize::from(header);
+            let done = eof && scanned == pending.len();
+            if !(full || done) {
+                continue;
+            }
+            let skip = usize::from(header && !recs.is_empty());
+            header &= recs.is_empty();
+            self.batch(&mut decoding, &pending, &recs[skip..]).await?;
+            pending.drain(..scanned);
+            scanned = 0;
+            recs.clear();
+            if done {
+                break;
+            }
         }
         Ok(reader.raw_bytes_read())
+    }
+
+    /// Decodes one batch of records, sets bad rows aside and appends the rest.
+    async fn batch(
+        &mut self,
+        decoding: &mut Decoding,
+        buf: &[u8],
+        recs: &[Rec],
+    ) -> Result<(), Failure> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        decoding.isolate(buf, recs, 0, &mut good, &mut bad);
+        let mut bad_rows = Vec::new();
+        for (i, message) in bad {
+            if let Some(change) = self.drift_in(decoding, buf, &recs[i], &message) {
+                return Err(Failure::Drift(change));
+            }
+            bad_rows.push((i, scrub(&message)));
+        }
+        for (batch, range) in good {
+            let (out, failures) = self.to_output(decoding, &batch);
+            if let Some(col) = failures
+                .iter()
+                .map(|f| f.1)
+                .find(|c| self.plan.can_widen(*c))
+            {
+                return Err(Failure::Drift(Change::Widen(col)));
+            }
+            let out = if failures.is_empty() {
+                out
+            } else {
+                let mut keep = vec![true; out.num_rows()];
+                for (row, col, value) in &failures {
+                    if keep[*row] {
+                        keep[*row] = false;
+                        let c = &self.plan.columns[*col];
+                        bad_rows.push((
+                            range.start + row,
+                            format!(
+                                "cannot read {value:?} as {} (column {:?})",
+                                c.data_type, c.name
+                            ),
+                        ));
+                    }
+                }
+                filter_record_batch(&out, &BooleanArray::from(keep)).map_err(|e| arrow_err(&e))?
+            };
+            self.write(out).await?;
+        }
+        bad_rows.sort_by_key(|b| b.0);
+        for (i, error) in bad_rows {
+            let r = &recs[i];
+            let raw = &buf[r.start..r.end];
+            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            self.bad_row(BadRow {
+                line: r.line,
+                error,
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The plan change a failing record asks for, if it is type drift rather than a bad row.
+    fn drift_in(
+        &self,
+        decoding: &Decoding,
+        buf: &[u8],
+        rec: &Rec,
+        message: &str,
+    ) -> Option<Change> {
+        if let Some(rest) = message.strip_prefix("Json error: column '") {
+            // A top-level field the sample did not show: infer its type from this record.
+            let name = rest.split('\'').next()?;
+            let body = buf[rec.start..rec.end].trim_ascii();
+            let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let one = serde_json::to_vec(&serde_json::json!({ name: value.get(name)? })).ok()?;
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema(std::io::Cursor::new(one), None).ok()?;
+            return schema
+                .field_with_name(name)
+                .ok()
+                .map(|f| Change::Add(f.clone()));
+        }
+        if !is_type_error(message) {
+            return None;
+        }
+        let dc = column_in_error(&decoding.schema, message)?;
+        let col = decoding.map.iter().position(|m| *m == Some(dc))?;
+        self.plan.can_widen(col).then_some(Change::Widen(col))
+    }
+
+    /// Builds the output columns from a decoded batch, parsing dates and timestamps. Returns
+    /// the values that did not parse as (row, column, value).
+    fn to_output(
+        &self,
+        decoding: &Decoding,
+        batch: &RecordBatch,
+    ) -> (RecordBatch, Vec<(usize, usize, String)>) {
+        let n = batch.num_rows();
+        let mut failures = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.plan.columns.len());
+        for (ci, c) in self.plan.columns.iter().enumerate() {
+            let Some(di) = decoding.map[ci] else {
+                arrays.push(new_null_array(&c.data_type, n));
+                continue;
+            };
+            let col = batch.column(di);
+            let (Some(kind), Some(text)) =
+                (c.temporal(), col.as_any().downcast_ref::<StringArray>())
+            else {
+                arrays.push(col.clone());
+                continue;
+            };
+            let formats = &self.plan.formats;
+            let mut bad = |row: usize, v: &str| failures.push((row, ci, v.to_owned()));
+            let array: ArrayRef = if kind == ColType::Date {
+                Arc::new(Date32Array::from_iter(text.iter().enumerate().map(
+                    |(row, v)| {
+                        let v = v?;
+                        let d = crate::types::parse_date(v, formats);
+                        if d.is_none() {
+                            bad(row, v);
+                        }
+                        d
+                    },
+                )))
+            } else {
+                let values = TimestampMicrosecondArray::from_iter(text.iter().enumerate().map(
+                    |(row, v)| {
+                        let v = v?;
+                        let t = crate::types::parse_timestamp(v, formats).map(|t| t.0);
+                        if t.is_none() {
+                            bad(row, v);
+                        }
+                        t
+                    },
+                ));
+                match kind {
+                    ColType::TimestampTz => Arc::new(values.with_timezone("UTC")),
+                    _ => Arc::new(values),
+                }
+            };
+            arrays.push(array);
+        }
+        let out = RecordBatch::try_new(self.schema.clone(), arrays)
+            .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
+        (out, failures)
+    }
+
+    /// Quarantines or fails on one bad row.
+    async fn bad_row(&mut self, row: BadRow) -> Result<(), Failure> {
+        if self.cfg.bad_rows == BadRows::Fail {
+            return Err(Failure::Other(Error::BadRow {
+                what: self.object.to_string(),
+                line: row.line,
+                reason: row.error,
+            }));
+        }
+        self.bad_rows += 1;
+        let (writer, _) = self.quarantine.get_or_insert_with(|| {
+            let key = self.names.bad_rows_key(&self.cfg.error_prefix);
+            (
+                S3Writer::new(
+                    self.client.clone(),
+                    self.bucket,
+                    key,
+                    WriterConfig {
+                        content_type: Some("application/x-ndjson".into()),
+                        concurrency: 1,
+                        ..WriterConfig::default()
+                    },
+                ),
+                0,
+            )
+        });
+        let mut line = serde_json::to_vec(&serde_json::json!({
+            "source": self.object.to_string(),
+            "line": row.line,
+            "error": row.error,
+            "raw": row.raw,
+        }))
+        .map_err(|e| Error::Json {
+            what: "a quarantined row".into(),
+            source: e,
+        })?;
+        line.push(b'\n');
+        writer.write(&line).await?;
+        Ok(())
     }
 
     /// Splits a batch by partition and appends each part to its file.
@@ -464,6 +1008,7 @@ impl<'a> Run<'a> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.tick += 1;
         self.rows += batch.num_rows() as u64;
         let paths = self.partition_paths(&batch)?;
         let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
@@ -471,64 +1016,163 @@ impl<'a> Run<'a> {
             groups.entry(p.as_str()).or_default().push(i as u32);
         }
         let single = groups.len() == 1;
+        let mut groups: Vec<(&str, Vec<u32>)> = groups.into_iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (path, rows) in groups {
             let part = if single {
                 batch.clone()
             } else {
-                take_record_batch(&batch, &UInt32Array::from(rows)).map_err(arrow_err)?
+                take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|e| arrow_err(&e))?
             };
             self.append(path, part).await?;
         }
-        Ok(())
+        self.keep_to_budget().await
     }
 
     async fn append(&mut self, path: &str, batch: RecordBatch) -> Result<(), Error> {
         if !self.outputs.contains_key(path) {
-            let key = self.names.output_key(&self.cfg.output_prefix, path, 0);
-            let parquet = ArrowWriter::try_new(
-                Vec::with_capacity(MIB),
-                self.schema.clone(),
-                Some(self.props.clone()),
-            )
-            .map_err(parquet_err)?;
-            let upload = S3Writer::new(
-                self.client.clone(),
-                self.bucket,
-                &key,
-                WriterConfig {
-                    part_size: self.cfg.part_size_mib * MIB,
-                    concurrency: self.cfg.concurrency,
-                    content_type: Some("application/vnd.apache.parquet".into()),
-                    ..WriterConfig::default()
-                },
-            );
-            self.outputs.insert(
-                path.to_owned(),
-                Output {
-                    key,
-                    parquet,
-                    upload,
-                    rows: 0,
-                    bytes: 0,
-                },
-            );
+            while self.outputs.len() >= self.cfg.max_open_partitions {
+                let lru = self
+                    .outputs
+                    .iter()
+                    .min_by_key(|(_, o)| o.last_write)
+                    .map(|(p, _)| p.clone());
+                match lru {
+                    Some(p) => self.seal(&p).await?,
+                    None => break,
+                }
+            }
+            self.open(path)?;
         }
-        let limit = self.cfg.row_group_bytes;
+        let (limit, target) = (self.cfg.row_group_bytes, self.cfg.target_file_bytes);
+        let tick = self.tick;
         let Some(out) = self.outputs.get_mut(path) else {
             return Ok(());
         };
         out.rows += batch.num_rows() as u64;
-        out.parquet.write(&batch).map_err(parquet_err)?;
+        out.last_write = tick;
+        out.parquet.write(&batch).map_err(|e| parquet_err(&e))?;
         if out.parquet.in_progress_size() >= limit {
-            out.parquet.flush().map_err(parquet_err)?;
+            out.parquet.flush().map_err(|e| parquet_err(&e))?;
         }
-        // Stream finished row groups to S3 as they appear.
-        let bytes = std::mem::take(out.parquet.inner_mut());
-        if !bytes.is_empty() {
-            out.bytes += bytes.len() as u64;
-            out.upload.write(&bytes).await?;
+        Self::drain(out).await?;
+        let size = out.parquet.bytes_written() + out.parquet.in_progress_size();
+        if size as u64 >= target {
+            self.seal(path).await?;
         }
         Ok(())
+    }
+
+    fn open(&mut self, path: &str) -> Result<(), Error> {
+        let n = self.next_file.entry(path.to_owned()).or_insert(0);
+        let key = self.names.output_key(&self.cfg.output_prefix, path, *n);
+        *n += 1;
+        self.partitions.insert(path.to_owned());
+        let parquet = ArrowWriter::try_new(
+            Vec::with_capacity(64 * 1024),
+            self.schema.clone(),
+            Some(self.props.clone()),
+        )
+        .map_err(|e| parquet_err(&e))?;
+        let upload = S3Writer::new(
+            self.client.clone(),
+            self.bucket,
+            &key,
+            WriterConfig {
+                part_size: self.cfg.part_size_mib * MIB,
+                concurrency: self.cfg.concurrency,
+                content_type: Some("application/vnd.apache.parquet".into()),
+                ..WriterConfig::default()
+            },
+        );
+        self.outputs.insert(
+            path.to_owned(),
+            Output {
+                key,
+                parquet,
+                upload,
+                rows: 0,
+                last_write: self.tick,
+            },
+        );
+        Ok(())
+    }
+
+    /// Moves finished row groups from the Parquet writer to the upload.
+    async fn drain(out: &mut Output) -> Result<(), Error> {
+        if !out.parquet.inner().is_empty() {
+            let bytes = std::mem::take(out.parquet.inner_mut());
+            out.upload.write(&bytes).await?;
+            // Keep the allocation for the next row group.
+            let mut bytes = bytes;
+            bytes.clear();
+            *out.parquet.inner_mut() = bytes;
+        }
+        Ok(())
+    }
+
+    /// Closes a partition's file: footer written, every part uploaded, completed at the end.
+    async fn seal(&mut self, path: &str) -> Result<(), Error> {
+        let Some(out) = self.outputs.remove(path) else {
+            return Ok(());
+        };
+        let Output {
+            key,
+            parquet,
+            mut upload,
+            rows,
+            ..
+        } = out;
+        let tail = match parquet.into_inner() {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = upload.abort().await;
+                return Err(parquet_err(&e));
+            }
+        };
+        upload.write(&tail).await?;
+        let sealed = upload.seal().await?;
+        tracing::debug!(key = %key, rows, bytes = sealed.bytes(), "file closed");
+        self.sealed.push((sealed, rows));
+        Ok(())
+    }
+
+    /// Keeps the bytes held by open files within `MEMORY_BUDGET_MB`.
+    async fn keep_to_budget(&mut self) -> Result<(), Error> {
+        loop {
+            let held: usize = self.outputs.values().map(Output::held).sum();
+            if held <= self.cfg.memory_budget {
+                return Ok(());
+            }
+            // Files not written by this batch are done for now: close the stalest.
+            let idle = self
+                .outputs
+                .iter()
+                .filter(|(_, o)| o.last_write < self.tick)
+                .min_by_key(|(_, o)| o.last_write)
+                .map(|(p, _)| p.clone());
+            if let Some(p) = idle {
+                self.seal(&p).await?;
+                continue;
+            }
+            let Some((path, flushable)) = self
+                .outputs
+                .iter()
+                .max_by_key(|(_, o)| o.held())
+                .map(|(p, o)| (p.clone(), o.parquet.in_progress_size() > 0))
+            else {
+                return Ok(());
+            };
+            if flushable && let Some(out) = self.outputs.get_mut(&path) {
+                // A smaller row group first; the file goes on.
+                out.parquet.flush().map_err(|e| parquet_err(&e))?;
+                Self::drain(out).await?;
+                if out.held() + MIB < self.cfg.memory_budget / self.outputs.len().max(1) {
+                    continue;
+                }
+            }
+            self.seal(&path).await?;
+        }
     }
 
     fn partition_paths(&mut self, batch: &RecordBatch) -> Result<Vec<String>, Error> {
@@ -559,64 +1203,95 @@ impl<'a> Run<'a> {
     }
 
     /// Closes every file and completes every upload; on failure removes what was completed.
-    async fn finish(mut self, object: &ObjectRef) -> Result<Summary, Error> {
-        let mut files = Vec::new();
-        let mut pending = Vec::new();
-        for (_, mut out) in std::mem::take(&mut self.outputs) {
-            let tail = match out.parquet.into_inner() {
-                Ok(t) => t,
-                Err(e) => {
-                    self.abort_uploads(pending).await;
-                    let _ = out.upload.abort().await;
-                    return Err(parquet_err(e));
-                }
+    /// Files still open go up now (one PutObject when small); sealed ones are completed.
+    async fn finish(mut self) -> Result<Summary, Error> {
+        let mut last: Vec<(S3Writer, u64)> = Vec::new();
+        for (_, out) in std::mem::take(&mut self.outputs) {
+            let Output {
+                parquet,
+                mut upload,
+                rows,
+                ..
+            } = out;
+            let written = match parquet.into_inner() {
+                Ok(tail) => upload.write(&tail).await,
+                Err(e) => Err(parquet_err(&e)),
             };
-            out.bytes += tail.len() as u64;
-            if let Err(e) = out.upload.write(&tail).await {
-                self.abort_uploads(pending).await;
+            if let Err(e) = written {
+                let _ = upload.abort().await;
+                for (w, _) in last {
+                    let _ = w.abort().await;
+                }
+                self.abort().await;
                 return Err(e);
             }
-            pending.push((out.key, out.upload, out.rows, out.bytes));
+            last.push((upload, rows));
         }
-        let mut completed: Vec<String> = Vec::new();
-        let mut iter = pending.into_iter();
-        while let Some((key, upload, rows, bytes)) = iter.next() {
-            match upload.finish().await {
-                Ok(_) => {
-                    completed.push(key.clone());
-                    files.push(OutputFile {
-                        bucket: self.bucket.to_owned(),
-                        key,
-                        rows,
-                        bytes,
-                    });
-                }
+        let bad_rows_key = self
+            .quarantine
+            .as_ref()
+            .map(|_| self.names.bad_rows_key(&self.cfg.error_prefix));
+        if let Some((writer, _)) = self.quarantine.take() {
+            last.push((writer, self.bad_rows));
+        }
+        let sealed = std::mem::take(&mut self.sealed);
+        // Complete them all, a few at a time; any failure removes the others again.
+        let results: Vec<(Result<tributary::WriteOutcome, Error>, u64)> = {
+            use futures::{FutureExt, StreamExt};
+            let finishing = last
+                .into_iter()
+                .map(|(w, rows)| async move { (w.finish().await, rows) }.boxed());
+            let completing = sealed
+                .into_iter()
+                .map(|(s, rows)| async move { (s.complete().await, rows) }.boxed());
+            futures::stream::iter(finishing.chain(completing))
+                .buffered(8)
+                .collect()
+                .await
+        };
+        let mut files = Vec::with_capacity(results.len());
+        let mut failure = None;
+        for (r, rows) in results {
+            match r {
+                Ok(o) => files.push(OutputFile {
+                    bucket: o.bucket,
+                    key: o.key,
+                    rows,
+                    bytes: o.bytes,
+                }),
                 Err(e) => {
-                    for (_, rest, _, _) in iter {
-                        let _ = rest.abort().await;
-                    }
-                    for k in &completed {
-                        if let Err(del) = self
-                            .client
-                            .delete_object()
-                            .bucket(self.bucket)
-                            .key(k)
-                            .send()
-                            .await
-                        {
-                            warn!(key = %k, error = %del, "could not remove a completed output after a failure");
-                        }
-                    }
-                    return Err(e);
+                    failure.get_or_insert(e);
                 }
             }
         }
+        if let Some(e) = failure {
+            for f in &files {
+                if let Err(del) = self
+                    .client
+                    .delete_object()
+                    .bucket(&f.bucket)
+                    .key(&f.key)
+                    .send()
+                    .await
+                {
+                    warn!(key = %f.key, error = %del, "could not remove a completed output after a failure");
+                }
+            }
+            return Err(e);
+        }
+        let bad_rows_file = bad_rows_key.and_then(|k| {
+            let i = files.iter().position(|f| f.key == k)?;
+            Some(files.remove(i))
+        });
+        files.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Summary {
-            source: object.to_string(),
+            source: self.object.to_string(),
             rows: self.rows,
+            bad_rows: self.bad_rows,
+            bad_rows_file,
             bytes_in: 0,
             bytes_out: files.iter().map(|f| f.bytes).sum(),
-            partitions: files.len(),
+            partitions: self.partitions.len(),
             files,
             default_partition_rows: self.default_partition_rows,
             type_widenings: 0,
@@ -629,18 +1304,21 @@ impl<'a> Run<'a> {
         })
     }
 
-    async fn abort_uploads(&self, pending: Vec<(String, S3Writer, u64, u64)>) {
-        for (_, upload, _, _) in pending {
-            let _ = upload.abort().await;
-        }
-    }
-
     /// Aborts every output of this pass.
     async fn abort(&mut self) {
         for (_, out) in std::mem::take(&mut self.outputs) {
             if let Err(e) = out.upload.abort().await {
                 warn!(key = %out.key, error = %e, "abort failed; the bucket's lifecycle rule will clean up");
             }
+        }
+        for (s, _) in std::mem::take(&mut self.sealed) {
+            let key = s.key().to_owned();
+            if let Err(e) = s.abort().await {
+                warn!(key = %key, error = %e, "abort failed; the bucket's lifecycle rule will clean up");
+            }
+        }
+        if let Some((w, _)) = self.quarantine.take() {
+            let _ = w.abort().await;
         }
     }
 }
@@ -701,10 +1379,10 @@ fn time_segments(batch: &RecordBatch, name: &str, depth: usize) -> Result<Vec<St
 
 fn value_segments(batch: &RecordBatch, name: &str) -> Result<Vec<String>, Error> {
     let col = column(batch, name)?;
-    let strings = cast(col, &DataType::Utf8).map_err(arrow_err)?;
+    let strings = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
     let strings = strings
         .as_any()
-        .downcast_ref::<arrow::array::StringArray>()
+        .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::Decode {
             what: format!("partition column {name}"),
             reason: "cannot be read as text".into(),
@@ -722,183 +1400,16 @@ fn value_segments(batch: &RecordBatch, name: &str) -> Result<Vec<String>, Error>
         .collect())
 }
 
-/// CSV or JSON push decoder behind one interface.
-enum Decoder {
-    Csv(Box<arrow::csv::reader::Decoder>),
-    Json(arrow::json::reader::Decoder),
-}
-
-impl Decoder {
-    fn new(cfg: &Config, format: Format, schema: SchemaRef) -> Result<Decoder, Error> {
-        Ok(match format {
-            Format::Csv | Format::Tsv => Decoder::Csv(Box::new(
-                arrow::csv::ReaderBuilder::new(schema)
-                    .with_header(true)
-                    .with_delimiter(delimiter(cfg, format))
-                    .with_null_regex(null_regex(cfg)?)
-                    .with_batch_size(cfg.batch_rows)
-                    .build_decoder(),
-            )),
-            Format::Json => Decoder::Json(
-                arrow::json::ReaderBuilder::new(schema)
-                    .with_batch_size(cfg.batch_rows)
-                    .build_decoder()
-                    .map_err(arrow_err)?,
-            ),
-        })
-    }
-
-    fn decode(&mut self, buf: &[u8]) -> Result<usize, arrow::error::ArrowError> {
-        match self {
-            Decoder::Csv(d) => d.decode(buf),
-            Decoder::Json(d) => d.decode(buf),
-        }
-    }
-
-    fn flush(&mut self) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
-        match self {
-            Decoder::Csv(d) => d.flush(),
-            Decoder::Json(d) => d.flush(),
-        }
-    }
-}
-
-fn classify(e: arrow::error::ArrowError) -> Failure {
-    let message = e.to_string();
-    if is_drift(&message) {
-        Failure::Drift(message)
-    } else {
-        Failure::Other(Error::Decode {
-            what: "the input".into(),
-            reason: message,
-        })
-    }
-}
-
-fn arrow_err(e: arrow::error::ArrowError) -> Error {
+fn arrow_err(e: &ArrowError) -> Error {
     Error::Decode {
         what: "a record batch".into(),
-        reason: e.to_string(),
+        reason: scrub(&e.to_string()),
     }
 }
 
-fn parquet_err(e: parquet::errors::ParquetError) -> Error {
+fn parquet_err(e: &parquet::errors::ParquetError) -> Error {
     Error::Decode {
         what: "Parquet output".into(),
         reason: e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_from_keys_and_sniffing() {
-        assert_eq!(format_from_key("raw/a/b.csv.gz"), Some(Format::Csv));
-        assert_eq!(format_from_key("raw/a/b.TSV"), Some(Format::Tsv));
-        assert_eq!(format_from_key("raw/a/b.ndjson.zst"), Some(Format::Json));
-        assert_eq!(format_from_key("raw/events/firehose-1-2024-03-07"), None);
-        assert_eq!(sniff_format(b"  {\"a\":1}"), Format::Json);
-        assert_eq!(sniff_format(b"\xEF\xBB\xBFid,name"), Format::Csv);
-    }
-
-    /// Runs the whole decoding path (sniffing, inference, push decoding, widening) on bytes.
-    fn decode_bytes(cfg: &Config, data: &[u8]) -> Result<usize, String> {
-        let format = sniff_format(data);
-        let mut schema = infer(cfg, format, data).map_err(|e| e.to_string())?;
-        for _ in 0..(schema.fields().len() * 2 + 1) {
-            let mut d = Decoder::new(cfg, format, schema.clone()).map_err(|e| e.to_string())?;
-            let mut rows = 0;
-            let mut rest = strip_bom(data);
-            // The decoders' protocol, as `Run::decode_all` follows it: decode until nothing is
-            // consumed (a full batch, or the end signalled by an empty buffer), then flush.
-            let outcome = loop {
-                match d.decode(rest) {
-                    Ok(0) => match d.flush() {
-                        Ok(b) => {
-                            rows += b.map_or(0, |b| b.num_rows());
-                            if rest.is_empty() {
-                                break Ok(());
-                            }
-                        }
-                        Err(e) => break Err(e),
-                    },
-                    Ok(n) => rest = &rest[n..],
-                    Err(e) => break Err(e),
-                }
-            };
-            match outcome {
-                Ok(()) => return Ok(rows),
-                Err(e) if is_drift(&e.to_string()) => match widen(&schema, &e.to_string()) {
-                    Some(w) => schema = w,
-                    None => return Err(e.to_string()),
-                },
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Err("too many widenings".into())
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config {
-            cases: 300,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(20261123),
-            ..proptest::test_runner::Config::default()
-        })]
-
-        #[test]
-        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
-            let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
-            let _ = decode_bytes(&cfg, &data);
-            let _ = one_object_per_line(&data);
-        }
-
-        #[test]
-        fn csv_like_text_never_panics(lines in proptest::collection::vec("[a-z0-9.,\"\n -]{0,30}", 1..30)) {
-            let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
-            let text = lines.join("\n");
-            let _ = decode_bytes(&cfg, text.as_bytes());
-        }
-
-        #[test]
-        fn json_like_text_never_panics(parts in proptest::collection::vec("[{}\\[\\]:,\"a-z0-9. ]{0,20}", 1..20)) {
-            let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
-            let text = format!("{{{}}}", parts.join(""));
-            let _ = decode_bytes(&cfg, text.as_bytes());
-        }
-    }
-
-    #[test]
-    fn decoding_path_reads_what_it_should() {
-        let cfg = Config::from_env(&tributary::Env::default()).expect("defaults");
-        assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2,y\n"), Ok(2));
-        assert_eq!(decode_bytes(&cfg, b"{\"a\":1}{\"a\":2}\n{\"a\":3}"), Ok(3));
-        assert_eq!(decode_bytes(&cfg, b"n\n1\n2\n1.5\n"), Ok(3));
-    }
-
-    #[test]
-    fn concatenated_objects_become_lines() {
-        let out = one_object_per_line(b"{\"a\":\"}{\"}{\"b\":[1,{\"c\":2}]}\n{\"d\":3}{\"cut\":");
-        assert_eq!(out, b"{\"a\":\"}{\"}\n{\"b\":[1,{\"c\":2}]}\n{\"d\":3}\n");
-    }
-
-    #[test]
-    fn widening_follows_int_float_string() {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-        ]));
-        let msg = "Parser error: Error while parsing value '1.5' as type 'Int64' for column 1 at line 50001";
-        assert!(is_drift(msg));
-        let w = widen(&schema, msg).expect("widen");
-        assert_eq!(w.field(1).data_type(), &DataType::Float64);
-        let w2 = widen(&w, msg).expect("widen again");
-        assert_eq!(w2.field(1).data_type(), &DataType::Utf8);
-        assert!(widen(&w2, msg).is_none());
-        assert_eq!(
-            column_in_error(&schema, "failed to parse \"x\" for field 'n'"),
-            Some(1)
-        );
     }
 }

@@ -11,6 +11,8 @@ pub mod config;
 pub mod convert;
 pub mod event;
 pub mod naming;
+pub mod records;
+pub mod types;
 
 use std::time::Instant;
 
@@ -226,7 +228,8 @@ impl Converter {
             "partitions": summary.partitions,
             "default_partition_rows": summary.default_partition_rows,
             "type_widenings": summary.type_widenings,
-            "bad_rows": 0,
+            "bad_rows": summary.bad_rows,
+            "bad_rows_file": summary.bad_rows_file,
             "schema": summary.schema,
         });
         let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
@@ -242,10 +245,13 @@ impl Converter {
             .send()
             .await
             .map_err(|e| Error::s3("PutObject", &out_bucket, &manifest_key, e))?;
-        for stale in previous
+        let produced: Vec<&str> = summary
+            .files
             .iter()
-            .filter(|k| !summary.files.iter().any(|f| &f.key == *k))
-        {
+            .chain(&summary.bad_rows_file)
+            .map(|f| f.key.as_str())
+            .collect();
+        for stale in previous.iter().filter(|k| !produced.contains(&k.as_str())) {
             if let Err(e) = self
                 .s3
                 .delete_object()
@@ -260,7 +266,7 @@ impl Converter {
         let elapsed = started.elapsed();
         let mut m = Metrics::new(&self.config.metrics_namespace, "parquet-converter");
         m.count("Rows", summary.rows)
-            .count("BadRows", 0)
+            .count("BadRows", summary.bad_rows)
             .count("Files", summary.files.len() as u64)
             .count("Partitions", summary.partitions as u64)
             .count("DefaultPartitionRows", summary.default_partition_rows)
@@ -269,7 +275,7 @@ impl Converter {
             .duration("Duration", elapsed)
             .property("Object", object.to_string());
         m.emit();
-        info!(object = %object, rows = summary.rows, files = summary.files.len(),
+        info!(object = %object, rows = summary.rows, bad_rows = summary.bad_rows, files = summary.files.len(),
             bytes_in = summary.bytes_in, bytes_out = summary.bytes_out,
             widenings = summary.type_widenings, ms = elapsed.as_millis() as u64, "converted");
         Ok(summary)
@@ -295,6 +301,7 @@ impl Converter {
                 v["files"].as_array().map(|files| {
                     files
                         .iter()
+                        .chain(v.get("bad_rows_file"))
                         .filter_map(|f| f["key"].as_str().map(str::to_owned))
                         .collect()
                 })

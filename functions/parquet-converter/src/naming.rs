@@ -84,6 +84,14 @@ impl Names {
         )
     }
 
+    /// The key of the quarantine file (bad rows as JSON lines).
+    pub fn bad_rows_key(&self, error_prefix: &str) -> String {
+        format!(
+            "{error_prefix}{}/{}-{}.bad-rows.jsonl",
+            self.dataset, self.stem, self.digest
+        )
+    }
+
     /// The manifest's key.
     pub fn manifest_key(&self, output_prefix: &str) -> String {
         format!(

@@ -1,0 +1,295 @@
+"""Writes BENCHMARKS.md and bench/results/chart.png from the JSON the benchmarks left in
+bench/results/ (firehose.json, ingester.json, converter.json). Run by scripts/bench.sh (all or
+report); everything in BENCHMARKS.md comes from here, none of it is written by hand.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+MIB = 1024 * 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# The issues' targets and the design brief's aims, as the benchmarks check them.
+FIREHOSE_TARGET_MS = 20
+FIREHOSE_AIM_MS = 10
+COLD_START_AIM_MS = 30
+INGEST_CEILING_SHARE = 0.8
+INGEST_VS_BOTO3 = 1.5
+INGEST_AIM_VS_BOTO3 = 1.3
+OURS_COLOR, PEER_COLOR, CEILING_COLOR = "#d95f02", "#7570b3", "#bbbbbb"
+
+
+def load(results, name):
+    path = os.path.join(results, name + ".json")
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        doc = json.load(f)
+    when = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.timezone.utc)
+    return doc, when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def seconds(results, name):
+    try:
+        with open(os.path.join(results, name + ".seconds")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def run(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    return {"CPU": cpu, "cores": str(os.cpu_count()), "RAM": ram,
+            "kernel": f"{platform.system()} {platform.release()}", "rustc": run(["rustc", "--version"]),
+            "Python": platform.python_version(),
+            "report written": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def mark(ok):
+    return "met" if ok else "**MISSED**"
+
+
+def fmt_s(s):
+    return "not recorded" if s is None else (f"{s} s" if s < 120 else f"{s / 60:.1f} min")
+
+
+def firehose_section(doc, when):
+    out = ["## firehose-transformer", ""]
+    if doc is None:
+        return out + ["Not run: `scripts/bench.sh firehose`.", ""]
+    mb = doc["request_bytes"] / 1e6
+    py = doc.get("python_seed_median_ms")
+    out += [f"A Firehose request of {doc['records']:,} JSON records ({mb:.2f} MB) with a transform and dynamic "
+            f"partitioning configured, processed in process (request parsing and response building "
+            f"included; median of the rounds). Results from {when}.", "",
+            "| | ms per batch (median) | MiB/s of request | ours vs |", "|---|---:|---:|---:|"]
+    rows = [(f"firehose-transformer, {doc['threads']} threads", doc["median_ms"]),
+            ("firehose-transformer, 1 thread", doc["single_thread_median_ms"])]
+    if py is not None:
+        rows.append(("seed Python `lambda_handler`", py))
+    for name, ms in rows:
+        out.append(f"| {name} | {ms:.2f} | {doc['request_bytes'] / MIB / (ms / 1000):.0f} | "
+                   f"{ms / doc['median_ms']:.2f}x |")
+    out += ["", f"Binary {doc['binary_bytes'] / 1e6:.2f} MB stripped; cold start (process spawn to its first "
+            f"Lambda Runtime API request) {doc['cold_start_ms']:.2f} ms median. Peak RSS is not measured here "
+            f"(timed in process).", ""]
+    checks = [("issue", f"< {FIREHOSE_TARGET_MS} ms per ~6 MB batch", doc["median_ms"] < FIREHOSE_TARGET_MS,
+               f"{doc['median_ms']:.2f} ms"),
+              ("design aim", f"< {FIREHOSE_AIM_MS} ms per ~6 MB batch", doc["median_ms"] < FIREHOSE_AIM_MS,
+               f"{doc['median_ms']:.2f} ms"),
+              ("design aim", f"cold start < {COLD_START_AIM_MS} ms", doc["cold_start_ms"] < COLD_START_AIM_MS,
+               f"{doc['cold_start_ms']:.2f} ms")]
+    return out + checks_table(checks)
+
+
+def checks_table(checks):
+    out = ["| source | target | result | figure |", "|---|---|---|---:|"]
+    for source, what, ok, fig in checks:
+        out.append(f"| {source} | {what} | {mark(ok)} | {fig} |")
+    return out + [""]
+
+
+def ingester_section(doc, when):
+    out = ["## url-ingester", ""]
+    if doc is None:
+        return out + ["Not run: `scripts/bench.sh ingester`.", ""]
+    rows = doc["rows"]
+    ours = rows["url-ingester"]
+    out += [f"{doc['size_mib']} MiB from a local HTTP server (127.0.0.1) into the local S3 endpoint (s3s-fs), "
+            f"part size {doc['part_mib']} MiB, concurrency {doc['concurrency']}; each tool its own process under "
+            f"`/usr/bin/time`. Results from {when}.", "",
+            "| | MiB/s | wall s | CPU s | peak RSS MiB | ours vs (MiB/s) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        label = f"**{name}** (ours)" if name == "url-ingester" else name
+        out.append(f"| {label} | {r['mib_per_s']:.1f} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | "
+                   f"{r['peak_rss_mib']:.1f} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x |")
+    ceiling = min(rows["curl (source ceiling)"]["mib_per_s"], rows["raw PUT (sink ceiling)"]["mib_per_s"])
+    boto = rows["boto3 upload_fileobj"]
+    budget = doc["part_mib"] * (doc["concurrency"] + 1) + 32
+    checks = [("issue", f"throughput >= {INGEST_CEILING_SHARE}x the lower ceiling",
+               ours["mib_per_s"] >= INGEST_CEILING_SHARE * ceiling, f"{ours['mib_per_s'] / ceiling:.2f}x"),
+              ("issue", f"throughput >= {INGEST_VS_BOTO3}x boto3", ours["mib_per_s"] >= INGEST_VS_BOTO3 * boto["mib_per_s"],
+               f"{ours['mib_per_s'] / boto['mib_per_s']:.2f}x"),
+              ("issue", f"peak RSS <= part x (concurrency + 1) + 32 MiB = {budget} MiB", ours["peak_rss_mib"] <= budget,
+               f"{ours['peak_rss_mib']:.1f} MiB"),
+              ("design aim", "CPU seconds below boto3's", ours["cpu_s"] < boto["cpu_s"],
+               f"{ours['cpu_s'] / boto['cpu_s']:.2f}x")]
+    return out + [""] + checks_table(checks)
+
+
+def converter_section(doc, when):
+    out = ["## parquet-converter", ""]
+    if doc is None:
+        return out + ["Not run: `scripts/bench.sh converter`.", ""]
+    labels = doc["labels"]
+    v = doc["versions"]
+    out += [f"Generated NYC-taxi-like CSV (seed {doc['seed']}, no bad rows, {doc['days']} pickup days) on the local "
+            f"S3 endpoint ({doc['store']}), converted to Parquet ({doc['compression']}) partitioned by "
+            f"`year=/month=/day=` of the pickup time, S3 to S3. Each tool runs as its own process under "
+            f"`/usr/bin/time` (the S3 server's CPU is not counted in anyone's). Peers are given the table's "
+            f"schema; ours infers it. Every output is read back with pyarrow: row count, partitions, each row "
+            f"in its own day's partition, the same sum of `total_amount` for every tool. "
+            f"Peers: pyarrow {v['pyarrow']} (`csv.open_csv` streaming + `dataset.write_dataset`, hive), "
+            f"DuckDB {v['duckdb']} (`COPY ... (FORMAT parquet, PARTITION_BY (year, month, day))`), "
+            f"Polars {v['polars']} (`scan_csv` + `sink_parquet(PartitionBy(...))`). Results from {when}.", ""]
+    if doc["duckdb_s3"]:
+        out += [f"DuckDB I/O: {doc['duckdb_io']}; no network needed.", ""]
+    else:
+        out += [f"**DuckDB I/O: {doc['duckdb_io']}.**", ""]
+    out += ["| input | tool | MiB/s | wall s | CPU s | peak RSS MiB | output MiB | files | ours vs (MiB/s) | "
+            "peak RSS vs ours |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for res in doc["sizes"]:
+        ours = res["tools"]["ours"]
+        for tool, r in res["tools"].items():
+            label = f"**{labels[tool]}** (ours)" if tool == "ours" else labels[tool]
+            if tool == "duckdb" and not doc["duckdb_s3"]:
+                label += " (writes local disk)"
+            out.append(f"| {res['size_mib']} MiB, {res['rows']:,} rows | {label} | {r['mib_per_s']:.1f} | "
+                       f"{r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_mib']:.1f} | "
+                       f"{r['output_bytes'] / MIB:.1f} | {r['files']} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x | "
+                       f"{r['peak_rss_mib'] / ours['peak_rss_mib']:.2f}x |")
+    checks = [("issue", c["what"], c["ok"], c["figure"]) for c in doc["checks"]]
+    checks += [("design aim", c["what"], c["ok"], c["figure"]) for c in doc["aims"]]
+    return out + [""] + checks_table(checks)
+
+
+def chart(fire, ing, conv, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []  # (title, [(label, throughput MiB/s, peak RSS MiB or None, kind)])
+    if fire:
+        bars = [(f"ours, {fire['threads']} threads", fire["request_bytes"] / MIB / (fire["median_ms"] / 1000), None, "ours"),
+                ("ours, 1 thread", fire["request_bytes"] / MIB / (fire["single_thread_median_ms"] / 1000), None, "ours")]
+        if fire.get("python_seed_median_ms"):
+            bars.append(("seed Python", fire["request_bytes"] / MIB / (fire["python_seed_median_ms"] / 1000), None, "peer"))
+        panels.append(("firehose-transformer\n~6 MB batch, in process", bars))
+    if ing:
+        bars = []
+        for name, r in ing["rows"].items():
+            kind = "ours" if name == "url-ingester" else ("ceiling" if "ceiling" in name else "peer")
+            bars.append((name, r["mib_per_s"], r["peak_rss_mib"], kind))
+        panels.append((f"url-ingester\n{ing['size_mib']} MiB HTTP -> S3", bars))
+    if conv:
+        for res in conv["sizes"]:
+            bars = []
+            for tool, r in res["tools"].items():
+                label = conv["labels"][tool] + ("\n(local disk)" if tool == "duckdb" and not conv["duckdb_s3"] else "")
+                bars.append((label, r["mib_per_s"], r["peak_rss_mib"], "ours" if tool == "ours" else "peer"))
+            panels.append((f"parquet-converter\n{res['size_mib']} MiB CSV -> Parquet, S3 -> S3", bars))
+    if not panels:
+        return False
+    colors = {"ours": OURS_COLOR, "peer": PEER_COLOR, "ceiling": CEILING_COLOR}
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.5), squeeze=False)
+    for col, (title, bars) in enumerate(panels):
+        labels = [b[0] for b in bars]
+        c = [colors[b[3]] for b in bars]
+        top, bottom = axes[0][col], axes[1][col]
+        y = range(len(bars))
+        top.barh(y, [b[1] for b in bars], color=c)
+        top.set_yticks(list(y), labels, fontsize=8)
+        top.invert_yaxis()
+        top.set_title(title, fontsize=9)
+        top.set_xlabel("throughput, MiB/s (higher is better)", fontsize=8)
+        for i, b in enumerate(bars):
+            top.annotate(f"{b[1]:.0f}", (b[1], i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
+        if all(b[2] is None for b in bars):
+            bottom.text(0.5, 0.5, "peak RSS not measured\n(timed in process)", ha="center", va="center", fontsize=9)
+            bottom.set_axis_off()
+            continue
+        bottom.barh(y, [b[2] or 0 for b in bars], color=c)
+        bottom.set_yticks(list(y), labels, fontsize=8)
+        bottom.invert_yaxis()
+        bottom.set_xlabel("peak RSS, MiB (lower is better)", fontsize=8)
+        for i, b in enumerate(bars):
+            bottom.annotate(f"{b[2]:.0f}", (b[2], i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
+    for ax in axes.flat:
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.15)
+    fig.suptitle("Tributary benchmarks, one run on one shared machine (ours in orange)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    args = ap.parse_args()
+    fire, fire_when = load(args.results, "firehose")
+    ing, ing_when = load(args.results, "ingester")
+    conv, conv_when = load(args.results, "converter")
+    chart_path = os.path.join(args.results, "chart.png")
+    has_chart = chart(fire, ing, conv, chart_path)
+
+    m = machine()
+    total = seconds(args.results, "all")
+    stages = {s: seconds(args.results, s) for s in ("firehose", "ingester", "converter")}
+    lines = ["# Benchmarks", "",
+             "<!-- Generated by scripts/bench.sh (bench/report.py) from bench/results/*.json: do not edit by hand. -->",
+             "",
+             "Each function against the tools people would use instead, on the same data in the same run. "
+             "**These figures come from one run on a shared, noisy machine**: read the ratios (ours vs each "
+             "peer, measured minutes apart) rather than the absolute times, and expect a few percent to tens "
+             "of percent of drift between runs. Throughput is input MiB per wall-clock second; CPU seconds are "
+             "user + system of the tool's own process; peak RSS is the operating system's maximum resident set "
+             "of that process.", ""]
+    if has_chart:
+        rel = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(args.out)))
+        lines += [f"![throughput and peak memory per tool per benchmark]({rel})", ""]
+    lines += converter_section(conv, conv_when)
+    lines += ingester_section(ing, ing_when)
+    lines += firehose_section(fire, fire_when)
+    lines += ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in m.items()]
+    lines += ["", "## How to reproduce", "", "```sh",
+              "scripts/bench.sh             # every benchmark, then this file and the chart",
+              "scripts/bench.sh converter   # or one: firehose | ingester | converter | report",
+              "BENCH_SIZE_MIB=256 BENCH_CONVERT_SIZES_MIB=20,100 scripts/bench.sh   # a quicker run",
+              "```", "",
+              "It builds the release binaries, installs the peers into a Python venv "
+              "(`~/.cache/tributary/bench-venv`, from `scripts/requirements-bench.txt`; no other network "
+              "access), runs each benchmark against servers on 127.0.0.1 only, writes the figures as JSON "
+              "under `bench/results/`, then writes this file and `bench/results/chart.png`."]
+    if total is not None:
+        parts = ", ".join(f"{s} {fmt_s(t)}" for s, t in stages.items() if t is not None)
+        lines += ["", f"The run behind this file (`scripts/bench.sh all`) took {fmt_s(total)} ({parts}), "
+                      f"release builds included."]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {args.out}" + (f" and {chart_path}" if has_chart else ""))
+
+
+if __name__ == "__main__":
+    main()

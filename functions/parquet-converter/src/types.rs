@@ -1,0 +1,529 @@
+//! Column types: `SCHEMA`, inference from text, and the temporal parsers.
+//!
+//! Inference looks at every sampled value of a column and picks the narrowest type that holds
+//! all of them: `int64` (no leading zeros, so ZIP codes and IDs stay text) -> `float64`
+//! (decimal notation only, no `NaN`/`inf`) -> `string`; `bool` (`true`/`false`, any case);
+//! `date` (`YYYY-MM-DD`); `timestamp` (ISO 8601 / RFC 3339, `T` or space, optional fraction;
+//! `TIMESTAMP_FORMATS`) and `timestamp_tz` when any value carries an offset or `Z`. All-null
+//! columns are nullable strings. Temporal values keep microseconds and are parsed by this
+//! module, not by the CSV/JSON decoders, so every format is read the same way everywhere.
+
+use arrow::datatypes::{DataType, TimeUnit};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+/// A column type, as `SCHEMA` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// `int64`
+    Int64,
+    /// `float64`
+    Float64,
+    /// `bool`
+    Bool,
+    /// `string`
+    String,
+    /// `date`: days, `date32`.
+    Date,
+    /// `timestamp`: microseconds, no time zone (naive).
+    Timestamp,
+    /// `timestamp_tz`: microseconds, UTC.
+    TimestampTz,
+    /// `decimal(p,s)`
+    Decimal(u8, i8),
+}
+
+impl ColType {
+    /// Parses a `SCHEMA` type name.
+    pub fn parse(name: &str) -> Option<ColType> {
+        let n = name.trim().to_ascii_lowercase();
+        Some(match n.as_str() {
+            "int64" | "bigint" | "long" => ColType::Int64,
+            "float64" | "double" => ColType::Float64,
+            "bool" | "boolean" => ColType::Bool,
+            "string" | "varchar" => ColType::String,
+            "date" => ColType::Date,
+            "timestamp" => ColType::Timestamp,
+            "timestamp_tz" => ColType::TimestampTz,
+            _ => {
+                let inner = n.strip_prefix("decimal(")?.strip_suffix(')')?;
+                let (p, s) = inner.split_once(',')?;
+                let (p, s): (u8, i8) = (p.trim().parse().ok()?, s.trim().parse().ok()?);
+                if !(1..=38).contains(&p) || s < 0 || s as u8 > p {
+                    return None;
+                }
+                ColType::Decimal(p, s)
+            }
+        })
+    }
+
+    /// The Arrow type written to Parquet.
+    pub fn arrow(self) -> DataType {
+        match self {
+            ColType::Int64 => DataType::Int64,
+            ColType::Float64 => DataType::Float64,
+            ColType::Bool => DataType::Boolean,
+            ColType::String => DataType::Utf8,
+            ColType::Date => DataType::Date32,
+            ColType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColType::Decimal(p, s) => DataType::Decimal128(p, s),
+        }
+    }
+
+    /// The type of an Arrow column, when it is one of ours.
+    pub fn of_arrow(dt: &DataType) -> Option<ColType> {
+        Some(match dt {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => ColType::Int64,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => ColType::Float64,
+            DataType::Boolean => ColType::Bool,
+            DataType::Utf8 | DataType::LargeUtf8 => ColType::String,
+            DataType::Date32 | DataType::Date64 => ColType::Date,
+            DataType::Timestamp(_, None) => ColType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => ColType::TimestampTz,
+            DataType::Decimal128(p, s) => ColType::Decimal(*p, *s),
+            _ => return None,
+        })
+    }
+
+    /// Temporal columns are decoded as text and parsed here.
+    pub fn is_temporal(self) -> bool {
+        matches!(
+            self,
+            ColType::Date | ColType::Timestamp | ColType::TimestampTz
+        )
+    }
+
+    /// The next wider type when a value does not fit (`None`: nothing is wider).
+    pub fn widen(self) -> Option<ColType> {
+        match self {
+            ColType::Int64 => Some(ColType::Float64),
+            ColType::Date => Some(ColType::Timestamp),
+            ColType::String => None,
+            _ => Some(ColType::String),
+        }
+    }
+}
+
+/// One `SCHEMA` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// Column name.
+    pub name: String,
+    /// Its type.
+    pub ty: ColType,
+}
+
+/// Parses `SCHEMA`: `[{"name": "...", "type": "int64|...|decimal(p,s)"}, ...]`.
+pub fn parse_schema(text: &str) -> Result<Vec<ColumnSpec>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let items = value
+        .as_array()
+        .ok_or("expected a JSON array of {\"name\", \"type\"} objects")?;
+    let mut out: Vec<ColumnSpec> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let name = item["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("entry {i} has no \"name\""))?;
+        let ty_name = item["type"]
+            .as_str()
+            .ok_or_else(|| format!("entry {i} ({name}) has no \"type\""))?;
+        let ty = ColType::parse(ty_name)
+            .ok_or_else(|| format!("entry {i} ({name}): unknown type {ty_name:?}"))?;
+        if let Some(obj) = item.as_object()
+            && let Some(k) = obj.keys().find(|k| *k != "name" && *k != "type")
+        {
+            return Err(format!("entry {i} ({name}): unknown field {k:?}"));
+        }
+        if out.iter().any(|c| c.name == name) {
+            return Err(format!("column {name:?} appears twice"));
+        }
+        out.push(ColumnSpec {
+            name: name.to_owned(),
+            ty,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks `TIMESTAMP_FORMATS` entries (chrono `strftime` syntax).
+pub fn check_format(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return Err(format!("{format:?} is not a valid strftime format"));
+    }
+    Ok(())
+}
+
+/// What the values seen so far of one column allow.
+#[derive(Debug, Clone, Copy)]
+pub struct Inference {
+    allowed: u8,
+    offsets: bool,
+    values: u64,
+}
+
+const INT: u8 = 1;
+const FLOAT: u8 = 2;
+const BOOL: u8 = 4;
+const DATE: u8 = 8;
+const TS: u8 = 16;
+
+impl Default for Inference {
+    fn default() -> Self {
+        Inference {
+            allowed: INT | FLOAT | BOOL | DATE | TS,
+            offsets: false,
+            values: 0,
+        }
+    }
+}
+
+impl Inference {
+    /// Takes one non-null value into account.
+    pub fn see(&mut self, v: &str, formats: &[String]) {
+        self.values += 1;
+        if self.allowed == 0 {
+            return;
+        }
+        let mut fits = 0;
+        if self.allowed & (INT | FLOAT) != 0 {
+            match number_kind(v) {
+                Some(true) => fits |= INT | FLOAT,
+                Some(false) => fits |= FLOAT,
+                None => {}
+            }
+        }
+        if self.allowed & BOOL != 0 && parse_bool(v).is_some() {
+            fits |= BOOL;
+        }
+        if self.allowed & (DATE | TS) != 0 {
+            if parse_date(v, formats).is_some() {
+                fits |= DATE | TS;
+            } else if let Some((_, offset)) = parse_timestamp(v, formats) {
+                fits |= TS;
+                self.offsets |= offset;
+            }
+        }
+        self.allowed &= fits;
+    }
+
+    /// The narrowest type for everything seen.
+    pub fn result(&self) -> ColType {
+        let a = self.allowed;
+        if self.values == 0 {
+            ColType::String
+        } else if a & INT != 0 {
+            ColType::Int64
+        } else if a & FLOAT != 0 {
+            ColType::Float64
+        } else if a & BOOL != 0 {
+            ColType::Bool
+        } else if a & DATE != 0 {
+            ColType::Date
+        } else if a & TS != 0 && self.offsets {
+            ColType::TimestampTz
+        } else if a & TS != 0 {
+            ColType::Timestamp
+        } else {
+            ColType::String
+        }
+    }
+}
+
+/// `Some(true)` for an integer that fits `i64` (no leading zeros), `Some(false)` for another
+/// decimal number, `None` for anything else.
+fn number_kind(v: &str) -> Option<bool> {
+    let b = v.as_bytes();
+    let digits = b
+        .strip_prefix(b"-")
+        .or_else(|| b.strip_prefix(b"+"))
+        .unwrap_or(b);
+    let int_len = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    let leading_zero = int_len > 1 && digits[0] == b'0';
+    if int_len == digits.len() {
+        return (int_len > 0 && !leading_zero && v.parse::<i64>().is_ok()).then_some(true);
+    }
+    // A decimal: digits, optional fraction, optional exponent; at least one digit.
+    let mut i = int_len;
+    let mut frac = 0;
+    if digits.get(i) == Some(&b'.') {
+        i += 1;
+        frac = digits[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        i += frac;
+    }
+    if int_len + frac == 0 || leading_zero && digits.get(int_len) != Some(&b'.') {
+        return None;
+    }
+    if matches!(digits.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(digits.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if exp == 0 {
+            return None;
+        }
+        i += exp;
+    }
+    (i == digits.len()).then_some(false)
+}
+
+/// `true`/`false` in lower, upper or title case.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (valid dates only).
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    const DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if !(1..=12).contains(&m) || d == 0 || d > DAYS[m as usize - 1] || (m == 2 && d == 29 && !leap)
+    {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+fn num(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    b.iter().try_fold(0u32, |acc, c| {
+        acc.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD` -> days since the epoch.
+fn iso_date(b: &[u8]) -> Option<i64> {
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    days_from_civil(i64::from(num(&b[..4])?), num(&b[5..7])?, num(&b[8..10])?)
+}
+
+/// A date in `YYYY-MM-DD` or one of `formats` -> days since the epoch.
+pub fn parse_date(v: &str, formats: &[String]) -> Option<i32> {
+    if let Some(d) = iso_date(v.as_bytes()) {
+        return i32::try_from(d).ok();
+    }
+    formats.iter().find_map(|f| {
+        let d = NaiveDate::parse_from_str(v, f).ok()?;
+        i32::try_from(days_from_civil(
+            i64::from(chrono::Datelike::year(&d)),
+            chrono::Datelike::month(&d),
+            chrono::Datelike::day(&d),
+        )?)
+        .ok()
+    })
+}
+
+/// A timestamp -> (microseconds since the epoch in UTC, whether it carried an offset).
+/// ISO 8601 / RFC 3339 (`T` or space, `HH:MM[:SS[.fraction]]`, `Z` or `±HH[:MM]`), a bare
+/// date (midnight), or one of `formats`. Digits beyond microseconds are truncated.
+pub fn parse_timestamp(v: &str, formats: &[String]) -> Option<(i64, bool)> {
+    iso_timestamp(v.as_bytes()).or_else(|| {
+        formats.iter().find_map(|f| {
+            if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
+                return Some((t.and_utc().timestamp_micros(), false));
+            }
+            if let Ok(t) = DateTime::parse_from_str(v, f) {
+                return Some((t.timestamp_micros(), true));
+            }
+            let d = NaiveDate::parse_from_str(v, f).ok()?;
+            Some((d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros(), false))
+        })
+    })
+}
+
+fn iso_timestamp(b: &[u8]) -> Option<(i64, bool)> {
+    let days = iso_date(b.get(..10)?)?;
+    let rest = &b[10..];
+    if rest.is_empty() {
+        return Some((days * 86_400_000_000, false));
+    }
+    if !matches!(rest[0], b'T' | b't' | b' ') || rest.len() < 6 || rest[3] != b':' {
+        return None;
+    }
+    let (h, m) = (num(&rest[1..3])?, num(&rest[4..6])?);
+    let mut i = 6;
+    let (mut s, mut micros) = (0, 0i64);
+    if rest.get(i) == Some(&b':') {
+        s = num(rest.get(i + 1..i + 3)?)?;
+        i += 3;
+        if matches!(rest.get(i), Some(b'.' | b',')) {
+            i += 1;
+            let n = rest[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 {
+                return None;
+            }
+            for k in 0..6 {
+                let d = if k < n {
+                    i64::from(rest[i + k] - b'0')
+                } else {
+                    0
+                };
+                micros = micros * 10 + d;
+            }
+            i += n;
+        }
+    }
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    let mut t = days * 86_400_000_000 + i64::from(h * 3600 + m * 60 + s) * 1_000_000 + micros;
+    let tz = &rest[i..];
+    let offset = match tz {
+        [] => false,
+        [b'Z' | b'z'] => true,
+        [sign @ (b'+' | b'-'), oh @ ..] => {
+            let (hh, mm) = match oh {
+                [a, b] => (num(&[*a, *b])?, 0),
+                [a, b, b':', c, d] | [a, b, c, d] => (num(&[*a, *b])?, num(&[*c, *d])?),
+                _ => return None,
+            };
+            if hh > 23 || mm > 59 {
+                return None;
+            }
+            let secs = i64::from(hh * 3600 + mm * 60) * 1_000_000;
+            t += if *sign == b'+' { -secs } else { secs };
+            true
+        }
+        _ => return None,
+    };
+    Some((t, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infer(values: &[&str]) -> ColType {
+        let mut inf = Inference::default();
+        for v in values {
+            inf.see(v, &[]);
+        }
+        inf.result()
+    }
+
+    #[test]
+    fn narrowest_type_holding_every_value() {
+        assert_eq!(infer(&["1", "-2", "+3"]), ColType::Int64);
+        assert_eq!(infer(&["1", "1.5", "2e3"]), ColType::Float64);
+        assert_eq!(infer(&["1", "n/a"]), ColType::String);
+        assert_eq!(
+            infer(&["007", "12"]),
+            ColType::String,
+            "leading zeros stay text"
+        );
+        assert_eq!(infer(&["0", "0.5", "-0.25"]), ColType::Float64);
+        assert_eq!(infer(&["NaN", "1.0"]), ColType::String);
+        assert_eq!(
+            infer(&["99999999999999999999"]),
+            ColType::String,
+            "beyond i64"
+        );
+        assert_eq!(infer(&["true", "FALSE", "True"]), ColType::Bool);
+        assert_eq!(infer(&["2024-03-07", "2024-02-29"]), ColType::Date);
+        assert_eq!(infer(&["2023-02-29"]), ColType::String, "no such day");
+        assert_eq!(
+            infer(&["2024-03-07", "2024-03-07 10:00:00"]),
+            ColType::Timestamp
+        );
+        assert_eq!(
+            infer(&["2024-03-07T10:00:00Z", "2024-03-07 10:00:00"]),
+            ColType::TimestampTz
+        );
+        assert_eq!(infer(&[]), ColType::String);
+        assert_eq!(infer(&["1", "true"]), ColType::String);
+    }
+
+    #[test]
+    fn timestamps_keep_microseconds_and_offsets_become_utc() {
+        let base = 1_709_805_600_000_000; // 2024-03-07T10:00:00Z
+        let cases: &[(&str, i64, bool)] = &[
+            ("2024-03-07T10:00:00", base, false),
+            ("2024-03-07 10:00:00.123456", base + 123_456, false),
+            ("2024-03-07 10:00:00.1234567", base + 123_456, false),
+            ("2024-03-07T10:00", base, false),
+            ("2024-03-07T10:00:00Z", base, true),
+            ("2024-03-07T19:00:00+09:00", base, true),
+            ("2024-03-07T05:30:00-0430", base, true),
+            ("2024-03-07T12:00:00.5+02", base + 500_000, true),
+            ("2024-03-07", base - 36_000_000_000, false),
+        ];
+        for (text, micros, offset) in cases {
+            assert_eq!(
+                parse_timestamp(text, &[]),
+                Some((*micros, *offset)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "2024-03-07T25:00:00",
+            "2024-13-01",
+            "2024-03-07T10:00:00+",
+            "x",
+            "2024-03-07 10",
+        ] {
+            assert_eq!(parse_timestamp(bad, &[]), None, "{bad}");
+        }
+        let formats = vec!["%d/%m/%Y %H:%M".to_owned(), "%d.%m.%Y".to_owned()];
+        assert_eq!(
+            parse_timestamp("07/03/2024 10:00", &formats),
+            Some((base, false))
+        );
+        assert_eq!(parse_date("07.03.2024", &formats), Some(19_789));
+        assert_eq!(parse_date("1970-01-01", &[]), Some(0));
+        assert_eq!(parse_date("1969-12-31", &[]), Some(-1));
+    }
+
+    #[test]
+    fn schema_entries_are_checked_by_name() {
+        let s = parse_schema(
+            r#"[{"name":"id","type":"int64"},{"name":"at","type":"timestamp_tz"},{"name":"amount","type":"decimal(12,2)"}]"#,
+        )
+        .expect("valid");
+        assert_eq!(s[2].ty, ColType::Decimal(12, 2));
+        assert_eq!(
+            s[1].ty.arrow(),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        for (bad, says) in [
+            ("{}", "array"),
+            (r#"[{"type":"int64"}]"#, "no \"name\""),
+            (r#"[{"name":"a","type":"int"}]"#, "unknown type \"int\""),
+            (r#"[{"name":"a","type":"decimal(40,2)"}]"#, "unknown type"),
+            (
+                r#"[{"name":"a","type":"string","nullable":true}]"#,
+                "unknown field",
+            ),
+            (
+                r#"[{"name":"a","type":"string"},{"name":"a","type":"string"}]"#,
+                "twice",
+            ),
+        ] {
+            let err = parse_schema(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(check_format("%Y-%m-%d %H:%M").is_ok());
+        assert!(check_format("%Y-%Q").is_err());
+    }
+}

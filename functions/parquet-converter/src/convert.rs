@@ -1413,3 +1413,157 @@ fn parquet_err(e: &parquet::errors::ParquetError) -> Error {
         reason: e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_from_keys_and_sniffing() {
+        assert_eq!(format_from_key("raw/a/b.csv.gz"), Some(Format::Csv));
+        assert_eq!(format_from_key("raw/a/b.TSV"), Some(Format::Tsv));
+        assert_eq!(format_from_key("raw/a/b.ndjson.zst"), Some(Format::Json));
+        assert_eq!(format_from_key("raw/events/firehose-1-2024-03-07"), None);
+        assert_eq!(sniff_format(b"  {\"a\":1}"), Format::Json);
+        assert_eq!(sniff_format(b"\xEF\xBB\xBFid,name"), Format::Csv);
+    }
+
+    /// The whole decoding path on bytes, without S3: sniffing, inference, record splitting,
+    /// decoding with bad-row isolation, temporal parsing, widening. Returns (rows, bad rows).
+    fn decode_bytes(cfg: &Config, data: &[u8]) -> Result<(usize, usize), String> {
+        let data = strip_bom(data);
+        let mut plan = Plan::infer(cfg, sniff_format(data), data)?;
+        'pass: for _ in 0..MAX_PASSES {
+            let mut decoding = Decoding::new(&plan, false).map_err(|e| e.to_string())?;
+            let mut recs = Vec::new();
+            Splitter::new(plan.framing)
+                .split(data, 0, true, usize::MAX, &mut recs)
+                .map_err(|t| format!("too long at {}", t.line))?;
+            let recs = &recs[usize::from(plan.header).min(recs.len())..];
+            let (mut rows, mut bad_rows) = (0, 0);
+            for chunk in recs.chunks(7) {
+                let mut good = Vec::new();
+                let mut bad = Vec::new();
+                decoding.isolate(data, chunk, 0, &mut good, &mut bad);
+                for (_, message) in &bad {
+                    if is_type_error(message)
+                        && let Some(dc) = column_in_error(&decoding.schema, message)
+                        && let Some(col) = decoding.map.iter().position(|m| *m == Some(dc))
+                        && plan.can_widen(col)
+                    {
+                        plan.apply(Change::Widen(col));
+                        continue 'pass;
+                    }
+                }
+                bad_rows += bad.len();
+                for (batch, _) in good {
+                    let names = Names {
+                        dataset: "d".into(),
+                        stem: "s".into(),
+                        digest: "0".into(),
+                        key_partitions: Vec::new(),
+                    };
+                    let object = ObjectRef::new("b", "raw/d/s");
+                    let client = aws_sdk_s3::Client::from_conf(
+                        aws_sdk_s3::Config::builder()
+                            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                            .build(),
+                    );
+                    let run = Run::new(&client, cfg, &names, &object, "b", &plan);
+                    let (out, failures) = run.to_output(&decoding, &batch);
+                    if let Some(f) = failures.iter().find(|f| plan.can_widen(f.1)) {
+                        plan.apply(Change::Widen(f.1));
+                        continue 'pass;
+                    }
+                    rows += out.num_rows();
+                    bad_rows += failures.len();
+                }
+            }
+            return Ok((rows, bad_rows));
+        }
+        Err("too many passes".into())
+    }
+
+    fn defaults() -> Config {
+        Config::from_env(&tributary::Env::default()).expect("defaults")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 300,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(20261123),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = decode_bytes(&defaults(), &data);
+        }
+
+        #[test]
+        fn csv_like_text_never_panics(lines in proptest::collection::vec("[a-z0-9.,\"\n :-]{0,30}", 1..30)) {
+            let _ = decode_bytes(&defaults(), lines.join("\n").as_bytes());
+        }
+
+        #[test]
+        fn json_like_text_never_panics(parts in proptest::collection::vec("[{}\\[\\]:,\"a-z0-9. \n]{0,20}", 1..20)) {
+            let _ = decode_bytes(&defaults(), format!("{{{}}}", parts.join("")).as_bytes());
+        }
+
+        #[test]
+        fn every_row_is_kept_or_counted_bad(values in proptest::collection::vec("[0-9]{1,3}|[0-9]\\.[0-9]|x|2024-0[1-9]-1[0-9]|", 1..60)) {
+            // One column whatever its values: every line is a row or a bad row, never lost.
+            let text = format!("v\n{}\n", values.join("\n"));
+            let (rows, bad) = decode_bytes(&defaults(), text.as_bytes()).expect("decodes");
+            let blank = values.iter().filter(|v| v.is_empty()).count();
+            proptest::prop_assert_eq!(rows + bad + blank, values.len());
+            proptest::prop_assert_eq!(bad, 0);
+        }
+    }
+
+    #[test]
+    fn decoding_path_reads_what_it_should() {
+        let cfg = defaults();
+        assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2,y\n"), Ok((2, 0)));
+        assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2\n3,z"), Ok((2, 1)));
+        assert_eq!(
+            decode_bytes(&cfg, b"{\"a\":1}{\"a\":2}\n{\"a\":3}"),
+            Ok((3, 0))
+        );
+        assert_eq!(decode_bytes(&cfg, b"n\n1\n2\n1.5\nn/a\n"), Ok((4, 0)));
+        assert_eq!(
+            decode_bytes(&cfg, b"t\n2024-01-01\n2024-01-01 10:00\nlater\n"),
+            Ok((3, 0))
+        );
+        assert!(decode_bytes(&cfg, b"[{\"a\":1}]").is_err());
+    }
+
+    #[test]
+    fn widening_follows_int_float_string_and_date_timestamp_string() {
+        for (from, to) in [
+            (ColType::Int64, Some(ColType::Float64)),
+            (ColType::Float64, Some(ColType::String)),
+            (ColType::Date, Some(ColType::Timestamp)),
+            (ColType::Timestamp, Some(ColType::String)),
+            (ColType::TimestampTz, Some(ColType::String)),
+            (ColType::Bool, Some(ColType::String)),
+            (ColType::String, None),
+        ] {
+            assert_eq!(from.widen(), to, "{from:?}");
+        }
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let csv = "Parser error: Error while parsing value '1.5' as type 'Int64' for column 1 at line 50001. Row data: '[secret,1.5]'";
+        assert!(is_type_error(csv));
+        assert_eq!(column_in_error(&schema, csv), Some(1));
+        assert!(!scrub(csv).contains("secret"));
+        let json = "Json error: whilst decoding field 'n': failed to parse \"x\" as Int64";
+        assert!(is_type_error(json));
+        assert_eq!(column_in_error(&schema, json), Some(1));
+        assert!(!is_type_error(
+            "Csv error: incorrect number of fields for line 3, expected 2 got 1"
+        ));
+    }
+}

@@ -325,6 +325,10 @@ pub fn parse_date(v: &str, formats: &[String]) -> Option<i32> {
         return i32::try_from(d).ok();
     }
     formats.iter().find_map(|f| {
+        // A format with a time of day makes a timestamp, not a date.
+        if NaiveDateTime::parse_from_str(v, f).is_ok() || DateTime::parse_from_str(v, f).is_ok() {
+            return None;
+        }
         let d = NaiveDate::parse_from_str(v, f).ok()?;
         i32::try_from(days_from_civil(
             i64::from(chrono::Datelike::year(&d)),

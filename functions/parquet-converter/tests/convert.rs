@@ -7,13 +7,14 @@ use std::time::Duration;
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use lambda_runtime::{Context, LambdaEvent};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet_converter::{Config, Converter};
+use parquet_converter::Config;
 use serde_json::{Value, json};
 use tributary::Env;
-use tributary::s3::S3Settings;
 use tributary_testkit::s3::eventually;
 use tributary_testkit::{Action, Calls, Op, TestS3};
+
+mod common;
+use common::{converter, put_and_convert, read_parquet, rows, s3_event};
 
 const S3_PUT: &str = include_str!("../../../events/parquet-converter/s3-put.json");
 const SPECIAL: &str = include_str!("../../../events/parquet-converter/s3-put-special-key.json");
@@ -21,87 +22,6 @@ const MULTI: &str = include_str!("../../../events/parquet-converter/multi-record
 const EVENTBRIDGE: &str = include_str!("../../../events/parquet-converter/eventbridge.json");
 const SQS: &str = include_str!("../../../events/parquet-converter/sqs.json");
 const DELETE: &str = include_str!("../../../events/parquet-converter/delete.json");
-
-async fn converter(s3: &TestS3, extra: &[(&str, &str)]) -> Converter {
-    let mut env = Env::from_pairs([("INFER_ROWS", "1000"), ("BATCH_ROWS", "4096")]);
-    for (k, v) in extra {
-        env = env.with(*k, *v);
-    }
-    let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
-    settings.force_path_style = s3.path_style;
-    settings.region = Some(s3.region.clone());
-    Converter::new(
-        Config::from_env(&env).expect("config"),
-        settings.build_client().await,
-    )
-}
-
-/// The S3 notification S3 itself would send for `key` (form-encoded key, size, ETag).
-fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b' ' => "+".to_owned(),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'*' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2024-03-07T05:06:07.000Z", "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "raw",
-               "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": encoded, "size": size, "eTag": etag, "sequencer": "0065E9"}}
-    }]})
-}
-
-async fn put_and_convert(
-    s3: &TestS3,
-    c: &Converter,
-    bucket: &str,
-    key: &str,
-    body: Vec<u8>,
-) -> Value {
-    let size = body.len();
-    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
-    c.handle(LambdaEvent::new(
-        s3_event(bucket, key, size, &etag),
-        Context::default(),
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("convert {key}: {e}"))
-}
-
-/// Every Parquet file under `prefix`: (key, batches).
-async fn read_parquet(
-    s3: &TestS3,
-    bucket: &str,
-    prefix: &str,
-) -> Vec<(String, Vec<arrow::array::RecordBatch>)> {
-    let mut out = Vec::new();
-    for key in s3.keys(bucket, prefix).await {
-        if !key.ends_with(".parquet") {
-            continue;
-        }
-        let bytes = bytes::Bytes::from(s3.get(bucket, &key).await);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .expect("a Parquet file")
-            .build()
-            .expect("reader");
-        out.push((key, reader.map(|b| b.expect("batch")).collect()));
-    }
-    out
-}
-
-fn rows(files: &[(String, Vec<arrow::array::RecordBatch>)]) -> usize {
-    files
-        .iter()
-        .flat_map(|(_, b)| b)
-        .map(|b| b.num_rows())
-        .sum()
-}
 
 fn taxi_csv(n: usize) -> Vec<u8> {
     let mut s = String::from(

@@ -1,0 +1,75 @@
+//! Helpers shared by the converter's integration tests.
+#![allow(dead_code)]
+
+use lambda_runtime::{Context, LambdaEvent};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet_converter::{Config, Converter};
+use serde_json::Value;
+use tributary::Env;
+use tributary::s3::S3Settings;
+use tributary_testkit::TestS3;
+
+pub async fn converter(s3: &TestS3, extra: &[(&str, &str)]) -> Converter {
+    let mut env = Env::from_pairs([("INFER_ROWS", "1000"), ("BATCH_ROWS", "4096")]);
+    for (k, v) in extra {
+        env = env.with(*k, *v);
+    }
+    let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
+    settings.force_path_style = s3.path_style;
+    settings.region = Some(s3.region.clone());
+    Converter::new(
+        Config::from_env(&env).expect("config"),
+        settings.build_client().await,
+    )
+}
+
+/// The S3 notification S3 itself would send for `key` (form-encoded key, size, ETag).
+pub fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
+    parquet_converter::event::s3_put_event(bucket, key, size as u64, Some(etag), None)
+}
+
+pub async fn put_and_convert(
+    s3: &TestS3,
+    c: &Converter,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Value {
+    let size = body.len();
+    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
+    c.handle(LambdaEvent::new(
+        s3_event(bucket, key, size, &etag),
+        Context::default(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("convert {key}: {e}"))
+}
+
+/// Every Parquet file under `prefix`: (key, batches).
+pub async fn read_parquet(
+    s3: &TestS3,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, Vec<arrow::array::RecordBatch>)> {
+    let mut out = Vec::new();
+    for key in s3.keys(bucket, prefix).await {
+        if !key.ends_with(".parquet") {
+            continue;
+        }
+        let bytes = bytes::Bytes::from(s3.get(bucket, &key).await);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .expect("a Parquet file")
+            .build()
+            .expect("reader");
+        out.push((key, reader.map(|b| b.expect("batch")).collect()));
+    }
+    out
+}
+
+pub fn rows(files: &[(String, Vec<arrow::array::RecordBatch>)]) -> usize {
+    files
+        .iter()
+        .flat_map(|(_, b)| b)
+        .map(|b| b.num_rows())
+        .sum()
+}

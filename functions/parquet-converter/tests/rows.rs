@@ -1,0 +1,418 @@
+//! Row-level behaviour on a real S3 endpoint: bad rows, `SCHEMA`, timestamps, file rotation
+//! and the open-file limits.
+
+use std::time::Duration;
+
+use arrow::array::{
+    Array, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use tributary_testkit::s3::eventually;
+use tributary_testkit::{Action, Calls, Op, TestS3};
+
+mod common;
+use common::{converter, put_and_convert, read_parquet, rows, s3_event};
+
+fn all_batches(files: &[(String, Vec<RecordBatch>)]) -> Vec<RecordBatch> {
+    files.iter().flat_map(|(_, b)| b.clone()).collect()
+}
+
+fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| {
+            panic!(
+                "column {name} has type {}",
+                b.schema().field_with_name(name).expect("field").data_type()
+            )
+        })
+}
+
+async fn quarantined(s3: &TestS3, bucket: &str) -> Vec<Value> {
+    let keys = s3.keys(bucket, "errors/").await;
+    assert!(keys.len() <= 1, "{keys:?}");
+    let Some(key) = keys.first() else {
+        return Vec::new();
+    };
+    assert!(key.ends_with(".bad-rows.jsonl"), "{key}");
+    String::from_utf8(s3.get(bucket, key).await)
+        .expect("utf8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_quarantined_with_their_line_and_text() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(
+        &s3,
+        &[
+            ("SCHEMA", r#"[{"name":"n","type":"int64"}]"#),
+            ("BATCH_ROWS", "64"),
+        ],
+    )
+    .await;
+    // 300 good rows, and among them: a missing column (line 6), an extra one (line 51), a
+    // value that is not an int64 under SCHEMA (line 202), a quoted field spanning two lines
+    // (lines 100-101, good) that shifts the line numbers after it.
+    let mut csv = String::from("id,n,note\n");
+    let mut line = 1;
+    let mut good = 0;
+    for i in 0..303 {
+        line += 1;
+        match line {
+            6 => csv.push_str("6,only-two\n"),
+            51 => csv.push_str("51,5,x,extra\n"),
+            100 => {
+                csv.push_str(&format!("{i},{i},\"spans\ntwo lines\"\n"));
+                line += 1;
+                good += 1;
+            }
+            203 => csv.push_str("203,twelve,\"not a number\"\n"),
+            _ => {
+                csv.push_str(&format!("{i},{i},ok\n"));
+                good += 1;
+            }
+        }
+    }
+    let out = put_and_convert(&s3, &c, &bucket, "raw/rows/bad.csv", csv.into_bytes()).await;
+    let r = &out["results"][0];
+    assert_eq!(r["status"], "converted", "{out}");
+    assert_eq!(r["rows"], good);
+    assert_eq!(r["bad_rows"], 3);
+    let files = read_parquet(&s3, &bucket, "processed/rows/").await;
+    assert_eq!(rows(&files), good as usize);
+    let bad = quarantined(&s3, &bucket).await;
+    let lines: Vec<u64> = bad
+        .iter()
+        .map(|b| b["line"].as_u64().expect("line"))
+        .collect();
+    assert_eq!(lines, vec![6, 51, 203], "{bad:?}");
+    assert_eq!(bad[0]["raw"], "6,only-two");
+    assert!(
+        bad[0]["error"]
+            .as_str()
+            .expect("error")
+            .contains("number of fields"),
+        "{}",
+        bad[0]
+    );
+    assert_eq!(bad[1]["raw"], "51,5,x,extra");
+    assert_eq!(bad[2]["raw"], "203,twelve,\"not a number\"");
+    assert!(
+        bad[2]["error"].as_str().expect("error").contains("twelve"),
+        "{}",
+        bad[2]
+    );
+    assert!(bad.iter().all(|b| {
+        b["source"]
+            .as_str()
+            .expect("source")
+            .ends_with("raw/rows/bad.csv")
+    }));
+    assert_eq!(
+        r["bad_rows_file"]["key"].as_str().expect("key"),
+        s3.keys(&bucket, "errors/").await[0]
+    );
+    // The manifest counts them too.
+    let manifest_key = s3.keys(&bucket, "processed/_manifests/").await;
+    let manifest: Value =
+        serde_json::from_slice(&s3.get(&bucket, &manifest_key[0]).await).expect("manifest");
+    assert_eq!(manifest["bad_rows"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_fail_mode_fails_the_object_and_writes_nothing() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("BAD_ROWS", "fail"), ("BATCH_ROWS", "64")]).await;
+    let mut csv = String::from("a,b\n");
+    for i in 0..500 {
+        csv.push_str(&format!("{i},{i}\n"));
+    }
+    csv.push_str("oops\n");
+    let etag = s3
+        .put(&bucket, "raw/f/x.csv", csv.clone().into_bytes())
+        .await
+        .unwrap_or_default();
+    let err = c
+        .handle(LambdaEvent::new(
+            s3_event(&bucket, "raw/f/x.csv", csv.len(), &etag),
+            Context::default(),
+        ))
+        .await
+        .expect_err("a bad row fails the object");
+    assert_eq!(err.error_type(), "BadRow", "{err}");
+    assert!(err.to_string().contains("line 502"), "{err}");
+    assert!(s3.keys(&bucket, "processed/").await.is_empty());
+    assert!(s3.keys(&bucket, "errors/").await.is_empty());
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_fixes_types_and_adds_missing_columns() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let schema = r#"[
+        {"name":"zip","type":"string"},
+        {"name":"amount","type":"decimal(10,2)"},
+        {"name":"day","type":"date"},
+        {"name":"at","type":"timestamp_tz"},
+        {"name":"not_in_file","type":"int64"}
+    ]"#;
+    let c = converter(&s3, &[("SCHEMA", schema)]).await;
+    let csv = "zip,amount,day,at,count\n\
+               02134,12.50,2024-03-07,2024-03-07T10:00:00+09:00,1\n\
+               10001,0.05,2024-02-29,2024-03-07 01:00:00,2\n\
+               ,NULL,,,\n";
+    let out = put_and_convert(&s3, &c, &bucket, "raw/s/typed.csv", csv.as_bytes().to_vec()).await;
+    assert_eq!(out["results"][0]["rows"], 3, "{out}");
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/s/").await);
+    let b = &batches[0];
+    let schema = b.schema();
+    let types: Vec<(String, DataType)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("zip".into(), DataType::Utf8),
+            ("amount".into(), DataType::Decimal128(10, 2)),
+            ("day".into(), DataType::Date32),
+            (
+                "at".into(),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            ),
+            ("count".into(), DataType::Int64),
+            ("not_in_file".into(), DataType::Int64),
+        ]
+    );
+    assert_eq!(column::<StringArray>(b, "zip").value(0), "02134");
+    assert_eq!(column::<Decimal128Array>(b, "amount").value(0), 1250);
+    assert_eq!(column::<Decimal128Array>(b, "amount").value(1), 5);
+    assert_eq!(column::<Date32Array>(b, "day").value(1), 19_782);
+    let at = column::<TimestampMicrosecondArray>(b, "at");
+    assert_eq!(at.value(0), 1_709_773_200_000_000, "10:00+09:00 is 01:00Z");
+    assert_eq!(
+        at.value(1),
+        1_709_773_200_000_000,
+        "naive values are read as UTC"
+    );
+    assert_eq!(column::<Int64Array>(b, "not_in_file").null_count(), 3);
+    for name in ["zip", "amount", "day", "at", "count"] {
+        assert!(
+            b.column_by_name(name).expect(name).is_null(2),
+            "{name} row 3 is null"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_keep_offsets_microseconds_and_custom_formats() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("TIMESTAMP_FORMATS", "%d/%m/%Y %H:%M")]).await;
+    let csv = "naive,zoned,custom,day\n\
+               2024-03-07 10:00:00.123456,2024-03-07T10:00:00.5Z,07/03/2024 10:00,2024-03-07\n\
+               2024-03-07T23:59:59,2024-03-07T19:00:00+09:00,31/12/2023 23:59,2024-01-01\n";
+    put_and_convert(&s3, &c, &bucket, "raw/t/times.csv", csv.as_bytes().to_vec()).await;
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/t/").await);
+    let b = &batches[0];
+    let s = b.schema();
+    let us = |tz: Option<&str>| DataType::Timestamp(TimeUnit::Microsecond, tz.map(Into::into));
+    assert_eq!(
+        s.field_with_name("naive").expect("f").data_type(),
+        &us(None)
+    );
+    assert_eq!(
+        s.field_with_name("zoned").expect("f").data_type(),
+        &us(Some("UTC"))
+    );
+    assert_eq!(
+        s.field_with_name("custom").expect("f").data_type(),
+        &us(None)
+    );
+    assert_eq!(
+        s.field_with_name("day").expect("f").data_type(),
+        &DataType::Date32
+    );
+    let base = 1_709_805_600_000_000; // 2024-03-07T10:00:00Z
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(b, "naive").value(0),
+        base + 123_456
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(b, "zoned").value(0),
+        base + 500_000
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(b, "zoned").value(1),
+        base
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(b, "custom").value(0),
+        base
+    );
+    assert_eq!(
+        column::<TimestampMicrosecondArray>(b, "custom").value(1),
+        1_704_067_140_000_000
+    );
+}
+
+/// `n` rows of 64 incompressible hex characters in partitions `p` = i % parts.
+fn wide_csv(n: usize, parts: usize) -> Vec<u8> {
+    let mut s = String::from("i,p,blob\n");
+    let noise = tributary_testkit::data::random_bytes(n * 32, 7);
+    for i in 0..n {
+        s.push_str(&format!(
+            "{i},{},{}\n",
+            i % parts,
+            hex::encode(&noise[i * 32..i * 32 + 32])
+        ));
+    }
+    s.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_rotate_at_the_target_size_and_open_files_are_limited() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    // ~4.5 MB of incompressible text with 1 MB files: several numbered files, all rows kept.
+    let c = converter(&s3, &[("TARGET_FILE_MB", "1"), ("ROW_GROUP_ROWS", "1024")]).await;
+    let out = put_and_convert(&s3, &c, &bucket, "raw/w/big.csv", wide_csv(60_000, 1)).await;
+    let files = read_parquet(&s3, &bucket, "processed/w/").await;
+    assert!(
+        files.len() >= 3,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (i, (key, _)) in files.iter().enumerate() {
+        assert!(key.ends_with(&format!("-{i:04}.parquet")), "{key}");
+    }
+    assert_eq!(rows(&files), 60_000);
+    assert_eq!(
+        out["results"][0]["files"].as_array().expect("files").len(),
+        files.len()
+    );
+    let ids: Vec<i64> = all_batches(&files)
+        .iter()
+        .flat_map(|b| column::<Int64Array>(b, "i").values().to_vec())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..60_000).collect::<Vec<i64>>(),
+        "every row once, in order"
+    );
+
+    // One open file at a time while rows alternate between 3 partitions (batches of 100):
+    // each batch closes files, nothing is lost.
+    let c = converter(
+        &s3,
+        &[
+            ("PARTITION_BY", "p"),
+            ("MAX_OPEN_PARTITIONS", "1"),
+            ("BATCH_ROWS", "100"),
+        ],
+    )
+    .await;
+    put_and_convert(&s3, &c, &bucket, "raw/m/mixed.csv", wide_csv(1_000, 3)).await;
+    let files = read_parquet(&s3, &bucket, "processed/m/").await;
+    assert!(files.len() > 3, "{}", files.len());
+    for p in 0..3 {
+        let in_p: usize = files
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("/p={p}/")))
+            .map(|(_, b)| b.iter().map(RecordBatch::num_rows).sum::<usize>())
+            .sum();
+        assert_eq!(
+            in_p,
+            (0..1_000).filter(|i| i % 3 == p).count(),
+            "partition {p}"
+        );
+    }
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_files_were_closed_leaves_nothing() {
+    let s3 = TestS3::start().await;
+    let Some(faults) = s3.faults() else {
+        return tributary_testkit::skip(
+            "converter_sealed_failure",
+            "needs fault injection (embedded server)",
+        );
+    };
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("TARGET_FILE_MB", "1"), ("ROW_GROUP_ROWS", "1024")]).await;
+    let body = wide_csv(60_000, 1);
+    let etag = s3
+        .put(&bucket, "raw/w/big.csv", body.clone())
+        .await
+        .unwrap_or_default();
+    // The first file completes, the next one fails: everything is rolled back.
+    faults.add(
+        Op::CompleteMultipartUpload,
+        Calls::From(2),
+        Action::Status(500, "InternalError"),
+    );
+    let err = c
+        .handle(LambdaEvent::new(
+            s3_event(&bucket, "raw/w/big.csv", body.len(), &etag),
+            Context::default(),
+        ))
+        .await
+        .expect_err("completion fails");
+    assert_eq!(err.error_type(), "S3Error", "{err}");
+    let clean = eventually(Duration::from_secs(5), || async {
+        s3.open_uploads(&bucket).await.is_empty()
+    })
+    .await;
+    assert!(clean, "uploads left: {:?}", s3.open_uploads(&bucket).await);
+    assert!(
+        s3.keys(&bucket, "processed/").await.is_empty(),
+        "{:?}",
+        s3.keys(&bucket, "processed/").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_field_first_seen_after_the_sample_becomes_a_column() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("INFER_ROWS", "10"), ("BATCH_ROWS", "64")]).await;
+    let mut body = String::new();
+    for i in 0..200 {
+        if i == 150 {
+            body.push_str(&format!("{{\"id\":{i},\"late\":{{\"k\":\"v\"}}}}\n"));
+        } else {
+            body.push_str(&format!("{{\"id\":{i}}}\n"));
+        }
+    }
+    body.push_str("{\"id\": \"broken\n");
+    let out = put_and_convert(&s3, &c, &bucket, "raw/j/late.jsonl", body.into_bytes()).await;
+    let r = &out["results"][0];
+    assert_eq!(r["rows"], 200, "{out}");
+    assert_eq!(r["bad_rows"], 1);
+    assert!(r["type_widenings"].as_u64().expect("n") >= 1);
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/j/").await);
+    let late = batches
+        .iter()
+        .find_map(|b| {
+            let col = b.column_by_name("late")?;
+            (0..b.num_rows())
+                .find(|i| col.is_valid(*i))
+                .map(|i| column::<Int64Array>(b, "id").value(i))
+        })
+        .expect("the late field is kept");
+    assert_eq!(late, 150);
+    assert_eq!(quarantined(&s3, &bucket).await[0]["line"], 201);
+}

@@ -162,12 +162,23 @@ impl Metrics {
 
     /// Prints the record as one line on stdout, where CloudWatch picks EMF up.
     pub fn emit(&self) {
+        if !EMF_ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         println!("{}", self.to_json(now));
     }
+}
+
+static EMF_ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the EMF lines on stdout on or off (on by default; tools that run the handlers in
+/// their own process, like the local demo, turn them off to keep their output readable).
+pub fn set_emf_output(enabled: bool) {
+    EMF_ENABLED.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -696,6 +696,9 @@ struct Run<'a> {
     partitions: std::collections::BTreeSet<String>,
     /// Batches appended so far (the clock for "least recently written").
     tick: u64,
+    /// `PARTITION_BY`, or nothing when this input has none of its columns (then the `k=v`
+    /// segments of the input key are the partition path, as for Firehose output).
+    partition_by: Vec<PartitionSpec>,
 }
 
 /// One partition's file being written.
@@ -729,7 +732,16 @@ impl<'a> Run<'a> {
                 concat!("tributary parquet-converter ", env!("CARGO_PKG_VERSION")).to_owned(),
             )
             .build();
+        let has = |c: &str| plan.columns.iter().any(|col| col.name == c);
+        let partition_by = if cfg.partition_by.iter().any(|spec| match spec {
+            PartitionSpec::Time { column, .. } | PartitionSpec::Value { column } => has(column),
+        }) {
+            cfg.partition_by.clone()
+        } else {
+            Vec::new()
+        };
         Run {
+            partition_by,
             client,
             cfg,
             names,
@@ -1178,12 +1190,12 @@ impl<'a> Run<'a> {
     fn partition_paths(&mut self, batch: &RecordBatch) -> Result<Vec<String>, Error> {
         let n = batch.num_rows();
         let mut paths = vec![String::new(); n];
-        if self.cfg.partition_by.is_empty() {
+        if self.partition_by.is_empty() {
             let fixed = self.names.key_partitions.join("/");
             return Ok(vec![fixed; n]);
         }
         let mut defaulted = vec![false; n];
-        for spec in &self.cfg.partition_by {
+        for spec in &self.partition_by {
             let segs = match spec {
                 PartitionSpec::Time { column, depth } => time_segments(batch, column, *depth)?,
                 PartitionSpec::Value { column } => value_segments(batch, column)?,

@@ -416,3 +416,20 @@ async fn a_json_field_first_seen_after_the_sample_becomes_a_column() {
     assert_eq!(late, 150);
     assert_eq!(quarantined(&s3, &bucket).await[0]["line"], 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_without_the_partition_columns_keep_their_key_partitions() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    // One converter for every dataset: taxi files have the column, Firehose output does not.
+    let c = converter(&s3, &[("PARTITION_BY", "tpep_pickup_datetime:day")]).await;
+    let key =
+        "raw/events/year=2024/month=03/day=07/hour=05/tributary-events-1-2024-03-07-05-06-07-abc";
+    put_and_convert(&s3, &c, &bucket, key, b"{\"a\":1}{\"a\":2}".to_vec()).await;
+    let keys = s3.keys(&bucket, "processed/events/").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].starts_with("processed/events/year=2024/month=03/day=07/hour=05/"),
+        "{keys:?}"
+    );
+}

@@ -263,6 +263,9 @@ struct Column {
     fixed: bool,
     /// Present in the input (a `SCHEMA` column missing from a CSV header is all null).
     in_input: bool,
+    /// JSON: nested values are kept as JSON text (the field mixes objects or arrays with
+    /// other values, so no one Arrow type holds it).
+    json_text: bool,
 }
 
 impl Column {
@@ -345,6 +348,7 @@ impl Plan {
                     data_type: spec.ty.arrow(),
                     fixed: true,
                     in_input: format == Format::Json,
+                    json_text: false,
                 }),
             }
         }
@@ -378,6 +382,7 @@ impl Plan {
                 data_type: DataType::Utf8,
                 fixed: false,
                 in_input: true,
+                json_text: false,
             });
         }
         // Decode the sampled rows as text and look at every value.
@@ -403,23 +408,79 @@ impl Plan {
     }
 
     fn infer_json(&mut self, data: &[u8], recs: &[Rec]) -> Result<(), String> {
-        // Objects only, one per line, for arrow's inference; values that do not parse are
-        // left to the decoding pass (which quarantines them).
-        let mut lines = Vec::with_capacity(data.len());
-        let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = Vec::new();
-        for r in recs {
-            let body = data[r.start..r.end].trim_ascii();
-            if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(body) {
-                lines.extend(body.iter().map(|b| if *b == b'\n' { b' ' } else { *b }));
-                lines.push(b'\n');
-                objects.push(m);
+        // Objects only, for arrow's inference; values that do not parse are left to the
+        // decoding pass (which quarantines them).
+        let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = recs
+            .iter()
+            .filter_map(
+                |r| match serde_json::from_slice(data[r.start..r.end].trim_ascii()) {
+                    Ok(serde_json::Value::Object(m)) => Some(m),
+                    _ => None,
+                },
+            )
+            .collect();
+        // A field holding objects or arrays in some rows and something else in others has no
+        // one Arrow type: it is kept as JSON text.
+        let mut kinds: HashMap<String, (bool, bool)> = HashMap::new();
+        for o in &objects {
+            for (k, v) in o {
+                let e = kinds.entry(k.clone()).or_default();
+                match v {
+                    serde_json::Value::Object(_) | serde_json::Value::Array(_) => e.0 = true,
+                    serde_json::Value::Null => {}
+                    _ => e.1 = true,
+                }
             }
         }
-        let (schema, _) = arrow::json::reader::infer_json_schema(std::io::Cursor::new(lines), None)
-            .map_err(|e| format!("inferring JSON types: {e}"))?;
+        let mut text: Vec<String> = kinds
+            .iter()
+            .filter(|(_, (nested, scalar))| *nested && *scalar)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let schema = loop {
+            let mut lines = Vec::with_capacity(data.len());
+            for o in &objects {
+                serde_json::to_writer(&mut lines, o).map_err(|e| e.to_string())?;
+                lines.push(b'\n');
+            }
+            match arrow::json::reader::infer_json_schema(std::io::Cursor::new(lines), None) {
+                Ok((schema, _)) => break schema,
+                // Nested values whose shapes conflict: keep the field named as text.
+                Err(e) => {
+                    let msg = e.to_string();
+                    let culprit = kinds
+                        .keys()
+                        .find(|k| !text.iter().any(|t| t == *k) && msg.contains(&format!("'{k}'")))
+                        .or_else(|| {
+                            kinds
+                                .iter()
+                                .find(|(k, (nested, _))| *nested && !text.iter().any(|t| t == *k))
+                                .map(|(k, _)| k)
+                        });
+                    match culprit {
+                        Some(k) => text.push(k.clone()),
+                        None => return Err(format!("inferring JSON types: {e}")),
+                    }
+                }
+            }
+            for o in &mut objects {
+                for t in &text {
+                    if let Some(v) = o.get_mut(t)
+                        && (v.is_object() || v.is_array())
+                    {
+                        *v = serde_json::Value::String(v.to_string());
+                    }
+                }
+            }
+        };
         for f in schema.fields() {
-            let mut data_type = normalise(f.data_type());
-            if data_type == DataType::Utf8 {
+            let json_text = text.iter().any(|t| t == f.name());
+            let mut data_type = if json_text {
+                DataType::Utf8
+            } else {
+                normalise(f.data_type())
+            };
+            if data_type == DataType::Utf8 && !json_text {
                 // JSON has no date type: strings that all read as dates/timestamps become one.
                 let mut inf = Inference::default();
                 for o in &objects {
@@ -438,6 +499,7 @@ impl Plan {
                 data_type,
                 fixed: false,
                 in_input: true,
+                json_text,
             });
         }
         Ok(())
@@ -446,9 +508,15 @@ impl Plan {
     fn apply(&mut self, change: Change) {
         match change {
             Change::Widen(i) => {
+                let json = self.format == Format::Json;
                 let c = &mut self.columns[i];
-                if let Some(next) = ColType::of_arrow(&c.data_type).and_then(ColType::widen) {
-                    c.data_type = next.arrow();
+                match ColType::of_arrow(&c.data_type).and_then(ColType::widen) {
+                    Some(next) => c.data_type = next.arrow(),
+                    None if json => {
+                        c.data_type = DataType::Utf8;
+                        c.json_text = true;
+                    }
+                    None => {}
                 }
             }
             Change::Add(f) => self.columns.push(Column {
@@ -456,16 +524,26 @@ impl Plan {
                 data_type: normalise(f.data_type()),
                 fixed: false,
                 in_input: true,
+                json_text: false,
             }),
         }
     }
 
     fn can_widen(&self, i: usize) -> bool {
         let c = &self.columns[i];
-        !c.fixed
-            && ColType::of_arrow(&c.data_type)
-                .and_then(ColType::widen)
-                .is_some()
+        let wider = ColType::of_arrow(&c.data_type)
+            .and_then(ColType::widen)
+            .is_some();
+        !c.fixed && !c.json_text && (wider || self.format == Format::Json)
+    }
+
+    /// JSON fields kept as text, if any.
+    fn text_fields(&self) -> Vec<&str> {
+        self.columns
+            .iter()
+            .filter(|c| c.json_text)
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     fn output_schema(&self) -> SchemaRef {
@@ -611,6 +689,44 @@ impl Decoding {
                 self.isolate(buf, &recs[mid..], base + mid, good, bad);
             }
         }
+    }
+}
+
+/// Copies JSON records with the nested values of `text` fields turned into JSON strings.
+/// A record that does not parse is copied as it is (the decoder then reports it).
+fn rewrite_json(buf: &[u8], recs: &[Rec], text: &[&str], out: &mut (Vec<u8>, Vec<Rec>)) {
+    use serde_json::value::RawValue;
+    let (bytes, new_recs) = out;
+    for r in recs {
+        let raw = &buf[r.start..r.end];
+        let start = bytes.len();
+        match serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(
+            raw.trim_ascii(),
+        ) {
+            Ok(fields) => {
+                bytes.push(b'{');
+                for (n, (k, v)) in fields.iter().enumerate() {
+                    if n > 0 {
+                        bytes.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *bytes, k);
+                    bytes.push(b':');
+                    let v = v.get();
+                    if v.starts_with(['{', '[']) && text.contains(&k.as_str()) {
+                        let _ = serde_json::to_writer(&mut *bytes, v);
+                    } else {
+                        bytes.extend_from_slice(v.as_bytes());
+                    }
+                }
+                bytes.extend_from_slice(b"}\n");
+            }
+            Err(_) => bytes.extend_from_slice(raw),
+        }
+        new_recs.push(Rec {
+            start,
+            end: bytes.len(),
+            line: r.line,
+        });
     }
 }
 
@@ -831,12 +947,20 @@ impl<'a> Run<'a> {
         buf: &[u8],
         recs: &[Rec],
     ) -> Result<(), Failure> {
+        let text = self.plan.text_fields();
+        let mut rewritten = (Vec::new(), Vec::new());
+        let (dbuf, drecs) = if text.is_empty() {
+            (buf, recs)
+        } else {
+            rewrite_json(buf, recs, &text, &mut rewritten);
+            (&rewritten.0[..], &rewritten.1[..])
+        };
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        decoding.isolate(buf, recs, 0, &mut good, &mut bad);
+        decoding.isolate(dbuf, drecs, 0, &mut good, &mut bad);
         let mut bad_rows = Vec::new();
         for (i, message) in bad {
-            if let Some(change) = self.drift_in(decoding, buf, &recs[i], &message) {
+            if let Some(change) = self.drift_in(decoding, dbuf, &drecs[i], &message) {
                 return Err(Failure::Drift(change));
             }
             bad_rows.push((i, scrub(&message)));

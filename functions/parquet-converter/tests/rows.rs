@@ -433,3 +433,37 @@ async fn inputs_without_the_partition_columns_keep_their_key_partitions() {
         "{keys:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_field_mixing_objects_and_text_is_kept_as_json_text() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("INFER_ROWS", "10"), ("BATCH_ROWS", "64")]).await;
+    // In the sample: objects and strings. After it: an array where objects were seen.
+    let mut body = String::from("{\"id\":0,\"message\":{\"level\":\"warn\",\"n\":1}}\n");
+    body.push_str("{\"id\":1,\"message\":\"plain text\"}\n");
+    for i in 2..100 {
+        body.push_str(&format!(
+            "{{\"id\":{i},\"message\":\"m{i}\",\"detail\":{{\"a\":{i}}}}}\n"
+        ));
+    }
+    body.push_str("{\"id\":100,\"message\":\"x\",\"detail\":[1,2]}\n");
+    let out = put_and_convert(&s3, &c, &bucket, "raw/logs/mixed.ndjson", body.into_bytes()).await;
+    assert_eq!(out["results"][0]["rows"], 101, "{out}");
+    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/logs/").await);
+    let mut messages = Vec::new();
+    let mut details = Vec::new();
+    for b in &batches {
+        let m = column::<StringArray>(b, "message");
+        let d = column::<StringArray>(b, "detail");
+        for i in 0..b.num_rows() {
+            messages.push(m.value(i).to_owned());
+            details.push(d.is_valid(i).then(|| d.value(i).to_owned()));
+        }
+    }
+    assert_eq!(messages[0], r#"{"level":"warn","n":1}"#);
+    assert_eq!(messages[1], "plain text");
+    assert_eq!(details[2].as_deref(), Some(r#"{"a":2}"#));
+    assert_eq!(details[100].as_deref(), Some("[1,2]"));
+}

@@ -1,0 +1,58 @@
+//! `cargo run --release -p tributary-demo -- [options]`: the whole pipeline locally.
+//!
+//! ```text
+//! --rows N             rows of generated taxi data (default 1,000,000, about 100 MiB)
+//! --url URL            ingest this file instead (CSV / JSON lines; PARTITION_BY applies if its columns exist)
+//! --partition-by SPEC  the converter's PARTITION_BY (default tpep_pickup_datetime:day)
+//! --dir PATH           folder the embedded S3 endpoint serves (default ./tributary-demo-data)
+//! --endpoint URL       an existing S3 endpoint instead (credentials from the AWS chain)
+//! --bucket NAME        bucket (default demo-lake; must exist on an existing endpoint)
+//! ```
+
+use tributary_demo::{Options, run};
+
+const USAGE: &str = "usage: tributary-demo [--rows N] [--url URL] [--partition-by SPEC] [--dir PATH] [--endpoint URL] [--bucket NAME]";
+
+#[tokio::main]
+async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tributary::observability::init_tracing(&tributary::Env::from_process());
+    }
+    let mut opts = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            return;
+        }
+        let Some(value) = args.next() else {
+            eprintln!("{flag} needs a value\n{USAGE}");
+            std::process::exit(2);
+        };
+        match flag.as_str() {
+            "--rows" => match value.replace('_', "").parse() {
+                Ok(n) if n > 0 => opts.rows = n,
+                _ => {
+                    eprintln!("--rows needs a positive number, got {value:?}");
+                    std::process::exit(2);
+                }
+            },
+            "--url" => opts.url = Some(value),
+            "--partition-by" => opts.partition_by = value,
+            "--dir" => opts.dir = value.into(),
+            "--endpoint" => opts.endpoint = Some(value),
+            "--bucket" => opts.bucket = value,
+            _ => {
+                eprintln!("unknown option {flag}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    match run(&opts).await {
+        Ok(report) => print!("{}", report.table),
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -196,6 +196,13 @@ impl Converter {
                 c.output_prefix, c.error_prefix
             ));
         }
+        let lower = key.to_ascii_lowercase();
+        if let Some(ext) = [".parquet", ".orc", ".avro"]
+            .iter()
+            .find(|e| lower.ends_with(*e))
+        {
+            return Some(format!("already a columnar file ({ext}): nothing to convert"));
+        }
         if !key.starts_with(&c.input_prefix) {
             return Some(format!("outside INPUT_PREFIX {:?}", c.input_prefix));
         }

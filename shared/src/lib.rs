@@ -15,6 +15,7 @@ pub mod error;
 pub mod object;
 pub mod observability;
 pub mod reader;
+pub mod runtime;
 pub mod s3;
 pub mod writer;
 

@@ -201,7 +201,9 @@ impl Converter {
             .iter()
             .find(|e| lower.ends_with(*e))
         {
-            return Some(format!("already a columnar file ({ext}): nothing to convert"));
+            return Some(format!(
+                "already a columnar file ({ext}): nothing to convert"
+            ));
         }
         if !key.starts_with(&c.input_prefix) {
             return Some(format!("outside INPUT_PREFIX {:?}", c.input_prefix));

@@ -14,6 +14,7 @@ async fn main() -> Result<(), Error> {
         Ok(i) => Arc::new(i),
         Err(e) => {
             tracing::error!(error_type = e.error_type(), "{e}");
+            tributary::runtime::report_init_error(&e).await;
             return Err(e.into());
         }
     };

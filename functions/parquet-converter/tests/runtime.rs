@@ -1,0 +1,120 @@
+//! The real `bootstrap` binary under a Lambda Runtime API emulator: every sample event in
+//! `events/parquet-converter/` gets the right answer; a bad configuration is an init error.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tributary_testkit::TestS3;
+use tributary_testkit::runtime::{Answer, RuntimeApi};
+
+const BIN: &str = env!("CARGO_BIN_EXE_parquet-converter");
+const SAMPLE_BUCKET: &str = "tributary-data-lake-example";
+const SAMPLE_ETAG: &str = "0123456789abcdef0123456789abcdef";
+
+fn sample(name: &str, etag: &str) -> Value {
+    let path = format!(
+        "{}/../../events/parquet-converter/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).expect("sample");
+    // The objects exist here with their real ETag (the samples carry a placeholder).
+    serde_json::from_str(&text.replace(SAMPLE_ETAG, etag)).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_every_sample_event() {
+    // The samples name a fixed bucket: use a fresh embedded store.
+    let s3 = TestS3::embedded().await;
+    let client = tributary_testkit::s3::client_for(
+        &s3.endpoint,
+        &s3.access_key,
+        &s3.secret_key,
+        &s3.region,
+        s3.path_style,
+    );
+    client
+        .create_bucket()
+        .bucket(SAMPLE_BUCKET)
+        .send()
+        .await
+        .expect("create the sample bucket");
+    let csv = "VendorID,tpep_pickup_datetime,fare_amount\n1,2024-01-01 00:10:00,12.5\n2,2024-01-02 08:00:00,7.25\n";
+    let mut etag = String::new();
+    for key in [
+        "raw/taxi/yellow_tripdata_2024-01.csv",
+        "raw/taxi/part-2.csv",
+        "raw/taxi/trips 2024+extra/택시 데이터.csv",
+    ] {
+        etag = s3
+            .put(SAMPLE_BUCKET, key, csv.as_bytes().to_vec())
+            .await
+            .expect("etag");
+    }
+    let api = RuntimeApi::start().await;
+    let mut child = api.spawn(
+        BIN,
+        &[
+            ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", s3.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_key.as_str()),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("PARTITION_BY", "tpep_pickup_datetime:day"),
+        ],
+    );
+    let statuses = |r: &Value| -> Vec<String> {
+        r["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|o| o["status"].as_str().expect("status").to_owned())
+            .collect()
+    };
+    for (name, want) in [
+        ("s3-put", vec!["converted"]),
+        ("s3-put-special-key", vec!["converted"]),
+        ("multi-record", vec!["converted", "converted"]),
+        ("eventbridge", vec!["converted"]),
+        ("delete", vec!["skipped"]),
+    ] {
+        let Answer::Response(r) = api.invoke(sample(name, &etag)).await else {
+            panic!("{name}: the invocation failed");
+        };
+        assert_eq!(statuses(&r), want, "{name}: {r}");
+        if name == "s3-put-special-key" {
+            let key = r["results"][0]["files"][0]["key"].as_str().expect("key");
+            assert!(
+                key.starts_with("processed/taxi/year=2024/") && key.contains("/택시 데이터-"),
+                "{key}"
+            );
+        }
+    }
+    // SQS: the missing object is reported in batchItemFailures, the other converts.
+    let event = sample("sqs", &etag);
+    let Answer::Response(r) = api.invoke(event.clone()).await else {
+        panic!("sqs: the invocation failed");
+    };
+    assert_eq!(statuses(&r), ["converted", "failed"], "{r}");
+    let failed_id = event["Records"][1]["messageId"].as_str().expect("id");
+    assert_eq!(
+        r["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": failed_id}])
+    );
+    child.kill().expect("stop the function");
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_configuration_is_an_init_error_naming_the_variable() {
+    let api = RuntimeApi::start().await;
+    let mut child = api.spawn(BIN, &[("SCHEMA", r#"[{"name":"a","type":"int"}]"#)]);
+    let (kind, message) = api
+        .init_error(Duration::from_secs(20))
+        .await
+        .expect("an init error");
+    assert_eq!(kind, "ConfigError");
+    assert!(
+        message.contains("SCHEMA") && message.contains("\"int\""),
+        "{message}"
+    );
+    assert!(!child.wait().expect("exits").success());
+}

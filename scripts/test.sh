@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test against the embedded S3 server, then
-# every test again against a real SeaweedFS. Prints how long each stage took.
+# every test again against a real SeaweedFS; the offline checks of template.yaml. Prints how
+# long each stage took.
 #
 #   scripts/test.sh                 # everything
 #   SKIP_SEAWEEDFS=1 scripts/test.sh  # embedded server only
@@ -31,6 +32,7 @@ report() {
 trap report EXIT
 
 stage "python tools (venv)" scripts/bootstrap.sh
+stage "template checks (cfn-lint, sam validate, checkov)" scripts/check-template.sh
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "tests: embedded S3 (s3s-fs)" env -u TEST_S3_ENDPOINT cargo test --workspace --locked

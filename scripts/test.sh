@@ -5,6 +5,7 @@
 #
 #   scripts/test.sh                 # everything
 #   SKIP_SEAWEEDFS=1 scripts/test.sh  # embedded server only
+#   SKIP_LAMBDA_BUILD=1 scripts/test.sh  # without the arm64 release build of the three functions
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -36,6 +37,10 @@ stage "template checks (cfn-lint, sam validate, checkov)" scripts/check-template
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "tests: embedded S3 (s3s-fs)" env -u TEST_S3_ENDPOINT cargo test --workspace --locked
+
+if [[ -z "${SKIP_LAMBDA_BUILD:-}" ]]; then
+  stage "cargo lambda build --release --arm64" scripts/build-lambdas.sh
+fi
 
 if [[ -z "${SKIP_SEAWEEDFS:-}" ]]; then
   seaweed_env=$(scripts/seaweedfs.sh start)

@@ -263,17 +263,8 @@ impl S3Writer {
     /// The upload stays open for [`S3Writer::resume`] (the bucket's lifecycle rule removes it
     /// if nobody does). On error the upload is aborted.
     pub async fn checkpoint(mut self) -> Result<WriterCheckpoint> {
-        let res = async {
-            if self.buf.len() == self.part_size {
-                self.send_part().await?;
-            }
-            while !self.in_flight.is_empty() {
-                self.reap_one().await?;
-            }
-            Ok::<(), Error>(())
-        }
-        .await;
-        if let Err(e) = res {
+        let full = self.buf.len() == self.part_size;
+        if let Err(e) = self.settle(full).await {
             return Err(self.fail(e).await);
         }
         self.done.sort_by_key(|p| p.number);
@@ -557,13 +548,19 @@ impl S3Writer {
         })
     }
 
-    async fn complete_multipart(&mut self) -> Result<WriteOutcome> {
-        if !self.buf.is_empty() {
+    /// Sends the buffer as a part when `send_buffer`, then waits for every part in flight.
+    async fn settle(&mut self, send_buffer: bool) -> Result<()> {
+        if send_buffer {
             self.send_part().await?;
         }
         while !self.in_flight.is_empty() {
             self.reap_one().await?;
         }
+        Ok(())
+    }
+
+    async fn complete_multipart(&mut self) -> Result<WriteOutcome> {
+        self.settle(!self.buf.is_empty()).await?;
         let State::Multipart { upload_id } = &self.state else {
             return Err(Error::Cancelled("no multipart upload to complete".into()));
         };
@@ -591,17 +588,8 @@ impl S3Writer {
                 self.bucket, self.key
             )));
         }
-        let res = async {
-            if !self.buf.is_empty() || self.next_part == 1 {
-                self.send_part().await?;
-            }
-            while !self.in_flight.is_empty() {
-                self.reap_one().await?;
-            }
-            Ok::<(), Error>(())
-        }
-        .await;
-        if let Err(e) = res {
+        let rest = !self.buf.is_empty() || self.next_part == 1;
+        if let Err(e) = self.settle(rest).await {
             return Err(self.fail(e).await);
         }
         let State::Multipart { upload_id } = std::mem::replace(&mut self.state, State::Closed)

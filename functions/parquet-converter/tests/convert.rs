@@ -2,7 +2,6 @@
 //! outputs are read back with the parquet crate's own reader.
 
 use std::io::Write;
-use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
@@ -10,11 +9,12 @@ use lambda_runtime::{Context, LambdaEvent};
 use parquet_converter::Config;
 use serde_json::{Value, json};
 use tributary::Env;
-use tributary_testkit::s3::eventually;
 use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
-use common::{converter, put_and_convert, read_parquet, rows, s3_event};
+use common::{
+    assert_fails_leaving_nothing, converter, put_and_convert, read_parquet, rows, s3_event,
+};
 
 const S3_PUT: &str = include_str!("../../../events/parquet-converter/s3-put.json");
 const SPECIAL: &str = include_str!("../../../events/parquet-converter/s3-put-special-key.json");
@@ -308,24 +308,7 @@ async fn an_s3_failure_mid_write_leaves_no_outputs_and_no_uploads() {
         Calls::From(3),
         Action::Status(403, "AccessDenied"),
     );
-    let err = c
-        .handle(LambdaEvent::new(
-            s3_event(&bucket, "raw/taxi/big.csv", body.len(), &etag),
-            Context::default(),
-        ))
-        .await
-        .expect_err("S3 keeps failing");
-    assert_eq!(err.error_type(), "S3Error", "{err}");
-    let clean = eventually(Duration::from_secs(5), || async {
-        s3.open_uploads(&bucket).await.is_empty()
-    })
-    .await;
-    assert!(clean, "uploads left: {:?}", s3.open_uploads(&bucket).await);
-    assert!(
-        s3.keys(&bucket, "processed/").await.is_empty(),
-        "{:?}",
-        s3.keys(&bucket, "processed/").await
-    );
+    assert_fails_leaving_nothing(&s3, &c, &bucket, "raw/taxi/big.csv", body.len(), &etag).await;
     assert_eq!(
         faults.calls(Op::DeleteObject),
         1,

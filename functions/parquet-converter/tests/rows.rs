@@ -1,8 +1,6 @@
 //! Row-level behaviour on a real S3 endpoint: bad rows, `SCHEMA`, timestamps, file rotation
 //! and the open-file limits.
 
-use std::time::Duration;
-
 use arrow::array::{
     Array, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -10,11 +8,12 @@ use arrow::array::{
 use arrow::datatypes::{DataType, TimeUnit};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
-use tributary_testkit::s3::eventually;
 use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
-use common::{converter, put_and_convert, read_parquet, rows, s3_event};
+use common::{
+    assert_fails_leaving_nothing, converter, put_and_convert, read_parquet, rows, s3_event,
+};
 
 fn all_batches(files: &[(String, Vec<RecordBatch>)]) -> Vec<RecordBatch> {
     files.iter().flat_map(|(_, b)| b.clone()).collect()
@@ -364,24 +363,7 @@ async fn a_failure_after_files_were_closed_leaves_nothing() {
         Calls::From(2),
         Action::Status(500, "InternalError"),
     );
-    let err = c
-        .handle(LambdaEvent::new(
-            s3_event(&bucket, "raw/w/big.csv", body.len(), &etag),
-            Context::default(),
-        ))
-        .await
-        .expect_err("completion fails");
-    assert_eq!(err.error_type(), "S3Error", "{err}");
-    let clean = eventually(Duration::from_secs(5), || async {
-        s3.open_uploads(&bucket).await.is_empty()
-    })
-    .await;
-    assert!(clean, "uploads left: {:?}", s3.open_uploads(&bucket).await);
-    assert!(
-        s3.keys(&bucket, "processed/").await.is_empty(),
-        "{:?}",
-        s3.keys(&bucket, "processed/").await
-    );
+    assert_fails_leaving_nothing(&s3, &c, &bucket, "raw/w/big.csv", body.len(), &etag).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

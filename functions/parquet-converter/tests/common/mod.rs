@@ -73,3 +73,30 @@ pub fn rows(files: &[(String, Vec<arrow::array::RecordBatch>)]) -> usize {
         .map(|b| b.num_rows())
         .sum()
 }
+
+/// Converts `key` (already stored, `size` bytes, `etag`) expecting an S3 failure; then checks
+/// that nothing was left behind: no output, no open multipart upload.
+pub async fn assert_fails_leaving_nothing(
+    s3: &TestS3,
+    c: &Converter,
+    bucket: &str,
+    key: &str,
+    size: usize,
+    etag: &str,
+) {
+    let err = c
+        .handle(LambdaEvent::new(
+            s3_event(bucket, key, size, etag),
+            Context::default(),
+        ))
+        .await
+        .expect_err("S3 keeps failing");
+    assert_eq!(err.error_type(), "S3Error", "{err}");
+    let clean = tributary_testkit::s3::eventually(std::time::Duration::from_secs(5), || async {
+        s3.open_uploads(bucket).await.is_empty()
+    })
+    .await;
+    assert!(clean, "uploads left: {:?}", s3.open_uploads(bucket).await);
+    let left = s3.keys(bucket, "processed/").await;
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1146,21 +1146,15 @@ impl<'a> Run<'a> {
         }
         self.tick += 1;
         self.rows += batch.num_rows() as u64;
-        let paths = self.partition_paths(&batch)?;
-        let mut groups: HashMap<&str, Vec<u32>> = HashMap::new();
-        for (i, p) in paths.iter().enumerate() {
-            groups.entry(p.as_str()).or_default().push(i as u32);
-        }
+        let groups = self.partition_groups(&batch)?;
         let single = groups.len() == 1;
-        let mut groups: Vec<(&str, Vec<u32>)> = groups.into_iter().collect();
-        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (path, rows) in groups {
             let part = if single {
                 batch.clone()
             } else {
                 take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|e| arrow_err(&e))?
             };
-            self.append(path, part).await?;
+            self.append(&path, part).await?;
         }
         self.keep_to_budget().await
     }
@@ -1311,31 +1305,67 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn partition_paths(&mut self, batch: &RecordBatch) -> Result<Vec<String>, Error> {
+    /// The batch's rows grouped by partition path, paths in order. Each distinct value is
+    /// formatted once per batch, not once per row.
+    fn partition_groups(&mut self, batch: &RecordBatch) -> Result<Vec<(String, Vec<u32>)>, Error> {
         let n = batch.num_rows();
-        let mut paths = vec![String::new(); n];
         if self.partition_by.is_empty() {
             let fixed = self.names.key_partitions.join("/");
-            return Ok(vec![fixed; n]);
+            return Ok(vec![(fixed, (0..n as u32).collect())]);
         }
-        let mut defaulted = vec![false; n];
-        for spec in &self.partition_by {
-            let segs = match spec {
-                PartitionSpec::Time { column, depth } => time_segments(batch, column, *depth)?,
-                PartitionSpec::Value { column } => value_segments(batch, column)?,
-            };
-            for (i, seg) in segs.into_iter().enumerate() {
-                if seg.contains(HIVE_DEFAULT_PARTITION) {
-                    defaulted[i] = true;
-                }
-                if !paths[i].is_empty() {
-                    paths[i].push('/');
-                }
-                paths[i].push_str(&seg);
+        let specs = self
+            .partition_by
+            .iter()
+            .map(|spec| match spec {
+                PartitionSpec::Time { column, depth } => time_segments(batch, column, *depth),
+                PartitionSpec::Value { column } => value_segments(batch, column),
+            })
+            .collect::<Result<Vec<Segments>, Error>>()?;
+        // Rows with the same code in every spec share a path: one number per row when the
+        // codes fit (mixed radix), else the list of codes.
+        let fits = specs
+            .iter()
+            .try_fold(1u64, |acc, s| acc.checked_mul(s.segments.len() as u64))
+            .is_some();
+        let groups: Vec<Vec<u32>> = if fits {
+            let mut g: HashMap<u64, Vec<u32>> = HashMap::new();
+            for row in 0..n {
+                let key = specs.iter().fold(0u64, |k, s| {
+                    k * s.segments.len() as u64 + u64::from(s.codes[row])
+                });
+                g.entry(key).or_default().push(row as u32);
             }
-        }
-        self.default_partition_rows += defaulted.iter().filter(|d| **d).count() as u64;
-        Ok(paths)
+            g.into_values().collect()
+        } else {
+            let mut g: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
+            for row in 0..n {
+                let key = specs.iter().map(|s| s.codes[row]).collect();
+                g.entry(key).or_default().push(row as u32);
+            }
+            g.into_values().collect()
+        };
+        let mut out: Vec<(String, Vec<u32>)> = groups
+            .into_iter()
+            .map(|rows| {
+                let first = rows[0] as usize;
+                let mut defaulted = false;
+                let path = specs
+                    .iter()
+                    .map(|s| {
+                        let (seg, d) = &s.segments[s.codes[first] as usize];
+                        defaulted |= *d;
+                        seg.as_str()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if defaulted {
+                    self.default_partition_rows += rows.len() as u64;
+                }
+                (path, rows)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Closes every file and completes every upload; on failure removes what was completed.
@@ -1476,7 +1506,14 @@ fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Error>
     })
 }
 
-fn time_segments(batch: &RecordBatch, name: &str, depth: usize) -> Result<Vec<String>, Error> {
+/// One partition spec over a batch: a code per row into distinct path segments
+/// (`year=2024/month=01`, `col=value`), each with whether it holds a default value.
+struct Segments {
+    codes: Vec<u32>,
+    segments: Vec<(String, bool)>,
+}
+
+fn time_segments(batch: &RecordBatch, name: &str, depth: usize) -> Result<Segments, Error> {
     let col = column(batch, name)?;
     let col: ArrayRef = match col.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 => {
@@ -1492,28 +1529,47 @@ fn time_segments(batch: &RecordBatch, name: &str, depth: usize) -> Result<Vec<St
         DatePart::Hour,
     ];
     let names = ["year", "month", "day", "hour"];
-    let mut out = vec![String::new(); batch.num_rows()];
-    for level in 0..depth {
-        let values = date_part(col.as_ref(), parts[level]).ok();
-        let ints = values
-            .as_ref()
-            .and_then(|v| v.as_any().downcast_ref::<arrow::array::Int32Array>());
-        for (i, seg) in out.iter_mut().enumerate() {
-            if !seg.is_empty() {
-                seg.push('/');
-            }
-            let v = ints.filter(|a| a.is_valid(i)).map(|a| a.value(i));
-            match v {
-                Some(v) if level == 0 => seg.push_str(&format!("{}={v:04}", names[level])),
-                Some(v) => seg.push_str(&format!("{}={v:02}", names[level])),
-                None => seg.push_str(&format!("{}={HIVE_DEFAULT_PARTITION}", names[level])),
-            }
+    let levels: Vec<Option<arrow::array::Int32Array>> = (0..depth.min(4))
+        .map(|l| {
+            date_part(col.as_ref(), parts[l]).ok().and_then(|v| {
+                v.as_any()
+                    .downcast_ref::<arrow::array::Int32Array>()
+                    .cloned()
+            })
+        })
+        .collect();
+    let mut dict: HashMap<[Option<i32>; 4], u32> = HashMap::new();
+    let mut out = Segments {
+        codes: Vec::with_capacity(batch.num_rows()),
+        segments: Vec::new(),
+    };
+    for row in 0..batch.num_rows() {
+        let mut key = [None; 4];
+        for (l, level) in levels.iter().enumerate() {
+            key[l] = level
+                .as_ref()
+                .filter(|a| a.is_valid(row))
+                .map(|a| a.value(row));
         }
+        let code = *dict.entry(key).or_insert_with(|| {
+            let seg = (0..levels.len())
+                .map(|l| match key[l] {
+                    Some(v) if l == 0 => format!("{}={v:04}", names[l]),
+                    Some(v) => format!("{}={v:02}", names[l]),
+                    None => format!("{}={HIVE_DEFAULT_PARTITION}", names[l]),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            out.segments
+                .push((seg, key[..levels.len()].contains(&None)));
+            out.segments.len() as u32 - 1
+        });
+        out.codes.push(code);
     }
     Ok(out)
 }
 
-fn value_segments(batch: &RecordBatch, name: &str) -> Result<Vec<String>, Error> {
+fn value_segments(batch: &RecordBatch, name: &str) -> Result<Segments, Error> {
     let col = column(batch, name)?;
     let strings = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
     let strings = strings
@@ -1524,16 +1580,24 @@ fn value_segments(batch: &RecordBatch, name: &str) -> Result<Vec<String>, Error>
             reason: "cannot be read as text".into(),
         })?;
     let key = hive_escape(name);
-    Ok((0..batch.num_rows())
-        .map(|i| {
-            let v = if strings.is_valid(i) {
-                hive_escape(strings.value(i))
-            } else {
-                HIVE_DEFAULT_PARTITION.to_owned()
+    let mut dict: HashMap<Option<&str>, u32> = HashMap::new();
+    let mut out = Segments {
+        codes: Vec::with_capacity(batch.num_rows()),
+        segments: Vec::new(),
+    };
+    for row in 0..batch.num_rows() {
+        let v = strings.is_valid(row).then(|| strings.value(row));
+        let code = *dict.entry(v).or_insert_with(|| {
+            let (value, defaulted) = match v {
+                Some(v) if !v.is_empty() => (hive_escape(v), false),
+                _ => (HIVE_DEFAULT_PARTITION.to_owned(), true),
             };
-            format!("{key}={v}")
-        })
-        .collect())
+            out.segments.push((format!("{key}={value}"), defaulted));
+            out.segments.len() as u32 - 1
+        });
+        out.codes.push(code);
+    }
+    Ok(out)
 }
 
 fn arrow_err(e: &ArrowError) -> Error {

@@ -69,7 +69,7 @@ pub struct Config {
     pub row_group_bytes: usize,
     /// Rows sampled to infer types (`INFER_ROWS`, default 10,000).
     pub infer_rows: usize,
-    /// Rows per decoded batch (`BATCH_ROWS`, default 65,536).
+    /// Rows per decoded batch (`BATCH_ROWS`, default 16,384).
     pub batch_rows: usize,
     /// Multipart part size of outputs, MiB (`PART_SIZE_MIB`, default 5, S3's minimum: every
     /// open file holds up to one part in memory).
@@ -89,8 +89,8 @@ pub struct Config {
     /// Files open at once (`MAX_OPEN_PARTITIONS`, default 64); beyond it the least recently
     /// written one is closed.
     pub max_open_partitions: usize,
-    /// Bytes of output held in memory at most (`MEMORY_BUDGET_MB`; default 40% of
-    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, or 128 MB outside Lambda).
+    /// Bytes of output held in memory at most (`MEMORY_BUDGET_MB`; default 25% of
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, or 64 MB outside Lambda).
     pub memory_budget: usize,
 }
 
@@ -224,7 +224,9 @@ impl Config {
         let lambda_mb: Option<usize> = env
             .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             .and_then(|v| v.parse().ok());
-        let default_budget = lambda_mb.map_or(128, |mb| (mb * 2 / 5).max(32));
+        // Open files hold about twice the bytes their writers report (buffer growth,
+        // dictionaries), on top of ~60 MB of decoding: a quarter of the function's memory.
+        let default_budget = lambda_mb.map_or(64, |mb| (mb / 4).max(16));
         Ok(Config {
             schema,
             timestamp_formats,
@@ -244,7 +246,7 @@ impl Config {
             row_group_rows: env.int_in("ROW_GROUP_ROWS", 1 << 20, 1024, 1 << 26)?,
             row_group_bytes: env.int_in("ROW_GROUP_MB", 64usize, 1, 1024)? << 20,
             infer_rows: env.int_in("INFER_ROWS", 10_000usize, 10, 10_000_000)?,
-            batch_rows: env.int_in("BATCH_ROWS", 65_536usize, 64, 1 << 20)?,
+            batch_rows: env.int_in("BATCH_ROWS", 16_384usize, 64, 1 << 20)?,
             part_size_mib: env.int_in("PART_SIZE_MIB", 5usize, 5, 5120)?,
             concurrency: env.int_in("CONCURRENCY", 4usize, 1, 64)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),

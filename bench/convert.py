@@ -6,7 +6,9 @@ partitioned by the pickup day (year=/month=/day=), S3 to S3, by:
 
   parquet-converter  our Lambda handler, through examples/convert.rs (PARTITION_BY=tpep_pickup_datetime:day)
   pyarrow            pyarrow.csv.open_csv streaming from pyarrow.fs.S3FileSystem, year/month/day
-                     columns added per batch, pyarrow.dataset.write_dataset(hive partitioning) to S3
+                     columns added per batch, pyarrow.dataset.write_dataset(hive partitioning) to S3,
+                     row groups of at least 65,536 rows (its default, a row group per batch and
+                     partition, writes files twice the size)
   DuckDB             COPY (SELECT *, year(..), month(..), day(..) FROM read_csv('s3://..')) TO 's3://..'
                      (FORMAT parquet, PARTITION_BY (year, month, day), COMPRESSION zstd); httpfs comes
                      from PyPI (duckdb-extension-httpfs), loaded from its file: no download at run time
@@ -86,7 +88,10 @@ def batches():
 ds.write_dataset(batches(), f"{BUCKET}/{dst}", schema=out_schema, format="parquet", filesystem=s3,
                  partitioning=ds.partitioning(pa.schema(parts), flavor="hive"),
                  file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-                 existing_data_behavior="overwrite_or_ignore")
+                 existing_data_behavior="overwrite_or_ignore",
+                 # The default writes a row group per incoming batch and partition (a few hundred rows
+                 # here), doubling the file size: this is what a user tunes first.
+                 min_rows_per_group=65536, max_rows_per_group=1048576)
 """
 
 DUCKDB = PEER_COMMON + r"""
@@ -195,13 +200,20 @@ def main():
     if unknown or "ours" not in tools:
         sys.exit(f"--tools: unknown {sorted(unknown)} (ours is required)" if unknown else "--tools must include ours")
 
+    load_start = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix="tributary-convert-bench-")
     s3_proc = None
     try:
         s3_dir, local_dir = os.path.join(work, "s3"), os.path.join(work, "local")
         os.makedirs(s3_dir)
         os.makedirs(local_dir)
-        s3_proc = subprocess.Popen([os.path.join(args.bin_dir, "local-s3"), s3_dir, "0", BUCKET],
+        # Snapshot the binaries: a build into the same target directory during the run must not
+        # swap them between the sizes.
+        bins = os.path.join(work, "bin")
+        os.makedirs(bins)
+        for rel in ("local-s3", "gen-taxi", os.path.join("examples", "convert")):
+            shutil.copy2(os.path.join(args.bin_dir, rel), os.path.join(bins, os.path.basename(rel)))
+        s3_proc = subprocess.Popen([os.path.join(bins, "local-s3"), s3_dir, "0", BUCKET],
                                    stdout=subprocess.PIPE, text=True)
         first = s3_proc.stdout.readline().strip()
         if not first.startswith("endpoint="):
@@ -240,7 +252,7 @@ def main():
         results = []
         for size in sizes:
             csv_path = os.path.join(work, f"taxi-{size}mib.csv")
-            gen = subprocess.run([os.path.join(args.bin_dir, "gen-taxi"), csv_path, "--bytes", str(size * MIB),
+            gen = subprocess.run([os.path.join(bins, "gen-taxi"), csv_path, "--bytes", str(size * MIB),
                                   "--seed", str(args.seed), "--days", str(args.days)],
                                  capture_output=True, text=True, check=True)
             generated = json.loads(gen.stdout.strip().splitlines()[-1])
@@ -260,7 +272,7 @@ def main():
                 dst = f"processed-{tool}/taxi"
                 out_root = os.path.join(bucket_dir, dst)
                 if tool == "ours":
-                    cmd, e = [os.path.join(args.bin_dir, "examples", "convert"), f"s3://{BUCKET}/{key}"], ours_env
+                    cmd, e = [os.path.join(bins, "convert"), f"s3://{BUCKET}/{key}"], ours_env
                     out_root = os.path.join(bucket_dir, "processed", "taxi")
                 elif tool == "pyarrow":
                     cmd, e = [sys.executable, "-c", PYARROW, hostport, key, dst, schema_json], env
@@ -310,16 +322,17 @@ def main():
 
         # The table.
         print(f"\nCSV on S3 -> Parquet (zstd) on S3 partitioned by pickup day (local s3s-fs), {os.cpu_count()} cores; "
-              f"one run each; 'ours vs' = our MiB/s / theirs")
+              f"one run each; 'ours vs' = our MiB/s / theirs; load average {load_start:.1f} at the start, "
+              f"{os.getloadavg()[0]:.1f} at the end")
         print(f"DuckDB I/O: {duckdb_io}")
-        header = (f"{'':8}{'':20}{'MiB/s':>8}{'wall s':>9}{'CPU s':>8}{'peak RSS':>13}{'output':>12}"
+        header = (f"{'':10}{'':20}{'MiB/s':>8}{'wall s':>9}{'CPU s':>8}{'peak RSS':>13}{'output':>12}"
                   f"{'ours vs':>9}{'RSS vs ours':>13}")
         print(header)
         for res in results:
             ours = res["tools"]["ours"]
             for tool, r in res["tools"].items():
                 label = LABELS[tool] + (" *" if tool == "duckdb" and not duckdb_s3 else "")
-                print(f"{str(res['size_mib']) + ' MiB':8}{label:20}{r['mib_per_s']:8.1f}{r['wall_s']:9.2f}"
+                print(f"{str(res['size_mib']) + ' MiB':10}{label:20}{r['mib_per_s']:8.1f}{r['wall_s']:9.2f}"
                       f"{r['cpu_s']:8.2f}{r['peak_rss_mib']:9.1f} MiB{r['output_bytes'] / MIB:8.1f} MiB"
                       f"{ours['mib_per_s'] / r['mib_per_s']:8.2f}x{r['peak_rss_mib'] / ours['peak_rss_mib']:12.2f}x")
         if "duckdb" in tools and not duckdb_s3:
@@ -364,7 +377,7 @@ def main():
             doc = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    "seed": args.seed, "days": args.days, "compression": "zstd",
                    "partition_by": "tpep_pickup_datetime:day", "store": "local-s3 (s3s-fs) on 127.0.0.1",
-                   "duckdb_s3": duckdb_s3, "duckdb_io": duckdb_io, "tools": tools, "labels": LABELS,
+                   "loadavg": [round(load_start, 2), round(os.getloadavg()[0], 2)], "duckdb_s3": duckdb_s3, "duckdb_io": duckdb_io, "tools": tools, "labels": LABELS,
                    "versions": {"python": platform.python_version(), "pyarrow": pa.__version__,
                                 "duckdb": duckdb.__version__, "polars": polars.__version__},
                    "sizes": results, "checks": checks, "aims": aims}

@@ -33,12 +33,16 @@ def load(results, name):
     return doc, when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def seconds(results, name):
+def all_run_seconds(results):
+    """(total, {stage: seconds}) of the last `scripts/bench.sh all`, or None."""
     try:
-        with open(os.path.join(results, name + ".seconds")) as f:
-            return int(f.read().strip())
+        with open(os.path.join(results, "all.seconds")) as f:
+            figures = [int(x) for x in f.read().split()]
     except (OSError, ValueError):
         return None
+    if len(figures) != 4:
+        return None
+    return figures[0], dict(zip(("firehose", "ingester", "converter"), figures[1:]))
 
 
 def run(cmd):
@@ -78,13 +82,13 @@ def mark(ok):
 
 
 def fmt_s(s):
-    return "not recorded" if s is None else (f"{s} s" if s < 120 else f"{s / 60:.1f} min")
+    return f"{s} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def firehose_section(doc, when):
     out = ["## firehose-transformer", ""]
     if doc is None:
-        return out + ["Not run: `scripts/bench.sh firehose`.", ""]
+        return out + ["No figures (no firehose.json): `scripts/bench.sh firehose` makes them.", ""]
     mb = doc["request_bytes"] / 1e6
     py = doc.get("python_seed_median_ms")
     out += [f"A Firehose request of {doc['records']:,} JSON records ({mb:.2f} MB) with a transform and dynamic "
@@ -120,7 +124,7 @@ def checks_table(checks):
 def ingester_section(doc, when):
     out = ["## url-ingester", ""]
     if doc is None:
-        return out + ["Not run: `scripts/bench.sh ingester`.", ""]
+        return out + ["No figures (no ingester.json): `scripts/bench.sh ingester` makes them.", ""]
     rows = doc["rows"]
     ours = rows["url-ingester"]
     out += [f"{doc['size_mib']} MiB from a local HTTP server (127.0.0.1) into the local S3 endpoint (s3s-fs), "
@@ -148,7 +152,7 @@ def ingester_section(doc, when):
 def converter_section(doc, when):
     out = ["## parquet-converter", ""]
     if doc is None:
-        return out + ["Not run: `scripts/bench.sh converter`.", ""]
+        return out + ["No figures (no converter.json): `scripts/bench.sh converter` makes them.", ""]
     labels = doc["labels"]
     v = doc["versions"]
     out += [f"Generated NYC-taxi-like CSV (seed {doc['seed']}, no bad rows, {doc['days']} pickup days) on the local "
@@ -157,9 +161,11 @@ def converter_section(doc, when):
             f"`/usr/bin/time` (the S3 server's CPU is not counted in anyone's). Peers are given the table's "
             f"schema; ours infers it. Every output is read back with pyarrow: row count, partitions, each row "
             f"in its own day's partition, the same sum of `total_amount` for every tool. "
-            f"Peers: pyarrow {v['pyarrow']} (`csv.open_csv` streaming + `dataset.write_dataset`, hive), "
+            f"Peers: pyarrow {v['pyarrow']} (`csv.open_csv` streaming + `dataset.write_dataset`, hive, `min_rows_per_group=65536`), "
             f"DuckDB {v['duckdb']} (`COPY ... (FORMAT parquet, PARTITION_BY (year, month, day))`), "
-            f"Polars {v['polars']} (`scan_csv` + `sink_parquet(PartitionBy(...))`). Results from {when}.", ""]
+            f"Polars {v['polars']} (`scan_csv` + `sink_parquet(PartitionBy(...))`). Results from {doc.get('date', when)}"
+            + (f"; 1-minute load average {doc['loadavg'][0]:.1f} at the start, {doc['loadavg'][1]:.1f} at the end"
+               f" (2 means both cores already busy with other work)" if "loadavg" in doc else "") + ".", ""]
     if doc["duckdb_s3"]:
         out += [f"DuckDB I/O: {doc['duckdb_io']}; no network needed.", ""]
     else:
@@ -186,31 +192,33 @@ def chart(fire, ing, conv, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = []  # (title, [(label, throughput MiB/s, peak RSS MiB or None, kind)])
+    panels = []  # (title, [(label, throughput MiB/s, peak RSS MiB or None, kind)], RSS limit or None)
     if fire:
         bars = [(f"ours, {fire['threads']} threads", fire["request_bytes"] / MIB / (fire["median_ms"] / 1000), None, "ours"),
                 ("ours, 1 thread", fire["request_bytes"] / MIB / (fire["single_thread_median_ms"] / 1000), None, "ours")]
         if fire.get("python_seed_median_ms"):
             bars.append(("seed Python", fire["request_bytes"] / MIB / (fire["python_seed_median_ms"] / 1000), None, "peer"))
-        panels.append(("firehose-transformer\n~6 MB batch, in process", bars))
+        panels.append(("firehose-transformer\n~6 MB batch, in process", bars, None))
     if ing:
         bars = []
         for name, r in ing["rows"].items():
             kind = "ours" if name == "url-ingester" else ("ceiling" if "ceiling" in name else "peer")
             bars.append((name, r["mib_per_s"], r["peak_rss_mib"], kind))
-        panels.append((f"url-ingester\n{ing['size_mib']} MiB HTTP -> S3", bars))
+        budget = ing["part_mib"] * (ing["concurrency"] + 1) + 32
+        panels.append((f"url-ingester\n{ing['size_mib']} MiB HTTP -> S3", bars, (budget, f"target {budget}")))
     if conv:
         for res in conv["sizes"]:
             bars = []
             for tool, r in res["tools"].items():
                 label = conv["labels"][tool] + ("\n(local disk)" if tool == "duckdb" and not conv["duckdb_s3"] else "")
                 bars.append((label, r["mib_per_s"], r["peak_rss_mib"], "ours" if tool == "ours" else "peer"))
-            panels.append((f"parquet-converter\n{res['size_mib']} MiB CSV -> Parquet, S3 -> S3", bars))
+            panels.append((f"parquet-converter\n{res['size_mib']} MiB CSV -> Parquet, S3 -> S3", bars,
+                           (256, "target 256")))
     if not panels:
         return False
     colors = {"ours": OURS_COLOR, "peer": PEER_COLOR, "ceiling": CEILING_COLOR}
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.5), squeeze=False)
-    for col, (title, bars) in enumerate(panels):
+    for col, (title, bars, limit) in enumerate(panels):
         labels = [b[0] for b in bars]
         c = [colors[b[3]] for b in bars]
         top, bottom = axes[0][col], axes[1][col]
@@ -223,13 +231,18 @@ def chart(fire, ing, conv, path):
         for i, b in enumerate(bars):
             top.annotate(f"{b[1]:.0f}", (b[1], i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
         if all(b[2] is None for b in bars):
-            bottom.text(0.5, 0.5, "peak RSS not measured\n(timed in process)", ha="center", va="center", fontsize=9)
+            bottom.text(0.5, 0.5, "peak RSS not measured\n(timed in process)", ha="center", va="center", fontsize=9,
+                        transform=bottom.transAxes)
             bottom.set_axis_off()
             continue
         bottom.barh(y, [b[2] or 0 for b in bars], color=c)
         bottom.set_yticks(list(y), labels, fontsize=8)
         bottom.invert_yaxis()
         bottom.set_xlabel("peak RSS, MiB (lower is better)", fontsize=8)
+        if limit:
+            bottom.axvline(limit[0], color="black", linestyle="--", linewidth=1)
+            bottom.annotate(limit[1], (limit[0], -0.5), xytext=(3, -2), textcoords="offset points",
+                            fontsize=7, va="top")
         for i, b in enumerate(bars):
             bottom.annotate(f"{b[2]:.0f}", (b[2], i), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7)
     for ax in axes.flat:
@@ -254,8 +267,7 @@ def main():
     has_chart = chart(fire, ing, conv, chart_path)
 
     m = machine()
-    total = seconds(args.results, "all")
-    stages = {s: seconds(args.results, s) for s in ("firehose", "ingester", "converter")}
+    timing = all_run_seconds(args.results)
     lines = ["# Benchmarks", "",
              "<!-- Generated by scripts/bench.sh (bench/report.py) from bench/results/*.json: do not edit by hand. -->",
              "",
@@ -282,10 +294,12 @@ def main():
               "(`~/.cache/tributary/bench-venv`, from `scripts/requirements-bench.txt`; no other network "
               "access), runs each benchmark against servers on 127.0.0.1 only, writes the figures as JSON "
               "under `bench/results/`, then writes this file and `bench/results/chart.png`."]
-    if total is not None:
-        parts = ", ".join(f"{s} {fmt_s(t)}" for s, t in stages.items() if t is not None)
-        lines += ["", f"The run behind this file (`scripts/bench.sh all`) took {fmt_s(total)} ({parts}), "
-                      f"release builds included."]
+    if timing is not None:
+        total, stages = timing
+        parts = ", ".join(f"{s} {fmt_s(t)}" for s, t in stages.items())
+        lines += ["", f"The last `scripts/bench.sh all` here took {fmt_s(total)} ({parts}; each stage's "
+                      f"release build included, so a warm build is quicker). Each section above says when its "
+                      f"figures were taken."]
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}" + (f" and {chart_path}" if has_chart else ""))

@@ -59,6 +59,8 @@ pub struct Config {
     pub csv_delimiter: u8,
     /// Cells read as null besides empty ones (`NULL_VALUES`, default `NULL,null,NA,N/A`).
     pub null_values: Vec<String>,
+    /// `NULL_VALUES` and the empty cell as one anchored pattern, compiled once.
+    pub null_regex: regex::Regex,
     /// Partitioning (`PARTITION_BY`).
     pub partition_by: Vec<PartitionSpec>,
     /// Parquet compression (`COMPRESSION`: zstd default, snappy, gzip, lz4, none).
@@ -142,6 +144,16 @@ impl Config {
             Some(_) => env.list("NULL_VALUES"),
             None => ["NULL", "null", "NA", "N/A"].map(str::to_owned).to_vec(),
         };
+        let alternatives: Vec<String> = null_values.iter().map(|v| regex::escape(v)).collect();
+        let null_regex =
+            regex::Regex::new(&format!("^(?:{})?$", alternatives.join("|"))).map_err(|e| {
+                Error::config(
+                    "NULL_VALUES",
+                    null_values.join(","),
+                    e.to_string(),
+                    "plain words",
+                )
+            })?;
         let mut partition_by = Vec::new();
         for item in env.list("PARTITION_BY") {
             let spec = match item.split_once(':') {
@@ -241,6 +253,7 @@ impl Config {
             input_format,
             csv_delimiter,
             null_values,
+            null_regex,
             partition_by,
             compression,
             row_group_rows: env.int_in("ROW_GROUP_ROWS", 1 << 20, 1024, 1 << 26)?,

@@ -235,24 +235,6 @@ fn strip_bom(data: &[u8]) -> &[u8] {
     data.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(data)
 }
 
-fn null_regex(cfg: &Config) -> Result<regex::Regex, String> {
-    let alts: Vec<String> = cfg.null_values.iter().map(|v| regex_escape(v)).collect();
-    let pattern = format!("^(?:{})?$", alts.join("|"));
-    regex::Regex::new(&pattern).map_err(|e| format!("NULL_VALUES: {e}"))
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
-}
-
 /// One output column.
 #[derive(Debug, Clone, PartialEq)]
 struct Column {
@@ -328,7 +310,7 @@ impl Plan {
                 Format::Tsv => b'\t',
                 _ => cfg.csv_delimiter,
             },
-            null_regex: null_regex(cfg)?,
+            null_regex: cfg.null_regex.clone(),
             formats: cfg.timestamp_formats.clone(),
             columns: Vec::new(),
             header: matches!(format, Format::Csv | Format::Tsv),
@@ -803,13 +785,12 @@ struct Run<'a> {
     outputs: HashMap<String, Output>,
     /// Closed files, uploaded but not yet visible.
     sealed: Vec<(SealedUpload, u64)>,
-    /// Next file number per partition.
+    /// Next file number per partition (its keys are the partitions written).
     next_file: HashMap<String, usize>,
-    quarantine: Option<(S3Writer, u64)>,
+    quarantine: Option<S3Writer>,
     bad_rows: u64,
     rows: u64,
     default_partition_rows: u64,
-    partitions: std::collections::BTreeSet<String>,
     /// Batches appended so far (the clock for "least recently written").
     tick: u64,
     /// `PARTITION_BY`, or nothing when this input has none of its columns (then the `k=v`
@@ -873,7 +854,6 @@ impl<'a> Run<'a> {
             bad_rows: 0,
             rows: 0,
             default_partition_rows: 0,
-            partitions: std::collections::BTreeSet::new(),
             tick: 0,
         }
     }
@@ -1108,20 +1088,17 @@ impl<'a> Run<'a> {
             }));
         }
         self.bad_rows += 1;
-        let (writer, _) = self.quarantine.get_or_insert_with(|| {
+        let writer = self.quarantine.get_or_insert_with(|| {
             let key = self.names.bad_rows_key(&self.cfg.error_prefix);
-            (
-                S3Writer::new(
-                    self.client.clone(),
-                    self.bucket,
-                    key,
-                    WriterConfig {
-                        content_type: Some("application/x-ndjson".into()),
-                        concurrency: 1,
-                        ..WriterConfig::default()
-                    },
-                ),
-                0,
+            S3Writer::new(
+                self.client.clone(),
+                self.bucket,
+                key,
+                WriterConfig {
+                    content_type: Some("application/x-ndjson".into()),
+                    concurrency: 1,
+                    ..WriterConfig::default()
+                },
             )
         });
         let mut line = serde_json::to_vec(&serde_json::json!({
@@ -1197,7 +1174,6 @@ impl<'a> Run<'a> {
         let n = self.next_file.entry(path.to_owned()).or_insert(0);
         let key = self.names.output_key(&self.cfg.output_prefix, path, *n);
         *n += 1;
-        self.partitions.insert(path.to_owned());
         let parquet = ArrowWriter::try_new(
             Vec::with_capacity(64 * 1024),
             self.schema.clone(),
@@ -1397,7 +1373,7 @@ impl<'a> Run<'a> {
             .quarantine
             .as_ref()
             .map(|_| self.names.bad_rows_key(&self.cfg.error_prefix));
-        if let Some((writer, _)) = self.quarantine.take() {
+        if let Some(writer) = self.quarantine.take() {
             last.push((writer, self.bad_rows));
         }
         let sealed = std::mem::take(&mut self.sealed);
@@ -1457,7 +1433,8 @@ impl<'a> Run<'a> {
             bad_rows_file,
             bytes_in: 0,
             bytes_out: files.iter().map(|f| f.bytes).sum(),
-            partitions: self.partitions.len(),
+            // Every partition opened at least one file.
+            partitions: self.next_file.len(),
             files,
             default_partition_rows: self.default_partition_rows,
             type_widenings: 0,
@@ -1483,7 +1460,7 @@ impl<'a> Run<'a> {
                 warn!(key = %key, error = %e, "abort failed; the bucket's lifecycle rule will clean up");
             }
         }
-        if let Some((w, _)) = self.quarantine.take() {
+        if let Some(w) = self.quarantine.take() {
             let _ = w.abort().await;
         }
     }

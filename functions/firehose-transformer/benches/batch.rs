@@ -20,6 +20,10 @@ use firehose_transformer::Processor;
 use firehose_transformer::event::{FirehoseEvent, FirehoseRecord};
 use tributary::Env;
 
+/// The allocator the binary uses (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORDS: usize = 5_000;
 
 fn batch() -> FirehoseEvent {

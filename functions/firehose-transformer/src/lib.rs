@@ -254,23 +254,52 @@ impl Processor {
             .min(records.len() / MIN_RECORDS_PER_WORKER)
             .max(1);
         let per = records.len().div_ceil(workers).max(1);
-        let chunks: Vec<Chunk> = if workers == 1 {
-            vec![self.chunk(records, true, &processing_time)]
+        // Every buffer is allocated here, on the calling thread: the first one large enough
+        // for the whole response (the others are appended to it), so assembling it neither
+        // reallocates nor frees memory across threads.
+        let estimate = |part: &[FirehoseRecord]| {
+            part.iter()
+                .map(|r| r.data.len() * 5 / 4 + 192)
+                .sum::<usize>()
+        };
+        let mut chunks: Vec<Chunk> = records
+            .chunks(per)
+            .enumerate()
+            .map(|(i, part)| Chunk {
+                buf: String::with_capacity(
+                    if i == 0 {
+                        estimate(records)
+                    } else {
+                        estimate(part)
+                    } + 16,
+                ),
+                entries: Vec::with_capacity(part.len()),
+                stats: Stats::default(),
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(Chunk::default());
+        }
+        if workers == 1 {
+            self.chunk(&mut chunks[0], records, true, &processing_time);
         } else {
             std::thread::scope(|scope| {
                 let pt = &processing_time;
-                let mut parts = records.chunks(per);
-                let first = parts.next().unwrap_or(&[]);
+                let mut parts = records.chunks(per).zip(chunks.iter_mut());
+                let first = parts.next();
                 let handles: Vec<_> = parts
-                    .map(|part| scope.spawn(move || self.chunk(part, false, pt)))
+                    .map(|(part, chunk)| scope.spawn(move || self.chunk(chunk, part, false, pt)))
                     .collect();
-                let mut out = vec![self.chunk(first, true, pt)];
+                if let Some((part, chunk)) = first {
+                    self.chunk(chunk, part, true, pt);
+                }
                 // A worker cannot panic on record data (no unwraps on that path); should one
-                // still, its records are failed below rather than lost.
-                out.extend(handles.into_iter().map(|h| h.join().unwrap_or_default()));
-                out
-            })
-        };
+                // still, the records it did not finish are failed below rather than lost.
+                for h in handles {
+                    let _ = h.join();
+                }
+            });
+        }
         self.assemble(records, chunks, per)
     }
 
@@ -379,13 +408,13 @@ impl Processor {
     }
 
     /// Processes a run of records into full response entries.
-    fn chunk(&self, records: &[FirehoseRecord], first: bool, processing_time: &RawValue) -> Chunk {
-        let estimate: usize = records.iter().map(|r| r.data.len() * 5 / 4 + 192).sum();
-        let mut chunk = Chunk {
-            buf: String::with_capacity(estimate + 16),
-            entries: Vec::with_capacity(records.len()),
-            stats: Stats::default(),
-        };
+    fn chunk(
+        &self,
+        chunk: &mut Chunk,
+        records: &[FirehoseRecord],
+        first: bool,
+        processing_time: &RawValue,
+    ) {
         if first {
             chunk.buf.push_str(r#"{"records":["#);
         }
@@ -437,7 +466,6 @@ impl Processor {
                 reason,
             });
         }
-        chunk
     }
 
     /// One record: its output line goes to `scratch.line`.

@@ -97,7 +97,12 @@ impl PartitionSpec {
     ) -> bool {
         let mut fell_back = false;
         let time = self.timestamp_field.as_ref().map(|name| {
-            match fields.lookup(name).as_ref().and_then(parse_time) {
+            // A plain top-level string (the common case) is read in place.
+            let parsed = match fields.get(name).and_then(|raw| raw.plain_str()) {
+                Some(text) => parse_time_text(text),
+                None => fields.lookup(name).as_ref().and_then(parse_time),
+            };
+            match parsed {
                 Some(t) => t,
                 None => {
                     fell_back = true;
@@ -107,29 +112,30 @@ impl PartitionSpec {
                 }
             }
         });
-        use std::fmt::Write as _;
         for (i, (key, slot)) in self.order.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             crate::record::push_json_string(out, key);
             out.push(':');
-            // Writing into a String cannot fail.
-            let _ = match (slot, time) {
-                (Slot::Year, Some(t)) => write!(out, "\"{:04}\"", t.year()),
-                (Slot::Month, Some(t)) => write!(out, "\"{:02}\"", t.month()),
-                (Slot::Day, Some(t)) => write!(out, "\"{:02}\"", t.day()),
-                (Slot::Hour, Some(t)) => write!(out, "\"{:02}\"", t.hour()),
+            match (slot, time) {
+                (Slot::Year, Some(t)) => push_padded(out, t.year(), 4),
+                (Slot::Month, Some(t)) => push_padded(out, t.month() as i32, 2),
+                (Slot::Day, Some(t)) => push_padded(out, t.day() as i32, 2),
+                (Slot::Hour, Some(t)) => push_padded(out, t.hour() as i32, 2),
                 (Slot::Field(f), _) => {
-                    let v = fields.lookup(&self.fields[*f]).and_then(|v| safe_value(&v));
+                    let name = &self.fields[*f];
+                    let v = match fields.get(name).and_then(|raw| raw.plain_str()) {
+                        Some(text) => safe_text(text),
+                        None => fields.lookup(name).and_then(|v| safe_value(&v)),
+                    };
                     crate::record::push_json_string(
                         out,
                         v.as_deref().unwrap_or(&self.default_value),
                     );
-                    Ok(())
                 }
-                _ => Ok(()),
-            };
+                _ => {}
+            }
         }
         fell_back
     }
@@ -154,37 +160,50 @@ impl PartitionSpec {
 pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::Number(n) => from_epoch(n.as_f64()?),
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Some(t.with_timezone(&Utc));
-            }
-            // ISO 8601 with a space, or without an offset (taken as UTC).
-            for fmt in [
-                "%Y-%m-%d %H:%M:%S%.f%:z",
-                "%Y-%m-%dT%H:%M:%S%.f%z",
-                "%Y-%m-%d %H:%M:%S%.f%z",
-            ] {
-                if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-                    return Some(t.with_timezone(&Utc));
-                }
-            }
-            for fmt in [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M",
-            ] {
-                if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-                    return Some(t.and_utc());
-                }
-            }
-            if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-            }
-            s.parse::<f64>().ok().and_then(from_epoch)
-        }
+        Value::String(s) => parse_time_text(s),
         _ => None,
     }
+}
+
+/// Parses a time from text: RFC 3339 / ISO 8601, or epoch seconds/milliseconds as digits.
+pub fn parse_time_text(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // ISO 8601 with a space, or without an offset (taken as UTC).
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    }
+    s.parse::<f64>().ok().and_then(from_epoch)
+}
+
+/// Appends `"n"` zero-padded to `width` digits (years 0..=9999 and smaller fields).
+fn push_padded(out: &mut String, n: i32, width: u32) {
+    out.push('"');
+    let n = n.clamp(0, 9999) as u32;
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
+    out.push('"');
 }
 
 fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
@@ -200,12 +219,16 @@ fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
 
 /// A JSON value as a prefix-safe partition value; `None` for null/empty/nested values.
 pub fn safe_value(v: &Value) -> Option<String> {
-    let text = match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
+    match v {
+        Value::String(s) => safe_text(s),
+        Value::Number(n) => safe_text(&n.to_string()),
+        Value::Bool(b) => safe_text(if *b { "true" } else { "false" }),
+        _ => None,
+    }
+}
+
+/// Text as a prefix-safe partition value; `None` when nothing usable is left.
+pub fn safe_text(text: &str) -> Option<String> {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let keep = c.is_alphanumeric() || matches!(c, '-' | '_' | '.');

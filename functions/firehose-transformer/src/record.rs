@@ -1,31 +1,45 @@
 //! A JSON record as an ordered list of top-level fields whose values stay raw JSON text.
 //!
 //! Transforms only touch top-level fields (rename, drop, add, null removal) and read a few
-//! values (filters, partition keys), so a record is parsed one level deep: keys are decoded,
-//! values are borrowed slices of the input that are validated but not built into trees. Writing
-//! the record back is then mostly copying, with nested objects and arrays minified so the output
-//! is compact JSON. Field order is kept.
+//! values (filters, partition keys), so a record is parsed one level deep by a small scanner:
+//! keys are decoded, values are borrowed slices of the input that are validated (the full JSON
+//! grammar, UTF-8, nesting depth) but not built into trees. The scanner notes whether a nested
+//! value holds insignificant whitespace, so writing the record back is a plain copy for compact
+//! input and a minifying copy otherwise. Field order is kept.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// A field value: a slice of the input, or JSON text we produced.
+/// A field value: JSON text borrowed from the input or the configuration, or produced by us.
 #[derive(Debug, Clone)]
 pub enum Raw<'a> {
-    /// Borrowed from the input record.
-    Borrowed(&'a RawValue),
-    /// Produced by a transform.
+    /// Valid JSON text; `compact` when it holds no insignificant whitespace.
+    Text {
+        /// The JSON text.
+        json: &'a str,
+        /// No whitespace outside strings.
+        compact: bool,
+    },
+    /// Produced by a transform (always compact).
     Owned(Box<RawValue>),
+}
+
+impl<'a> Raw<'a> {
+    /// Borrows compact JSON text we produced (constants, time stamps).
+    pub fn compact(raw: &'a RawValue) -> Raw<'a> {
+        Raw::Text {
+            json: raw.get(),
+            compact: true,
+        }
+    }
 }
 
 impl Raw<'_> {
     /// The JSON text.
     pub fn get(&self) -> &str {
         match self {
-            Raw::Borrowed(r) => r.get(),
+            Raw::Text { json, .. } => json,
             Raw::Owned(r) => r.get(),
         }
     }
@@ -35,9 +49,26 @@ impl Raw<'_> {
         self.get() == "null"
     }
 
+    /// The contents of a JSON string without escapes, borrowed; `None` for anything else.
+    pub fn plain_str(&self) -> Option<&str> {
+        let inner = self.get().strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains('\\')).then_some(inner)
+    }
+
     /// The value as a tree (only for the few values filters and partitions look at).
     pub fn value(&self) -> serde_json::Value {
         serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Appends the value as compact JSON.
+    fn write_compact(&self, out: &mut Vec<u8>) {
+        match self {
+            Raw::Text {
+                json,
+                compact: false,
+            } => write_minified(out, json),
+            _ => out.extend_from_slice(self.get().as_bytes()),
+        }
     }
 }
 
@@ -63,18 +94,17 @@ pub fn not_an_object_reason(data: &[u8]) -> Option<&'static str> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses one JSON object (surrounding whitespace allowed, nothing else).
+    /// Parses one JSON object (surrounding whitespace allowed, nothing else). The reason for a
+    /// refusal names the problem and its byte offset, never the content.
     pub fn parse(data: &'a [u8]) -> Result<Fields<'a>, String> {
         if let Some(reason) = not_an_object_reason(data) {
             return Err(reason.to_owned());
         }
-        let mut de = serde_json::Deserializer::from_slice(data);
-        let fields = de
-            .deserialize_map(FieldsVisitor)
-            .map_err(|e| format!("invalid JSON: {e}"))?;
-        de.end()
-            .map_err(|e| format!("invalid JSON: trailing data ({e})"))?;
-        Ok(fields)
+        let text = std::str::from_utf8(data)
+            .map_err(|e| format!("invalid JSON: not UTF-8 at byte {}", e.valid_up_to()))?;
+        Scanner::new(text)
+            .object()
+            .map_err(|(what, at)| format!("invalid JSON: {what} at byte {at}"))
     }
 
     /// The value of a top-level field (the last one, if the name repeats).
@@ -141,7 +171,7 @@ impl<'a> Fields<'a> {
             }
             write_json_string(out, k);
             out.push(b':');
-            write_minified(out, v.get());
+            v.write_compact(out);
         }
         out.extend_from_slice(b"}\n");
     }
@@ -211,44 +241,299 @@ pub fn write_minified(out: &mut Vec<u8>, json: &str) {
     }
 }
 
-struct FieldsVisitor;
+/// Where the scanner stopped, and why.
+type ScanError = (&'static str, usize);
 
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
+/// A validating one-pass scanner over one JSON object.
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// Whitespace was skipped inside the value being scanned.
+    spaced: bool,
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+/// Whether any byte of `w` is `"`, `\` or a control character (< 0x20).
+#[inline]
+fn has_string_special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control != 0
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Scanner<'a> {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            spaced: false,
+        }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let value: &'de RawValue = map.next_value()?;
-            entries.push((key.0, Raw::Borrowed(value)));
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+            self.spaced = true;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), ScanError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected(what))
+        }
+    }
+
+    fn unexpected(&self, what: &'static str) -> ScanError {
+        match self.peek() {
+            None => ("unexpected end", self.pos),
+            Some(_) => (what, self.pos),
+        }
+    }
+
+    /// The top-level object, then nothing but whitespace.
+    fn object(mut self) -> Result<Fields<'a>, ScanError> {
+        let mut entries = Vec::with_capacity(16);
+        self.skip_ws();
+        self.expect(b'{', "expected `{`")?;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                let key = self.key()?;
+                self.skip_ws();
+                let start = self.pos;
+                self.spaced = false;
+                self.value()?;
+                let value = Raw::Text {
+                    json: &self.text[start..self.pos],
+                    compact: !self.spaced,
+                };
+                entries.push((key, value));
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_ws();
+                    }
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.unexpected("expected `,` or `}`")),
+                }
+            }
+        }
+        self.skip_ws();
+        if self.pos != self.bytes.len() {
+            return Err(("trailing data", self.pos));
         }
         Ok(Fields { entries })
     }
-}
 
-/// A key borrowed from the input when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+    /// A member name and its colon (whitespace before the value skipped).
+    fn key(&mut self) -> Result<Cow<'a, str>, ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.unexpected("expected a string key"));
+        }
+        let start = self.pos;
+        let escaped = self.string()?;
+        let literal = &self.text[start..self.pos];
+        let key = if escaped {
+            // Rare: decode the escapes (lone surrogates are refused here).
+            Cow::Owned(
+                serde_json::from_str::<String>(literal)
+                    .map_err(|_| ("invalid escape in a key", start))?,
+            )
+        } else {
+            Cow::Borrowed(&literal[1..literal.len() - 1])
+        };
+        self.skip_ws();
+        self.expect(b':', "expected `:`")?;
+        Ok(key)
+    }
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
+    /// A string literal starting at `pos`; returns whether it holds escapes.
+    fn string(&mut self) -> Result<bool, ScanError> {
+        let bytes = self.bytes;
+        let mut i = self.pos + 1;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = bytes.get(i..i + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                if has_string_special(u64::from_le_bytes(word)) {
+                    break;
+                }
+                i += 8;
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            match bytes.get(i) {
+                None => return Err(("unterminated string", self.pos)),
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match bytes.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                        Some(b'u') => {
+                            let hex = bytes.get(i + 2..i + 6).ok_or(("unterminated string", i))?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(("invalid \\u escape", i));
+                            }
+                            i += 6;
+                        }
+                        _ => return Err(("invalid escape", i)),
+                    }
+                }
+                Some(&b) if b < 0x20 => return Err(("control character in a string", i)),
+                Some(_) => i += 1,
             }
         }
-        d.deserialize_str(KeyVisitor)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Result<(), ScanError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.unexpected("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.unexpected("invalid number"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.unexpected("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), ScanError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(("invalid literal", self.pos))
+        }
+    }
+
+    /// One value at `pos` (no leading whitespace). Iterative, so any nesting depth costs a bit
+    /// per level rather than a stack frame (serde_json accepts any depth in raw values too).
+    fn value(&mut self) -> Result<(), ScanError> {
+        // Whether the container open at each level is an object: a bit per level, the first
+        // 128 levels without allocating.
+        let mut objects: u128 = 0;
+        let mut deeper: Vec<bool> = Vec::new();
+        let mut open = 0usize;
+        loop {
+            // Expecting a value.
+            match self.peek() {
+                Some(c @ (b'{' | b'[')) => {
+                    let object = c == b'{';
+                    if open < 128 {
+                        objects = objects & !(1 << open) | u128::from(object) << open;
+                    } else {
+                        deeper.truncate(open - 128);
+                        deeper.push(object);
+                    }
+                    open += 1;
+                    self.pos += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(if object { b'}' } else { b']' }) {
+                        self.pos += 1;
+                        open -= 1;
+                    } else {
+                        if object {
+                            self.key()?;
+                            self.skip_ws();
+                        }
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(self.unexpected("expected a value")),
+            }
+            // After a value: close containers until one continues with a comma.
+            loop {
+                if open == 0 {
+                    return Ok(());
+                }
+                self.skip_ws();
+                let level = open - 1;
+                let object = if level < 128 {
+                    objects & (1 << level) != 0
+                } else {
+                    deeper.get(level - 128).copied().unwrap_or(false)
+                };
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_ws();
+                        if object {
+                            self.key()?;
+                            self.skip_ws();
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {
+                        self.pos += 1;
+                        open -= 1;
+                    }
+                    Some(b']') if !object => {
+                        self.pos += 1;
+                        open -= 1;
+                    }
+                    _ => {
+                        return Err(self.unexpected(if object {
+                            "expected `,` or `}`"
+                        } else {
+                            "expected `,` or `]`"
+                        }));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -257,13 +542,143 @@ pub fn raw_from_value(v: &serde_json::Value) -> Raw<'static> {
     // A `Value` always serialises (its map keys are strings); `null` is the unreachable fallback.
     match serde_json::value::to_raw_value(v) {
         Ok(raw) => Raw::Owned(raw),
-        Err(_) => Raw::Borrowed(RawValue::NULL),
+        Err(_) => Raw::compact(RawValue::NULL),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: serde_json reading the object one level deep, values as raw text.
+    fn oracle(data: &[u8]) -> Option<Vec<(String, String)>> {
+        struct Members(Vec<(String, String)>);
+        impl<'de> serde::Deserialize<'de> for Members {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Members;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Members, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(k) = map.next_key::<String>()? {
+                            let v: &RawValue = map.next_value()?;
+                            out.push((k, v.get().to_owned()));
+                        }
+                        Ok(Members(out))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        serde_json::from_slice::<Members>(data).ok().map(|m| m.0)
+    }
+
+    fn ours(data: &[u8]) -> Option<Vec<(String, String)>> {
+        let f = Fields::parse(data).ok()?;
+        Some(
+            f.entries
+                .iter()
+                .map(|(k, v)| {
+                    if let Raw::Text { json, compact } = v {
+                        let mut min = Vec::new();
+                        write_minified(&mut min, json);
+                        assert_eq!(*compact, min == json.as_bytes(), "compact flag of {json:?}");
+                    }
+                    (k.to_string(), v.get().to_owned())
+                })
+                .collect(),
+        )
+    }
+
+    /// JSON objects with random whitespace, then random byte edits.
+    fn json_like() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| serde_json::json!(x).to_string()),
+            "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{1,3})?([eE][-+]?[0-9]{1,3})?",
+            // Near misses: leading zeros, bare signs and dots, cut literals.
+            "[-+0-9.eE]{1,5}",
+            "(nul|tru|fals|nulll|truex|NaN|Infinity)",
+            any::<String>().prop_map(|s| serde_json::json!(s).to_string()),
+            r#""([a-z \\"/]|\\["\\/bfnrtux]|\\u[0-9a-fA-F]{4}|\\ud83d\\ude00|\\udc00){0,6}""#,
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t"), Just("\r ")];
+        let value = leaf.prop_recursive(5, 40, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(" , "))),
+                proptest::collection::vec((r#"[a-z"\\]{0,4}"#, inner), 0..5).prop_map(|v| {
+                    let members: Vec<String> = v
+                        .iter()
+                        .map(|(k, v)| format!("{}:{v}", serde_json::json!(k)))
+                        .collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        });
+        let object = proptest::collection::vec(("[a-z_]{0,6}", value, ws), 0..6).prop_map(|v| {
+            let members: Vec<String> = v
+                .iter()
+                .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+                .collect();
+            format!(" {{{}}}\n", members.join(","))
+        });
+        let edit = (any::<prop::sample::Index>(), any::<u8>(), 0u8..4);
+        (object, proptest::collection::vec(edit, 0..3)).prop_map(|(text, edits)| {
+            let mut bytes = text.into_bytes();
+            for (at, byte, kind) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at.index(bytes.len());
+                match kind {
+                    0 => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    2 => {
+                        bytes.remove(i);
+                    }
+                    _ => bytes.insert(i, b"{}[]\":,\\ "[usize::from(byte) % 9]),
+                }
+            }
+            bytes
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The scanner accepts exactly what serde_json accepts, with the same members.
+        #[test]
+        fn scanner_agrees_with_serde_json(data in json_like()) {
+            prop_assert_eq!(ours(&data), oracle(&data), "input {:?}", String::from_utf8_lossy(&data));
+        }
+    }
+
+    #[test]
+    fn scanner_nests_and_decodes_keys_like_serde_json() {
+        for depth in [126, 127, 128, 129, 1000] {
+            let doc = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                ours(doc.as_bytes()),
+                oracle(doc.as_bytes()),
+                "depth {depth}"
+            );
+        }
+        let escaped = br#"{"k\u00e9y":1,"lone\ud800":2}"#;
+        assert_eq!(ours(escaped), oracle(escaped));
+        let key = ours(br#"{"k\u00e9y":"\ud800"}"#).map(|m| m[0].0.clone());
+        assert_eq!(key.as_deref(), Some("k\u{e9}y"));
+    }
 
     fn line(f: &Fields<'_>) -> String {
         let mut out = Vec::new();

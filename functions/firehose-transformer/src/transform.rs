@@ -36,7 +36,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tributary::Error;
 
-use crate::record::{Fields, Raw, raw_from_value};
+use crate::record::{Fields, Raw};
 
 /// The parsed `TRANSFORM` document.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -168,9 +168,11 @@ impl Transform {
         t.add_raw = t
             .add
             .iter()
-            .map(|(k, v)| match raw_from_value(v) {
-                Raw::Owned(raw) => (k.clone(), raw),
-                Raw::Borrowed(raw) => (k.clone(), raw.to_owned()),
+            .map(|(k, v)| {
+                // A `Value` always serialises (its map keys are strings).
+                let raw = serde_json::value::to_raw_value(v)
+                    .unwrap_or_else(|_| RawValue::NULL.to_owned());
+                (k.clone(), raw)
             })
             .collect();
         Ok(t)
@@ -204,13 +206,13 @@ impl Transform {
             fields.entries.retain(|(_, v)| !v.is_null());
         }
         for (k, v) in &self.add_raw {
-            fields.set(Cow::Borrowed(k), Raw::Borrowed(v));
+            fields.set(Cow::Borrowed(k), Raw::compact(v));
         }
         if let Some(name) = &self.add_processing_time {
-            fields.set(Cow::Borrowed(name), Raw::Borrowed(stamps.processing_time));
+            fields.set(Cow::Borrowed(name), Raw::compact(stamps.processing_time));
         }
         if let (Some(name), Some(t)) = (&self.add_arrival_time, stamps.arrival_time) {
-            fields.set(Cow::Borrowed(name), Raw::Borrowed(t));
+            fields.set(Cow::Borrowed(name), Raw::compact(t));
         }
         true
     }

@@ -11,6 +11,7 @@
 pub mod data;
 pub mod faults;
 pub mod http;
+pub mod lean_s3;
 pub mod runtime;
 pub mod s3;
 pub mod taxi;

@@ -337,7 +337,16 @@ pub async fn serve_on(
     port: u16,
 ) -> std::io::Result<(SocketAddr, FaultPlan, JoinHandle<()>)> {
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    serve_store(fs, port).await
+}
+
+/// Serves any S3 implementation (SigV4 with the test keys) behind a fault plan on
+/// `127.0.0.1:port` (0: any free port).
+pub async fn serve_store(
+    store: impl s3s::S3,
+    port: u16,
+) -> std::io::Result<(SocketAddr, FaultPlan, JoinHandle<()>)> {
+    let mut builder = s3s::service::S3ServiceBuilder::new(store);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = builder.build();
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;

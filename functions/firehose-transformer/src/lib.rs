@@ -166,8 +166,10 @@ enum Outcome {
     Failed { reason: String, echo: bool },
 }
 
-/// Records per worker below which a batch is not split.
+/// Records per worker (and per piece) below which a batch is not split further.
 const MIN_RECORDS_PER_WORKER: usize = 256;
+/// Pieces a batch is cut into per worker.
+const PIECES_PER_WORKER: usize = 4;
 
 /// The transformer: configuration plus the per-batch logic.
 #[derive(Debug, Clone)]
@@ -253,7 +255,14 @@ impl Processor {
             .workers
             .min(records.len() / MIN_RECORDS_PER_WORKER)
             .max(1);
-        let per = records.len().div_ceil(workers).max(1);
+        // A few pieces per worker, taken in turn from a shared queue: a core that runs slow
+        // (shared or throttled vCPUs) takes fewer pieces instead of holding up the batch.
+        let pieces = if workers == 1 {
+            1
+        } else {
+            (workers * PIECES_PER_WORKER).min(records.len() / MIN_RECORDS_PER_WORKER)
+        };
+        let per = records.len().div_ceil(pieces.max(1)).max(1);
         // Every buffer is allocated here, on the calling thread: the first one large enough
         // for the whole response (the others are appended to it), so assembling it neither
         // reallocates nor frees memory across threads.
@@ -283,16 +292,24 @@ impl Processor {
         if workers == 1 {
             self.chunk(&mut chunks[0], records, true, &processing_time);
         } else {
-            std::thread::scope(|scope| {
-                let pt = &processing_time;
-                let mut parts = records.chunks(per).zip(chunks.iter_mut());
-                let first = parts.next();
-                let handles: Vec<_> = parts
-                    .map(|(part, chunk)| scope.spawn(move || self.chunk(chunk, part, false, pt)))
-                    .collect();
-                if let Some((part, chunk)) = first {
-                    self.chunk(chunk, part, true, pt);
+            let queue =
+                std::sync::Mutex::new(records.chunks(per).zip(chunks.iter_mut()).enumerate());
+            let work = || {
+                loop {
+                    // A poisoned queue (a worker panicked) still hands out the remaining pieces.
+                    let next = queue
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .next();
+                    let Some((i, (part, chunk))) = next else {
+                        break;
+                    };
+                    self.chunk(chunk, part, i == 0, &processing_time);
                 }
+            };
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+                work();
                 // A worker cannot panic on record data (no unwraps on that path); should one
                 // still, the records it did not finish are failed below rather than lost.
                 for h in handles {

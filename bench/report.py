@@ -137,24 +137,21 @@ def ingester_section(doc, when):
         return out + ["No figures (no ingester.json): `scripts/bench.sh ingester` makes them.", ""]
     rows = doc["rows"]
     ours = rows["url-ingester"]
-    sinks = doc.get("sinks", {"s3s-fs": rows})
+    sinks = doc["sinks"]
     out += [f"{doc['size_mib']} MiB from a local HTTP server (127.0.0.1) into a local S3 endpoint, "
             f"part size {doc['part_mib']} MiB, concurrency {doc['concurrency']}; each tool its own process under "
             f"`/usr/bin/time`, and every stored object checked against the source's SHA-256. Results from {when}.", ""]
-    if "lean" in sinks:
-        out += ["The store runs on the same 2 cores as the clients, so its cost per byte shapes every figure. "
-                "The targets are checked on the **lean store** (`local-s3 --lean`, `tests/src/lean_s3.rs`): it "
-                "writes each body once and completes a multipart upload by joining the part files in the kernel, "
-                "as S3 completes one without re-reading the data. The test store **s3s-fs** re-reads and "
-                "MD5-hashes the whole object on CompleteMultipartUpload (about 3 s per GiB here, while every "
-                "multipart client waits); its figures follow for comparison. \"raw PUT\" is boto3's "
-                "single-stream `put_object` of the file: on the lean store it measures that client more than "
-                "the store.", "", "### Lean store", ""]
-        out += ingester_table(sinks["lean"])
-        out += ["", "### s3s-fs store", ""]
-        out += ingester_table(sinks["s3s-fs"])
-    else:
-        out += ingester_table(rows)
+    out += ["The store runs on the same 2 cores as the clients, so its cost per byte shapes every figure. "
+            "The targets are checked on the **lean store** (`local-s3 --lean`, `tests/src/lean_s3.rs`): it "
+            "writes each body once and completes a multipart upload by joining the part files in the kernel, "
+            "as S3 completes one without re-reading the data. The test store **s3s-fs** re-reads and "
+            "MD5-hashes the whole object on CompleteMultipartUpload (about 3 s per GiB here, while every "
+            "multipart client waits); its figures follow for comparison. \"raw PUT\" is boto3's "
+            "single-stream `put_object` of the file: on the lean store it measures that client more than "
+            "the store.", "", "### Lean store", ""]
+    out += ingester_table(sinks["lean"])
+    out += ["", "### s3s-fs store", ""]
+    out += ingester_table(sinks["s3s-fs"])
     ceiling = min(rows["curl (source ceiling)"]["mib_per_s"], rows["raw PUT (sink ceiling)"]["mib_per_s"])
     boto = rows["boto3 upload_fileobj"]
     budget = doc["part_mib"] * (doc["concurrency"] + 1) + 32
@@ -166,7 +163,7 @@ def ingester_section(doc, when):
                f"{ours['peak_rss_mib']:.1f} MiB"),
               ("design aim", "CPU seconds below boto3's", ours["cpu_s"] < boto["cpu_s"],
                f"{ours['cpu_s'] / boto['cpu_s']:.2f}x")]
-    return out + ["", "Checks (lean store):" if "lean" in sinks else "Checks:", ""] + checks_table(checks)
+    return out + ["", "Checks (lean store):", ""] + checks_table(checks)
 
 
 def converter_section(doc, when):
@@ -225,8 +222,7 @@ def chart(fire, ing, conv, path):
             kind = "ours" if name == "url-ingester" else ("ceiling" if "ceiling" in name else "peer")
             bars.append((name, r["mib_per_s"], r["peak_rss_mib"], kind))
         budget = ing["part_mib"] * (ing["concurrency"] + 1) + 32
-        store = " (lean store)" if "sinks" in ing else ""
-        panels.append((f"url-ingester{store}\n{ing['size_mib']} MiB HTTP -> S3", bars, (budget, f"target {budget}")))
+        panels.append((f"url-ingester (lean store)\n{ing['size_mib']} MiB HTTP -> S3", bars, (budget, f"target {budget}")))
     if conv:
         for res in conv["sizes"]:
             bars = []

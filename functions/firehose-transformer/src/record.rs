@@ -11,63 +11,51 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-/// A field value: JSON text borrowed from the input or the configuration, or produced by us.
-#[derive(Debug, Clone)]
-pub enum Raw<'a> {
-    /// Valid JSON text; `compact` when it holds no insignificant whitespace.
-    Text {
-        /// The JSON text.
-        json: &'a str,
-        /// No whitespace outside strings.
-        compact: bool,
-    },
-    /// Produced by a transform (always compact).
-    Owned(Box<RawValue>),
+/// A field value: valid JSON text borrowed from the input record or from the configuration
+/// (constants, time stamps), and whether it is already compact.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a> {
+    json: &'a str,
+    /// No whitespace outside strings.
+    compact: bool,
 }
 
 impl<'a> Raw<'a> {
     /// Borrows compact JSON text we produced (constants, time stamps).
     pub fn compact(raw: &'a RawValue) -> Raw<'a> {
-        Raw::Text {
+        Raw {
             json: raw.get(),
             compact: true,
         }
     }
-}
 
-impl Raw<'_> {
     /// The JSON text.
-    pub fn get(&self) -> &str {
-        match self {
-            Raw::Text { json, .. } => json,
-            Raw::Owned(r) => r.get(),
-        }
+    pub fn get(&self) -> &'a str {
+        self.json
     }
 
     /// Whether the value is JSON `null`.
     pub fn is_null(&self) -> bool {
-        self.get() == "null"
+        self.json == "null"
     }
 
     /// The contents of a JSON string without escapes, borrowed; `None` for anything else.
-    pub fn plain_str(&self) -> Option<&str> {
-        let inner = self.get().strip_prefix('"')?.strip_suffix('"')?;
+    pub fn plain_str(&self) -> Option<&'a str> {
+        let inner = self.json.strip_prefix('"')?.strip_suffix('"')?;
         (!inner.contains('\\')).then_some(inner)
     }
 
     /// The value as a tree (only for the few values filters and partitions look at).
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(self.json).unwrap_or(serde_json::Value::Null)
     }
 
     /// Appends the value as compact JSON.
     fn write_compact(&self, out: &mut Vec<u8>) {
-        match self {
-            Raw::Text {
-                json,
-                compact: false,
-            } => write_minified(out, json),
-            _ => out.extend_from_slice(self.get().as_bytes()),
+        if self.compact {
+            out.extend_from_slice(self.json.as_bytes());
+        } else {
+            write_minified(out, self.json);
         }
     }
 }
@@ -134,7 +122,7 @@ impl<'a> Fields<'a> {
         let mut removed = None;
         self.entries.retain_mut(|(k, v)| {
             if k == name {
-                removed = Some(v.clone());
+                removed = Some(*v);
                 false
             } else {
                 true
@@ -317,7 +305,7 @@ impl<'a> Scanner<'a> {
                 let start = self.pos;
                 self.spaced = false;
                 self.value()?;
-                let value = Raw::Text {
+                let value = Raw {
                     json: &self.text[start..self.pos],
                     compact: !self.spaced,
                 };
@@ -537,15 +525,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Owned raw JSON for a value we produce.
-pub fn raw_from_value(v: &serde_json::Value) -> Raw<'static> {
-    // A `Value` always serialises (its map keys are strings); `null` is the unreachable fallback.
-    match serde_json::value::to_raw_value(v) {
-        Ok(raw) => Raw::Owned(raw),
-        Err(_) => Raw::compact(RawValue::NULL),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,11 +565,9 @@ mod tests {
             f.entries
                 .iter()
                 .map(|(k, v)| {
-                    if let Raw::Text { json, compact } = v {
-                        let mut min = Vec::new();
-                        write_minified(&mut min, json);
-                        assert_eq!(*compact, min == json.as_bytes(), "compact flag of {json:?}");
-                    }
+                    let mut min = Vec::new();
+                    write_minified(&mut min, v.json);
+                    assert_eq!(v.compact, min == v.json.as_bytes(), "compact flag of {v:?}");
                     (k.to_string(), v.get().to_owned())
                 })
                 .collect(),
@@ -752,9 +729,10 @@ mod tests {
     fn set_and_remove_keep_order_and_uniqueness() {
         let mut f = Fields::parse(br#"{"a":1,"b":2,"a":3}"#).expect("object");
         assert_eq!(f.get("a").map(Raw::get), Some("3"));
-        f.set(Cow::Borrowed("a"), raw_from_value(&serde_json::json!("x")));
+        let x = serde_json::value::to_raw_value("x").expect("raw");
+        f.set(Cow::Borrowed("a"), Raw::compact(&x));
         assert_eq!(line(&f), "{\"a\":\"x\",\"b\":2}\n");
-        f.set(Cow::Borrowed("z"), raw_from_value(&serde_json::json!(null)));
+        f.set(Cow::Borrowed("z"), Raw::compact(RawValue::NULL));
         assert!(f.remove("b").is_some());
         assert_eq!(line(&f), "{\"a\":\"x\",\"z\":null}\n");
     }

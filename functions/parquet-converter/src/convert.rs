@@ -29,7 +29,6 @@ use arrow::array::{
     TimestampMicrosecondArray, UInt32Array, new_null_array,
 };
 use arrow::compute::kernels::cast::cast;
-use arrow::compute::kernels::temporal::{DatePart, date_part};
 use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -618,11 +617,15 @@ impl Decoding {
         };
         let batch = match self.format {
             Format::Csv | Format::Tsv => {
+                // Room for one more row than there are records: the CSV tokenizer ends a
+                // record at the `\r` of a CRLF and takes its `\n` only when it reads on, so a
+                // batch that is full at the last `\r` would leave that `\n` unread. The row
+                // count is checked below.
                 let mut d = arrow::csv::ReaderBuilder::new(self.schema.clone())
                     .with_header(false)
                     .with_delimiter(self.delimiter)
                     .with_null_regex(self.null_regex.clone())
-                    .with_batch_size(recs.len())
+                    .with_batch_size(recs.len() + 1)
                     .build_decoder();
                 feed(bytes, |b| d.decode(b))?;
                 d.flush()?
@@ -1229,11 +1232,11 @@ impl<'a> Run<'a> {
             rows,
             ..
         } = out;
-        let tail = match parquet.into_inner() {
+        let tail = match close_file(parquet, &upload, &key) {
             Ok(t) => t,
             Err(e) => {
                 let _ = upload.abort().await;
-                return Err(parquet_err(&e));
+                return Err(e);
             }
         };
         upload.write(&tail).await?;
@@ -1293,7 +1296,9 @@ impl<'a> Run<'a> {
             .partition_by
             .iter()
             .map(|spec| match spec {
-                PartitionSpec::Time { column, depth } => time_segments(batch, column, *depth),
+                PartitionSpec::Time { column, depth } => {
+                    time_segments(batch, column, *depth, &self.plan.formats)
+                }
                 PartitionSpec::Value { column } => value_segments(batch, column),
             })
             .collect::<Result<Vec<Segments>, Error>>()?;
@@ -1350,14 +1355,15 @@ impl<'a> Run<'a> {
         let mut last: Vec<(S3Writer, u64)> = Vec::new();
         for (_, out) in std::mem::take(&mut self.outputs) {
             let Output {
+                key,
                 parquet,
                 mut upload,
                 rows,
                 ..
             } = out;
-            let written = match parquet.into_inner() {
+            let written = match close_file(parquet, &upload, &key) {
                 Ok(tail) => upload.write(&tail).await,
-                Err(e) => Err(parquet_err(&e)),
+                Err(e) => Err(e),
             };
             if let Err(e) = written {
                 let _ = upload.abort().await;
@@ -1466,6 +1472,20 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Closes a file's Parquet writer: its last bytes, footer included, with float statistics
+/// every reader uses ([`crate::footer`]).
+fn close_file(
+    parquet: ArrowWriter<Vec<u8>>,
+    upload: &S3Writer,
+    key: &str,
+) -> Result<Vec<u8>, Error> {
+    let mut tail = parquet.into_inner().map_err(|e| parquet_err(&e))?;
+    if let Err(reason) = crate::footer::amend_float_statistics(&mut tail, upload.bytes_written()) {
+        warn!(key, reason = %reason, "float statistics left in the total order only newer readers use");
+    }
+    Ok(tail)
+}
+
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Error> {
     batch.column_by_name(name).ok_or_else(|| {
         Error::config(
@@ -1490,55 +1510,107 @@ struct Segments {
     segments: Vec<(String, bool)>,
 }
 
-fn time_segments(batch: &RecordBatch, name: &str, depth: usize) -> Result<Segments, Error> {
-    let col = column(batch, name)?;
-    let col: ArrayRef = match col.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))
-                .unwrap_or_else(|_| col.clone())
-        }
-        _ => col.clone(),
+/// `year=/month=/day=/hour=` segments (the first `depth`) of a date or timestamp column, from
+/// its UTC instant: a timestamp with an offset lands on the UTC day and hour it denotes
+/// (`2024-03-10T23:30:00-05:00` is `day=11/hour=04`), a naive one on its wall-clock day. Text
+/// columns are read with the converter's own timestamp parser; a value that is not a date or
+/// timestamp, and a null, go to the default partition.
+fn time_segments(
+    batch: &RecordBatch,
+    name: &str,
+    depth: usize,
+    formats: &[String],
+) -> Result<Segments, Error> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+        TimestampNanosecondType, TimestampSecondType,
     };
-    let parts = [
-        DatePart::Year,
-        DatePart::Month,
-        DatePart::Day,
-        DatePart::Hour,
-    ];
+    let col = column(batch, name)?;
+    let depth = depth.clamp(1, 4);
+    // One bucket per hour at depth 4, per day otherwise; each distinct bucket is formatted once.
+    let unit: i64 = if depth == 4 {
+        3_600_000_000
+    } else {
+        86_400_000_000
+    };
+    let n = batch.num_rows();
+    let micros: Vec<Option<i64>> = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => col
+            .as_primitive::<TimestampSecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1_000_000)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => col
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1_000)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => col
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .map(|v| v.map(|v| v.div_euclid(1_000)))
+            .collect(),
+        DataType::Date32 => col
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|d| d.map(|d| i64::from(d) * 86_400_000_000))
+            .collect(),
+        DataType::Date64 => col
+            .as_primitive::<Date64Type>()
+            .iter()
+            .map(|d| d.and_then(|d| d.checked_mul(1_000)))
+            .collect(),
+        _ => {
+            let text = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
+            text.as_string::<i32>()
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| crate::types::parse_timestamp(v, formats))
+                        .map(|t| t.0)
+                })
+                .collect()
+        }
+    };
     let names = ["year", "month", "day", "hour"];
-    let levels: Vec<Option<arrow::array::Int32Array>> = (0..depth.min(4))
-        .map(|l| {
-            date_part(col.as_ref(), parts[l]).ok().and_then(|v| {
-                v.as_any()
-                    .downcast_ref::<arrow::array::Int32Array>()
-                    .cloned()
-            })
-        })
-        .collect();
-    let mut dict: HashMap<[Option<i32>; 4], u32> = HashMap::new();
+    let mut dict: HashMap<Option<i64>, u32> = HashMap::new();
     let mut out = Segments {
-        codes: Vec::with_capacity(batch.num_rows()),
+        codes: Vec::with_capacity(n),
         segments: Vec::new(),
     };
-    for row in 0..batch.num_rows() {
-        let mut key = [None; 4];
-        for (l, level) in levels.iter().enumerate() {
-            key[l] = level
-                .as_ref()
-                .filter(|a| a.is_valid(row))
-                .map(|a| a.value(row));
-        }
-        let code = *dict.entry(key).or_insert_with(|| {
-            let seg = (0..levels.len())
-                .map(|l| match key[l] {
-                    Some(v) if l == 0 => format!("{}={v:04}", names[l]),
-                    Some(v) => format!("{}={v:02}", names[l]),
-                    None => format!("{}={HIVE_DEFAULT_PARTITION}", names[l]),
-                })
-                .collect::<Vec<_>>()
-                .join("/");
-            out.segments
-                .push((seg, key[..levels.len()].contains(&None)));
+    for v in micros {
+        let bucket = v.map(|t| t.div_euclid(unit));
+        let code = *dict.entry(bucket).or_insert_with(|| {
+            let at = bucket
+                .and_then(|b| b.checked_mul(unit))
+                .and_then(chrono::DateTime::from_timestamp_micros);
+            let seg = match at {
+                Some(at) => {
+                    use chrono::{Datelike, Timelike};
+                    let values = [
+                        at.year(),
+                        at.month() as i32,
+                        at.day() as i32,
+                        at.hour() as i32,
+                    ];
+                    (0..depth)
+                        .map(|l| match l {
+                            0 => format!("{}={:04}", names[l], values[l]),
+                            _ => format!("{}={:02}", names[l], values[l]),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                }
+                None => (0..depth)
+                    .map(|l| format!("{}={HIVE_DEFAULT_PARTITION}", names[l]))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            };
+            out.segments.push((seg, at.is_none()));
             out.segments.len() as u32 - 1
         });
         out.codes.push(code);

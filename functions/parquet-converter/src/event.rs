@@ -7,19 +7,51 @@
 //!   the handler can answer with `batchItemFailures`.
 //!
 //! Anything that is not an object creation (deletes, S3's `s3:TestEvent`) is skipped with a
-//! reason.
+//! reason. Anything that should name an object and cannot be read (a key that is not valid
+//! form encoding, a record without a bucket or key, an SQS body that is not an S3
+//! notification) is a failure, never a skip: the invocation fails (or, from SQS, the message
+//! is reported in `batchItemFailures`), so S3's retries, the on-failure destination or the
+//! dead-letter queue see it instead of it being acknowledged and lost.
 
 use serde_json::Value;
 use tributary::object::decode_event_key;
 use tributary::{Error, ObjectRef};
 
-/// One object to convert, or why it is skipped.
+/// One object to convert, or why there is nothing to convert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     /// The SQS message it came in, if any.
     pub message_id: Option<String>,
-    /// The object, or why there is nothing to do.
-    pub target: Result<Target, String>,
+    /// What to do.
+    pub work: Work,
+}
+
+/// What one record of an event asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Convert this object.
+    Convert(Target),
+    /// Nothing to do (not an object creation, a test event), and why.
+    Skip(String),
+    /// The record cannot be read: it fails like a failed conversion.
+    Fail {
+        /// What it names, as far as it could be read (`s3://bucket/raw-key`, the message id).
+        object: String,
+        /// `errorType`.
+        error_type: &'static str,
+        /// What is wrong, naming the key or field.
+        message: String,
+    },
+}
+
+impl Work {
+    fn fail(object: impl Into<String>, e: &Error) -> Work {
+        Work::Fail {
+            object: object.into(),
+            error_type: e.error_type(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// An object to convert.
@@ -70,24 +102,34 @@ pub fn parse(event: &Value) -> Result<(Source, Vec<Item>), Error> {
             .get("messageId")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let what = format!("SQS message {}", id.as_deref().unwrap_or("(no messageId)"));
         let body = rec.get("body").and_then(Value::as_str).unwrap_or_default();
         match serde_json::from_str::<Value>(body) {
             Ok(inner) if inner.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") => {
                 items.push(Item {
                     message_id: id,
-                    target: Err("S3 test event".into()),
+                    work: Work::Skip("S3 test event".into()),
                 })
             }
             Ok(inner) => match s3_records(&inner, id.clone()) {
                 Ok(mut found) => items.append(&mut found),
                 Err(e) => items.push(Item {
                     message_id: id,
-                    target: Err(format!("SQS body is not an S3 notification: {e}")),
+                    work: Work::fail(
+                        &what,
+                        &Error::invalid_input(
+                            &what,
+                            format!("the body is not an S3 notification: {e}"),
+                        ),
+                    ),
                 }),
             },
             Err(e) => items.push(Item {
                 message_id: id,
-                target: Err(format!("SQS body is not JSON: {e}")),
+                work: Work::fail(
+                    &what,
+                    &Error::invalid_input(&what, format!("the body is not JSON: {e}")),
+                ),
             }),
         }
     }
@@ -103,27 +145,38 @@ fn s3_records(event: &Value, message_id: Option<String>) -> Result<Vec<Item>, Er
         .ok_or_else(|| Error::invalid_input("S3 event", "no Records array"))?;
     Ok(records
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let name = r["eventName"].as_str().unwrap_or_default();
             let obj = &r["s3"]["object"];
-            let target = if !name.starts_with("ObjectCreated:") {
-                Err(format!("event {name:?} is not an object creation"))
+            let work = if !name.starts_with("ObjectCreated:") {
+                Work::Skip(format!("event {name:?} is not an object creation"))
             } else {
                 match (r["s3"]["bucket"]["name"].as_str(), obj["key"].as_str()) {
-                    (Some(bucket), Some(raw_key)) => decode_event_key(raw_key)
-                        .map_err(|e| e.to_string())
-                        .map(|key| Target {
+                    (Some(bucket), Some(raw_key)) => match decode_event_key(raw_key) {
+                        Ok(key) => Work::Convert(Target {
                             object: ObjectRef::new(bucket, key)
                                 .with_version(obj["versionId"].as_str())
                                 .with_etag(obj["eTag"].as_str()),
                             size: obj["size"].as_i64(),
                         }),
-                    _ => Err("record without bucket or key".into()),
+                        Err(e) => Work::fail(format!("s3://{bucket}/{raw_key}"), &e),
+                    },
+                    (bucket, _) => {
+                        let what = format!("Records[{i}]");
+                        Work::fail(
+                            bucket.map_or(what.clone(), |b| format!("s3://{b}/")),
+                            &Error::invalid_input(
+                                what,
+                                "an ObjectCreated record without s3.bucket.name or s3.object.key",
+                            ),
+                        )
+                    }
                 }
             };
             Item {
                 message_id: message_id.clone(),
-                target,
+                work,
             }
         })
         .collect())
@@ -135,8 +188,8 @@ fn eventbridge(event: &Value) -> Item {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let detail = &event["detail"];
-    let target = if detail_type != "Object Created" {
-        Err(format!(
+    let work = if detail_type != "Object Created" {
+        Work::Skip(format!(
             "EventBridge {detail_type:?} is not an object creation"
         ))
     } else {
@@ -144,18 +197,24 @@ fn eventbridge(event: &Value) -> Item {
             detail["bucket"]["name"].as_str(),
             detail["object"]["key"].as_str(),
         ) {
-            (Some(b), Some(k)) if !k.is_empty() => Ok(Target {
+            (Some(b), Some(k)) if !k.is_empty() => Work::Convert(Target {
                 object: ObjectRef::new(b, k)
                     .with_version(detail["object"]["version-id"].as_str())
                     .with_etag(detail["object"]["etag"].as_str()),
                 size: detail["object"]["size"].as_i64(),
             }),
-            _ => Err("EventBridge detail without bucket.name or object.key".into()),
+            (bucket, _) => Work::fail(
+                bucket.map_or("EventBridge event".to_owned(), |b| format!("s3://{b}/")),
+                &Error::invalid_input(
+                    "EventBridge detail",
+                    "an Object Created event without bucket.name or object.key",
+                ),
+            ),
         }
     };
     Item {
         message_id: None,
-        target,
+        work,
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod convert;
 pub mod event;
+pub mod footer;
 pub mod naming;
 pub mod records;
 pub mod types;
@@ -25,7 +26,7 @@ use tributary::{Env, Error, ObjectRef};
 
 pub use crate::config::Config;
 use crate::convert::Summary;
-use crate::event::{Item, Source, Target};
+use crate::event::{Item, Source, Target, Work};
 use crate::naming::Names;
 
 /// What happened to one object.
@@ -146,13 +147,25 @@ impl Converter {
 
     /// One item of an event.
     pub async fn process(&self, item: &Item) -> Outcome {
-        let target = match &item.target {
-            Ok(t) => t,
-            Err(reason) => {
+        let target = match &item.work {
+            Work::Convert(t) => t,
+            Work::Skip(reason) => {
                 info!(reason = %reason, "skipped");
                 return Outcome::Skipped {
                     object: None,
                     reason: reason.clone(),
+                };
+            }
+            Work::Fail {
+                object,
+                error_type,
+                message,
+            } => {
+                warn!(object = %object, error_type = %error_type, "unreadable event record: {message}");
+                return Outcome::Failed {
+                    object: object.clone(),
+                    error_type,
+                    message: message.clone(),
                 };
             }
         };

@@ -449,3 +449,145 @@ async fn a_json_field_mixing_objects_and_text_is_kept_as_json_text() {
     assert_eq!(details[2].as_deref(), Some(r#"{"a":2}"#));
     assert_eq!(details[100].as_deref(), Some("[1,2]"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spreadsheet_csv_with_bom_crlf_and_quoted_line_breaks_keeps_every_row() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    // What Excel writes: a BOM, CRLF record ends, quoted fields holding LF and CRLF line
+    // breaks, doubled quotes and delimiters. More rows than one batch, and than the sample.
+    let c = converter(&s3, &[("BATCH_ROWS", "64"), ("INFER_ROWS", "100")]).await;
+    let mut csv = String::from("\u{FEFF}id,name,note,amount\r\n");
+    let mut expect = Vec::new();
+    for i in 0..300i64 {
+        let (name, note) = match i % 4 {
+            0 => (
+                format!("Smith, John {i}"),
+                format!("line one\nline two {i}"),
+            ),
+            1 => (format!("say \"hi\" {i}"), "plain".to_owned()),
+            2 => (format!("x{i}"), format!("a,b\r\nc \"{i}\"")),
+            _ => (format!("{i}"), String::new()),
+        };
+        let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        csv.push_str(&format!(
+            "{i},{},{},{}.5\r\n",
+            quote(&name),
+            quote(&note),
+            i - 50
+        ));
+        expect.push((i, name, note));
+    }
+    let out = put_and_convert(&s3, &c, &bucket, "raw/excel/export.csv", csv.into_bytes()).await;
+    let r = &out["results"][0];
+    assert_eq!(r["rows"], 300, "{out}");
+    assert_eq!(r["bad_rows"], 0, "{out}");
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/excel/").await);
+    let schema = batches[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        ["id", "name", "note", "amount"],
+        "the BOM is not part of a name"
+    );
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    assert_eq!(schema.field(3).data_type(), &DataType::Float64);
+    let mut got = Vec::new();
+    for b in &batches {
+        let (id, name, note) = (
+            column::<Int64Array>(b, "id"),
+            column::<StringArray>(b, "name"),
+            column::<StringArray>(b, "note"),
+        );
+        for row in 0..b.num_rows() {
+            got.push((
+                id.value(row),
+                name.value(row).to_owned(),
+                if note.is_null(row) {
+                    String::new()
+                } else {
+                    note.value(row).to_owned()
+                },
+            ));
+        }
+    }
+    got.sort();
+    assert_eq!(got, expect);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_timestamps_partition_on_their_utc_instant() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let csv = "id,ts\n\
+               1,2024-03-10T23:30:00-05:00\n\
+               2,2024-03-11T00:10:00.250+00:00\n\
+               3,2024-03-10T23:59:59.999999-00:30\n\
+               4,2024-03-10T12:00:00Z\n\
+               5,2023-12-31T22:00:00-03:00\n";
+    let cases: [(&str, Option<&str>, &[&str]); 4] = [
+        (
+            "ts:day",
+            None,
+            &[
+                "year=2024/month=03/day=10",
+                "year=2024/month=03/day=11",
+                "year=2024/month=03/day=11",
+                "year=2024/month=03/day=11",
+                "year=2024/month=01/day=01",
+            ],
+        ),
+        (
+            "ts:hour",
+            Some(r#"[{"name":"ts","type":"timestamp_tz"}]"#),
+            &[
+                "year=2024/month=03/day=10/hour=12",
+                "year=2024/month=03/day=11/hour=00",
+                "year=2024/month=03/day=11/hour=00",
+                "year=2024/month=03/day=11/hour=04",
+                "year=2024/month=01/day=01/hour=01",
+            ],
+        ),
+        (
+            "ts:month",
+            None,
+            &["year=2024/month=01", "year=2024/month=03"],
+        ),
+        (
+            "ts:year",
+            Some(r#"[{"name":"ts","type":"timestamp_tz"}]"#),
+            &["year=2024"],
+        ),
+    ];
+    for (n, (spec, schema, want)) in cases.iter().enumerate() {
+        let mut env = vec![("PARTITION_BY", *spec)];
+        if let Some(s) = schema {
+            env.push(("SCHEMA", s));
+        }
+        let c = converter(&s3, &env).await;
+        let key = format!("raw/tz{n}/offsets.csv");
+        let out = put_and_convert(&s3, &c, &bucket, &key, csv.as_bytes().to_vec()).await;
+        let r = &out["results"][0];
+        assert_eq!(r["default_partition_rows"], 0, "{spec}: {out}");
+        let prefix = format!("processed/tz{n}/");
+        let mut paths: Vec<String> = Vec::new();
+        for (key, batches) in read_parquet(&s3, &bucket, &prefix).await {
+            let dir = key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.rsplit_once('/'))
+                .map(|(d, _)| d.to_owned())
+                .expect("a partition path");
+            for b in &batches {
+                paths.extend(std::iter::repeat_n(dir.clone(), b.num_rows()));
+            }
+        }
+        paths.sort();
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        if want.len() < 5 {
+            // Coarser levels: the partitions the rows are in.
+            paths.dedup();
+        }
+        assert_eq!(paths, want, "{spec}");
+    }
+}

@@ -1,0 +1,140 @@
+//! Event records that cannot be read fail like failed objects: the invocation fails (S3,
+//! EventBridge) or reports the message in `batchItemFailures` (SQS), after every readable
+//! record was converted. Only records that are not object creations are skipped.
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use tributary_testkit::TestS3;
+
+mod common;
+use common::{converter, s3_event};
+
+/// An S3 notification with one record per (key as S3 sends it, already form-encoded).
+fn notification(bucket: &str, raw_keys: &[&str]) -> Value {
+    let mut records = Vec::new();
+    for raw in raw_keys {
+        let mut one = s3_event(bucket, "placeholder", 8, "e");
+        one["Records"][0]["s3"]["object"]["key"] = Value::from(*raw);
+        one["Records"][0]["s3"]["object"]
+            .as_object_mut()
+            .map(|o| o.remove("eTag"));
+        records.push(one["Records"][0].clone());
+    }
+    json!({ "Records": records })
+}
+
+fn sqs_message(id: &str, body: &str) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("handle-{id}"),
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "0",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tributary-convert",
+        "awsRegion": "us-east-1"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_key_fails_the_invocation_after_the_other_records() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    s3.put(&bucket, "raw/keys/good.csv", b"a,b\n1,2\n".to_vec())
+        .await;
+    let event = notification(&bucket, &["raw/keys/bad%ZZname.csv", "raw/keys/good.csv"]);
+    let err = c
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("an unreadable key fails the invocation");
+    assert_eq!(err.error_type(), "InvalidObjectKey", "{err}");
+    let text = err.to_string();
+    assert!(text.contains("bad%ZZname.csv"), "{text}");
+    assert!(text.contains("1 of 2"), "{text}");
+    // The readable record was converted all the same.
+    let out = s3.keys(&bucket, "processed/keys/").await;
+    assert!(out.iter().any(|k| k.ends_with(".parquet")), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_that_cannot_be_read_are_reported_not_deleted() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    s3.put(&bucket, "raw/q/good.csv", b"a,b\n1,2\n".to_vec())
+        .await;
+    let good = notification(&bucket, &["raw/q/good.csv"]).to_string();
+    let bad_key = notification(&bucket, &["raw/q/bad%ZZname.csv"]).to_string();
+    let test_event =
+        json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}).to_string();
+    let mut delete = notification(&bucket, &["raw/q/gone.csv"]);
+    delete["Records"][0]["eventName"] = Value::from("ObjectRemoved:Delete");
+    let event = json!({"Records": [
+        sqs_message("m1-good", &good),
+        sqs_message("m2-bad-key", &bad_key),
+        sqs_message("m3-not-json", "this is not JSON"),
+        sqs_message("m4-not-s3", r#"{"hello": "world"}"#),
+        sqs_message("m5-test-event", &test_event),
+        sqs_message("m6-delete", &delete.to_string()),
+    ]});
+    let out = c
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect("an SQS batch answers with its failures");
+    assert_eq!(
+        out["batchItemFailures"],
+        json!([
+            {"itemIdentifier": "m2-bad-key"},
+            {"itemIdentifier": "m3-not-json"},
+            {"itemIdentifier": "m4-not-s3"},
+        ]),
+        "{out}"
+    );
+    let statuses: Vec<&str> = out["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "converted",
+            "failed",
+            "failed",
+            "failed",
+            "skipped",
+            "skipped"
+        ],
+        "{out}"
+    );
+    let failed = &out["results"][1];
+    assert_eq!(failed["error_type"], "InvalidObjectKey", "{out}");
+    assert!(
+        failed["object"]
+            .as_str()
+            .expect("object")
+            .contains("bad%ZZname.csv"),
+        "{out}"
+    );
+    assert_eq!(out["results"][2]["error_type"], "InvalidInput", "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_created_record_without_a_key_fails() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let mut event = notification(&bucket, &["raw/x/a.csv"]);
+    event["Records"][0]["s3"]["object"]
+        .as_object_mut()
+        .map(|o| o.remove("key"));
+    let err = c
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("a record naming no object is not acknowledged");
+    assert_eq!(err.error_type(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("Records[0]"), "{err}");
+}

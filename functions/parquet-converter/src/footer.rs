@@ -5,13 +5,15 @@
 //! (pyarrow, DuckDB, and the parquet-mr based engines: Athena/Trino, Spark, Hive) ignore the
 //! min/max of a column whose order they do not know, so no engine could skip a row group on
 //! `fare_amount > 100`. So once a file's footer is written, before its last bytes are
-//! uploaded, it is amended in place (same length, so no offset moves):
+//! uploaded, it is amended (only the footer changes; no offset into the file moves):
 //!
 //! * a float column with no NaN in any row group gets `TYPE_DEFINED_ORDER`, the order every
 //!   reader knows. Its min/max already exclude NaN (the crate never puts NaN in them), and a
 //!   zero bound is written as the format asks for that order: a zero min as `-0.0`, a zero max
 //!   as `+0.0`, in the column chunk statistics and in the page index, so a reader comparing
-//!   with the sign of zero never skips a row group that holds the other zero;
+//!   with the sign of zero never skips a row group that holds the other zero; and the legacy
+//!   `min`/`max` statistics fields are written beside `min_value`/`max_value`, as other
+//!   writers do for this order, for readers and tools that look only at those;
 //! * a float column holding NaN keeps `IEEE_754_TOTAL_ORDER` (readers that know it use its
 //!   NaN counts; the others ignore its min/max, which is safe: a reader that sorts NaN above
 //!   every number would otherwise skip row groups whose NaNs match `x > 100`).
@@ -34,7 +36,7 @@ pub struct Amended {
 
 /// Amends the footer at the end of `tail`, the last bytes of a Parquet file that starts
 /// `offset` bytes before `tail` (the page index is amended when it lies in `tail`).
-pub fn amend_float_statistics(tail: &mut [u8], offset: u64) -> Result<Amended, String> {
+pub fn amend_float_statistics(tail: &mut Vec<u8>, offset: u64) -> Result<Amended, String> {
     let n = tail.len();
     if n < 12 || &tail[n - 4..] != b"PAR1" {
         return Err("no Parquet footer at the end of the file".into());
@@ -45,7 +47,9 @@ pub fn amend_float_statistics(tail: &mut [u8], offset: u64) -> Result<Amended, S
         .ok_or("the footer is longer than the bytes held")?;
     let meta = read_file_metadata(&tail[start..n - 8])?;
     let mut plan = Amended::default();
+    // Same-length edits first (one byte each), then the legacy `min`/`max` fields inserted.
     let mut edits: Vec<(usize, u8)> = Vec::new();
+    let mut inserts: Vec<&Chunk> = Vec::new();
     for (col, order) in meta.orders.iter().enumerate() {
         if order.id != IEEE_754_TOTAL_ORDER {
             continue;
@@ -55,18 +59,22 @@ pub fn amend_float_statistics(tail: &mut [u8], offset: u64) -> Result<Amended, S
             .iter()
             .filter_map(|rg| rg.get(col))
             .collect();
-        if chunks.iter().any(|c| c.nan_count != Some(0) && c.has_stats) {
+        if chunks
+            .iter()
+            .any(|c| c.stats.is_some() && c.nan_count != Some(0))
+        {
             plan.with_nan += 1;
             continue;
         }
         plan.columns += 1;
         edits.push((start + order.header, (TYPE_DEFINED_ORDER << 4) | STRUCT));
         for c in &chunks {
-            for r in &c.mins {
-                negative_zero(&tail[start..n - 8], r, start, &mut edits);
+            let footer = &tail[start..n - 8];
+            for r in c.mins.iter().chain(&c.min_value) {
+                negative_zero(footer, r, start, &mut edits);
             }
-            for r in &c.maxes {
-                positive_zero(&tail[start..n - 8], r, start, &mut edits);
+            for r in c.maxes.iter().chain(&c.max_value) {
+                positive_zero(footer, r, start, &mut edits);
             }
             if let Some((at, len)) = c.column_index
                 && let Some(rel) = at.checked_sub(offset)
@@ -81,12 +89,64 @@ pub fn amend_float_statistics(tail: &mut [u8], offset: u64) -> Result<Amended, S
                     positive_zero(&tail[rel..rel + len], r, rel, &mut edits);
                 }
             }
+            if c.mins.is_empty() && c.maxes.is_empty() {
+                inserts.push(c);
+            }
         }
     }
     for (at, byte) in edits {
         tail[at] = byte;
     }
+    if inserts.is_empty() {
+        return Ok(plan);
+    }
+    // Readers of the legacy fields (and tools that show only them) get the same bounds, as
+    // other writers give them for this order: `max` (1) and `min` (2) go first in the
+    // statistics struct, and the field that was first is re-based on field 2.
+    let footer = tail[start..n - 8].to_vec();
+    let mut out = Vec::with_capacity(footer.len() + inserts.len() * 24);
+    let mut copied = 0;
+    inserts.sort_by_key(|c| c.stats.map(|s| s.0));
+    for c in inserts {
+        let (Some((at, first)), Some(min), Some(max)) = (c.stats, &c.min_value, &c.max_value)
+        else {
+            continue;
+        };
+        let delta = first >> 4;
+        if first != 0 && delta < 3 && delta != 0 {
+            // A field before `min_value` that is not `null_count` or later: leave it.
+            continue;
+        }
+        out.extend_from_slice(&footer[copied..at]);
+        for r in [max, min] {
+            out.push((1 << 4) | BINARY);
+            varint(&mut out, r.len() as u64);
+            out.extend_from_slice(&footer[r.clone()]);
+        }
+        // A short-form header counts from the previous field id, now 2; a long-form one
+        // names its id and the struct's stop byte needs nothing.
+        out.push(if delta == 0 {
+            first
+        } else {
+            ((delta - 2) << 4) | (first & 0x0F)
+        });
+        copied = at + 1;
+    }
+    out.extend_from_slice(&footer[copied..]);
+    let len = u32::try_from(out.len()).map_err(|_| "the footer grew past 4 GiB")?;
+    tail.truncate(start);
+    tail.extend_from_slice(&out);
+    tail.extend_from_slice(&len.to_le_bytes());
+    tail.extend_from_slice(b"PAR1");
     Ok(plan)
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// A zero (either sign) of any float width, little-endian: all bits clear but the sign.
@@ -139,11 +199,14 @@ struct Order {
 /// What is needed of one column chunk.
 #[derive(Default)]
 struct Chunk {
-    has_stats: bool,
+    /// The statistics struct: offset of its first byte and that byte (a field header).
+    stats: Option<(usize, u8)>,
     nan_count: Option<i64>,
-    /// Byte ranges of the min values (`min`, `min_value`) and max values.
+    /// Byte ranges of the legacy `min`/`max` values, and of `min_value`/`max_value`.
     mins: Vec<Range<usize>>,
     maxes: Vec<Range<usize>>,
+    min_value: Option<Range<usize>>,
+    max_value: Option<Range<usize>>,
     /// The page index entry: absolute offset and length.
     column_index: Option<(u64, usize)>,
 }
@@ -362,14 +425,22 @@ fn read_chunk(c: &mut Cursor<'_>) -> Result<Chunk, String> {
             c.each_field(|c, id, ty| match (id, ty) {
                 // ColumnMetaData.statistics
                 (12, STRUCT) => {
-                    chunk.has_stats = true;
+                    chunk.stats = c.b.get(c.pos).map(|first| (c.pos, *first));
                     c.each_field(|c, id, ty| match (id, ty) {
-                        (1 | 5, BINARY) => {
+                        (1, BINARY) => {
                             chunk.maxes.push(c.binary()?);
                             Ok(true)
                         }
-                        (2 | 6, BINARY) => {
+                        (2, BINARY) => {
                             chunk.mins.push(c.binary()?);
+                            Ok(true)
+                        }
+                        (5, BINARY) => {
+                            chunk.max_value = Some(c.binary()?);
+                            Ok(true)
+                        }
+                        (6, BINARY) => {
+                            chunk.min_value = Some(c.binary()?);
                             Ok(true)
                         }
                         (9, I64) => {
@@ -460,9 +531,12 @@ mod tests {
             .build();
         let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).expect("writer");
         w.write(&batch).expect("write");
-        let mut file = w.into_inner().expect("close");
+        let file = w.into_inner().expect("close");
         let split = split.min(file.len());
-        let amended = amend_float_statistics(&mut file[split..], split as u64).expect("amend");
+        let mut tail = file[split..].to_vec();
+        let amended = amend_float_statistics(&mut tail, split as u64).expect("amend");
+        let mut file = file[..split].to_vec();
+        file.extend_from_slice(&tail);
         (file, amended)
     }
 

@@ -239,7 +239,7 @@ impl Converter {
             .clone()
             .unwrap_or_else(|| object.bucket.clone());
         let manifest_key = names.manifest_key(&self.config.output_prefix);
-        let previous = self.previous_files(&out_bucket, &manifest_key).await;
+        let previous = self.previous_files(&out_bucket, &manifest_key).await?;
         let summary = convert::convert(&self.s3, &self.config, object, &names).await?;
         let manifest = json!({
             "source": {"bucket": object.bucket, "key": object.key, "version_id": object.version_id, "etag": object.etag},
@@ -303,31 +303,67 @@ impl Converter {
         Ok(summary)
     }
 
-    async fn previous_files(&self, bucket: &str, manifest_key: &str) -> Vec<String> {
-        let Ok(out) = self
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(manifest_key)
-            .send()
-            .await
-        else {
-            return Vec::new();
+    /// The files the previous run of this input produced, from its manifest. Only a real
+    /// NotFound means "first run": any other failure (throttling, 5xx, a timeout, a 403, a
+    /// body cut short) is retried, then fails the object before anything is written, so a
+    /// re-run never leaves an earlier run's extra files beside its own. A manifest that is
+    /// not ours to read (not JSON, no `files`) fails the object too, naming the key.
+    async fn previous_files(&self, bucket: &str, manifest_key: &str) -> Result<Vec<String>, Error> {
+        const ATTEMPTS: u32 = 3;
+        let mut attempt = 0;
+        let body = loop {
+            attempt += 1;
+            let read = async {
+                let out = self
+                    .s3
+                    .get_object()
+                    .bucket(bucket)
+                    .key(manifest_key)
+                    .send()
+                    .await
+                    .map_err(|e| Error::s3("GetObject", bucket, manifest_key, e))?;
+                out.body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes())
+                    .map_err(|e| Error::S3 {
+                        operation: "GetObject",
+                        bucket: bucket.to_owned(),
+                        key: manifest_key.to_owned(),
+                        code: None,
+                        message: format!("reading the body: {e}"),
+                    })
+            };
+            match read.await {
+                Ok(body) => break body,
+                Err(Error::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) if attempt < ATTEMPTS => {
+                    let wait = tributary::writer::backoff(
+                        std::time::Duration::from_millis(200),
+                        attempt,
+                        u64::from(attempt),
+                    );
+                    warn!(key = %manifest_key, attempt, error = %e, "reading the previous manifest failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    warn!(key = %manifest_key, error = %e, "cannot read the previous manifest: not converting, so no earlier output is left behind");
+                    return Err(e);
+                }
+            }
         };
-        let Ok(bytes) = out.body.collect().await else {
-            return Vec::new();
+        let bad = |reason: String| Error::Decode {
+            what: format!("s3://{bucket}/{manifest_key} (the previous run's manifest)"),
+            reason,
         };
-        serde_json::from_slice::<Value>(&bytes.into_bytes())
-            .ok()
-            .and_then(|v| {
-                v["files"].as_array().map(|files| {
-                    files
-                        .iter()
-                        .chain(v.get("bad_rows_file"))
-                        .filter_map(|f| f["key"].as_str().map(str::to_owned))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
+        let manifest: Value = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+        let files = manifest["files"]
+            .as_array()
+            .ok_or_else(|| bad("no \"files\" array".into()))?;
+        Ok(files
+            .iter()
+            .chain(manifest.get("bad_rows_file"))
+            .filter_map(|f| f["key"].as_str().map(str::to_owned))
+            .collect())
     }
 }

@@ -427,3 +427,196 @@ print(json.dumps({"rows": rows, "types": types}))
     assert_eq!(v["types"]["fare_amount"], "double");
     assert_eq!(v["types"]["store_and_fwd_flag"], "string");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_read_error_is_not_taken_for_a_first_run() {
+    let s3 = TestS3::start().await;
+    let Some(faults) = s3.faults() else {
+        return tributary_testkit::skip(
+            "converter_manifest_read_error",
+            "needs fault injection (embedded server)",
+        );
+    };
+    let bucket = s3.bucket().await;
+    let key = "raw/stale/input.csv";
+    let body = "id,day\n1,a\n2,b\n";
+    let etag = s3
+        .put(&bucket, key, body.as_bytes().to_vec())
+        .await
+        .unwrap_or_default();
+    let event = s3_event(&bucket, key, body.len(), &etag);
+    // Run 1 writes two partitions; run 2 of the same input, after a redeploy without
+    // PARTITION_BY, writes one file, and must remove run 1's two.
+    let by_day = converter(&s3, &[("PARTITION_BY", "day")]).await;
+    by_day
+        .handle(LambdaEvent::new(event.clone(), Context::default()))
+        .await
+        .expect("first run");
+    assert_eq!(s3.keys(&bucket, "processed/stale/").await.len(), 2);
+    let flat = converter(&s3, &[("PARTITION_BY", "")]).await;
+    // Its first read of the manifest meets a 403; the read is retried.
+    faults.add(
+        Op::GetObject,
+        Calls::Nth(faults.calls(Op::GetObject) + 1),
+        Action::Status(403, "AccessDenied"),
+    );
+    flat.handle(LambdaEvent::new(event.clone(), Context::default()))
+        .await
+        .expect("second run");
+    assert_eq!(faults.injected(), 1);
+    let files = read_parquet(&s3, &bucket, "processed/stale/").await;
+    let keys: Vec<&String> = files.iter().map(|f| &f.0).collect();
+    assert_eq!(files.len(), 1, "the earlier run's files are left: {keys:?}");
+    assert_eq!(
+        rows(&files),
+        2,
+        "readers would count the earlier run's rows twice"
+    );
+    // A manifest that cannot be read at all fails the object before anything is written.
+    faults.clear();
+    let (puts, creates, deletes) = (
+        faults.calls(Op::PutObject),
+        faults.calls(Op::CreateMultipartUpload),
+        faults.calls(Op::DeleteObject),
+    );
+    faults.add(
+        Op::GetObject,
+        Calls::Range {
+            from: faults.calls(Op::GetObject) + 1,
+            count: 3,
+        },
+        Action::Status(403, "AccessDenied"),
+    );
+    let err = by_day
+        .handle(LambdaEvent::new(event, Context::default()))
+        .await
+        .expect_err("an unreadable manifest fails the object");
+    assert_eq!(err.error_type(), "S3Error", "{err}");
+    assert!(err.to_string().contains("_manifests/"), "{err}");
+    assert_eq!(faults.calls(Op::PutObject), puts);
+    assert_eq!(faults.calls(Op::CreateMultipartUpload), creates);
+    assert_eq!(faults.calls(Op::DeleteObject), deletes);
+    assert_eq!(
+        rows(&read_parquet(&s3, &bucket, "processed/stale/").await),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_statistics_are_used_by_pyarrow_and_duckdb() {
+    let Some(python) = std::env::var_os("TRIBUTARY_VENV")
+        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.exists())
+    else {
+        return tributary_testkit::skip(
+            "float_statistics_readers",
+            "no TRIBUTARY_VENV with pyarrow and duckdb (scripts/test.sh sets it)",
+        );
+    };
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    // Several row groups; `delta` holds both zeros, `fare` is never NaN, `ratio` has a NaN
+    // (SCHEMA makes it float64: inference would keep NaN text as a string).
+    let c = converter(
+        &s3,
+        &[
+            ("ROW_GROUP_ROWS", "1024"),
+            ("SCHEMA", r#"[{"name":"ratio","type":"float64"}]"#),
+        ],
+    )
+    .await;
+    let mut csv = String::from("id,fare,delta,ratio\n");
+    for i in 0..5000 {
+        let delta = match i % 4 {
+            0 => "-0.0".to_owned(),
+            1 => "0.0".to_owned(),
+            _ => format!("{}.25", i % 7),
+        };
+        let ratio = if i == 77 {
+            "NaN".to_owned()
+        } else {
+            format!("{}.5", i % 3)
+        };
+        csv.push_str(&format!("{i},{}.75,{delta},{ratio}\n", i % 250));
+    }
+    put_and_convert(&s3, &c, &bucket, "raw/stats/fares.csv", csv.into_bytes()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = s3.keys(&bucket, "processed/stats/").await;
+    for (i, key) in keys.iter().filter(|k| k.ends_with(".parquet")).enumerate() {
+        std::fs::write(
+            dir.path().join(format!("{i}.parquet")),
+            s3.get(&bucket, key).await,
+        )
+        .expect("write");
+    }
+    let script = r#"
+import json, pathlib, sys
+import duckdb, pyarrow.parquet as pq
+root = pathlib.Path(sys.argv[1])
+files = sorted(root.glob("*.parquet"))
+out = {"row_groups": 0, "pyarrow_min_max": {}, "zero_bounds": []}
+for p in files:
+    md = pq.ParquetFile(p).metadata
+    for rg in range(md.num_row_groups):
+        out["row_groups"] += 1
+        for c in range(md.num_columns):
+            col = md.row_group(rg).column(c)
+            s = col.statistics
+            name = col.path_in_schema
+            if name == "delta" and s is not None and s.has_min_max:
+                out["zero_bounds"].append([str(s.min), str(s.max)])
+            out["pyarrow_min_max"].setdefault(name, []).append(bool(s is not None and s.has_min_max))
+glob = str(root / "*.parquet")
+con = duckdb.connect()
+stats = con.execute(
+    "SELECT path_in_schema, count(*), count(stats_min), count(stats_max) "
+    "FROM parquet_metadata(?) GROUP BY 1 ORDER BY 1", [glob]).fetchall()
+out["duckdb_stats"] = {r[0]: [r[1], r[2], r[3]] for r in stats}
+q = lambda sql: con.execute(sql.replace("{T}", "read_parquet('" + glob + "')")).fetchone()[0]
+out["fare_over_200"] = q("SELECT count(*) FROM {T} WHERE fare > 200")
+out["delta_zero"] = q("SELECT count(*) FROM {T} WHERE delta = 0")
+out["delta_neg_zero"] = q("SELECT count(*) FROM {T} WHERE delta = -0.0")
+out["ratio_nan"] = q("SELECT count(*) FROM {T} WHERE isnan(ratio)")
+out["ratio_over_1"] = q("SELECT count(*) FROM {T} WHERE ratio > 1")
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let groups = v["row_groups"].as_u64().expect("row groups");
+    assert!(groups >= 4, "{v}");
+    // pyarrow and DuckDB see min/max of every float column without NaN, in every row group.
+    for col in ["fare", "delta", "id"] {
+        let seen = v["pyarrow_min_max"][col].as_array().expect("column");
+        assert!(seen.iter().all(|b| b == true), "pyarrow: {col}: {v}");
+        assert_eq!(
+            v["duckdb_stats"][col],
+            json!([groups, groups, groups]),
+            "DuckDB: {col}: {v}"
+        );
+    }
+    // A column holding NaN keeps the order only NaN-aware readers use.
+    assert_eq!(v["pyarrow_min_max"]["ratio"][0], false, "{v}");
+    // Zero bounds carry the sign the format asks for: min -0.0, max +0.0 where zero.
+    for b in v["zero_bounds"].as_array().expect("bounds") {
+        assert_eq!(b[0], "-0.0", "{v}");
+    }
+    // Pruning with the statistics never loses a row.
+    let expect_over_200 = (0..5000).filter(|i| i % 250 >= 200).count() as u64;
+    assert_eq!(v["fare_over_200"], expect_over_200, "{v}");
+    assert_eq!(v["delta_zero"], 2500, "{v}");
+    assert_eq!(v["delta_neg_zero"], 2500, "{v}");
+    assert_eq!(v["ratio_nan"], 1, "{v}");
+    let expect_ratio = (0..5000).filter(|i| *i != 77 && i % 3 >= 1).count() as u64;
+    // DuckDB orders NaN above every number: `NaN > 1` holds there.
+    assert_eq!(v["ratio_over_1"], expect_ratio + 1, "{v}");
+}

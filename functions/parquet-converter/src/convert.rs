@@ -1775,6 +1775,9 @@ mod tests {
         let cfg = defaults();
         assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2,y\n"), Ok((2, 0)));
         assert_eq!(decode_bytes(&cfg, b"a,b\n1,x\n2\n3,z"), Ok((2, 1)));
+        // CRLF record ends: the batch's last `\r\n` is consumed whole.
+        assert_eq!(decode_bytes(&cfg, b"a,b\r\n1,x\r\n2,y\r\n"), Ok((2, 0)));
+        assert_eq!(decode_bytes(&cfg, b"a,b\r\n1,\"x\r\ny\"\r\n"), Ok((1, 0)));
         assert_eq!(
             decode_bytes(&cfg, b"{\"a\":1}{\"a\":2}\n{\"a\":3}"),
             Ok((3, 0))

@@ -280,8 +280,12 @@ impl Plan {
     /// Infers the plan from the sample (whole records only: the last may be cut).
     fn infer(cfg: &Config, format: Format, sample: &[u8]) -> Result<Plan, String> {
         let data = strip_bom(sample);
+        let delimiter = match format {
+            Format::Tsv => b'\t',
+            _ => cfg.csv_delimiter,
+        };
         let framing = match format {
-            Format::Csv | Format::Tsv => Framing::Csv,
+            Format::Csv | Format::Tsv => Framing::Csv { delimiter },
             Format::Json => {
                 if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
                     return Err(
@@ -305,10 +309,7 @@ impl Plan {
         let mut plan = Plan {
             format,
             framing,
-            delimiter: match format {
-                Format::Tsv => b'\t',
-                _ => cfg.csv_delimiter,
-            },
+            delimiter,
             null_regex: cfg.null_regex.clone(),
             formats: cfg.timestamp_formats.clone(),
             columns: Vec::new(),
@@ -899,11 +900,18 @@ impl<'a> Run<'a> {
                 .split(&pending, scanned, eof, want, &mut recs)
                 .map_err(|t| Error::Decode {
                     what: self.object.to_string(),
-                    reason: format!(
-                        "the record starting at line {} is longer than {} MiB (an unclosed quote?)",
-                        t.line,
-                        crate::records::MAX_RECORD / MIB
-                    ),
+                    reason: if t.unclosed {
+                        format!(
+                            "the quoted field of the record starting at line {} never closes (a stray quote?)",
+                            t.line
+                        )
+                    } else {
+                        format!(
+                            "the record starting at line {} is longer than {} MiB (an unclosed quote?)",
+                            t.line,
+                            crate::records::MAX_RECORD / MIB
+                        )
+                    },
                 })?;
             let full = recs.len() >= self.cfg.batch_rows + usize::from(header);
             let done = eof && scanned == pending.len();

@@ -1,8 +1,13 @@
 //! Cuts the input stream into records before decoding, so each row can be told apart: a bad
 //! row is set aside (with its line number and raw text) instead of failing the whole batch.
 //!
-//! * CSV/TSV: a record ends at a newline outside double quotes (quoted fields may hold
-//!   newlines, delimiters and doubled quotes). Blank lines are skipped.
+//! * CSV/TSV: a record ends at a newline outside a quoted field, with the quoting rules of the
+//!   CSV decoder itself: a quote opens a quoted field only at the start of a field, `""` inside
+//!   one is a quote, and a quote anywhere else is an ordinary character (`5" screen`). Quoted
+//!   fields may hold newlines, delimiters and doubled quotes. Blank lines are skipped. The scan
+//!   of an incomplete record is kept between calls, so work stays linear in the input however
+//!   long a record grows; at the end of the input, a quoted field that never closed is an
+//!   error naming the line where its record began, never a row holding the rest of the file.
 //! * JSON lines: one record per line; blank lines are skipped.
 //! * Concatenated JSON (objects with no separator, as Firehose writes them, or objects spread
 //!   over several lines): a record ends where the top-level value closes.
@@ -18,8 +23,11 @@ pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 /// How records are delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// CSV/TSV: newline outside quotes.
-    Csv,
+    /// CSV/TSV: newline outside quoted fields; fields end at `delimiter`.
+    Csv {
+        /// The field delimiter.
+        delimiter: u8,
+    },
     /// One JSON value per line.
     Lines,
     /// JSON values back to back, possibly spanning lines.
@@ -42,19 +50,38 @@ pub struct Rec {
 pub struct Splitter {
     framing: Framing,
     line: u64,
+    /// How far the incomplete CSV record at the caller's `from` has been scanned.
+    csv: CsvScan,
 }
 
-/// The splitter met something it cannot get past.
+/// The splitter met a record it cannot get past.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooLong {
     /// Where the record began.
     pub line: u64,
+    /// The input ended inside a quoted field (else: the record passed [`MAX_RECORD`]).
+    pub unclosed: bool,
+}
+
+/// Where the scan of an incomplete CSV record stands (offsets from the record's start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CsvScan {
+    at: usize,
+    quoted: bool,
+    /// A quote inside a quoted field was the last byte seen: the next one tells whether it
+    /// closes the field or is the first of a doubled quote.
+    quote_pending: bool,
+    newlines: u64,
 }
 
 impl Splitter {
     /// A splitter at line 1.
     pub fn new(framing: Framing) -> Self {
-        Splitter { framing, line: 1 }
+        Splitter {
+            framing,
+            line: 1,
+            csv: CsvScan::default(),
+        }
     }
 
     /// Appends to `out` the complete records in `buf[from..]` (at most `max`), and returns
@@ -70,7 +97,20 @@ impl Splitter {
         let mut found = 0;
         while found < max && from < buf.len() {
             let (end, newlines) = match self.framing {
-                Framing::Csv => csv_end(&buf[from..]),
+                Framing::Csv { delimiter } => {
+                    let end = csv_end(&buf[from..], delimiter, &mut self.csv);
+                    let newlines = self.csv.newlines;
+                    if end.is_some() || eof {
+                        if end.is_none() && self.csv.quoted && !self.csv.quote_pending {
+                            return Err(TooLong {
+                                line: self.line,
+                                unclosed: true,
+                            });
+                        }
+                        self.csv = CsvScan::default();
+                    }
+                    (end, newlines)
+                }
                 Framing::Lines => match memchr(b'\n', &buf[from..]) {
                     Some(i) => (Some(i + 1), 1),
                     None => (None, 0),
@@ -80,7 +120,12 @@ impl Splitter {
             let end = match end {
                 Some(e) => from + e,
                 None if eof => buf.len(),
-                None if buf.len() - from > MAX_RECORD => return Err(TooLong { line: self.line }),
+                None if buf.len() - from > MAX_RECORD => {
+                    return Err(TooLong {
+                        line: self.line,
+                        unclosed: false,
+                    });
+                }
                 None => break,
             };
             if !buf[from..end].iter().all(u8::is_ascii_whitespace) {
@@ -98,23 +143,40 @@ impl Splitter {
     }
 }
 
-/// End of the CSV record at the start of `b` (one past its newline) and the newlines in it.
-fn csv_end(b: &[u8]) -> (Option<usize>, u64) {
-    let mut i = 0;
-    let mut quoted = false;
-    let mut newlines = 0;
+/// End of the CSV record at the start of `b` (one past its newline), continuing the scan
+/// `s` left off; `None` (with `s` saved) when `b` ends first. Quoting follows the CSV
+/// decoder: a quote opens a quoted field only where a field starts.
+fn csv_end(b: &[u8], delimiter: u8, s: &mut CsvScan) -> Option<usize> {
+    let mut i = s.at;
     loop {
+        if s.quote_pending {
+            let Some(&c) = b.get(i) else {
+                s.at = i;
+                return None;
+            };
+            s.quote_pending = false;
+            if c == b'"' {
+                // A doubled quote: still inside the field.
+                i += 1;
+                continue;
+            }
+            // The quote closed the field; `c` is read as outside quotes.
+            s.quoted = false;
+        }
         let Some(k) = memchr2(b'"', b'\n', &b[i..]) else {
-            return (None, newlines);
+            s.at = b.len();
+            return None;
         };
         let at = i + k;
-        if b[at] == b'"' {
-            quoted = !quoted;
-        } else {
-            newlines += 1;
-            if !quoted {
-                return (Some(at + 1), newlines);
+        if b[at] == b'\n' {
+            s.newlines += 1;
+            if !s.quoted {
+                return Some(at + 1);
             }
+        } else if s.quoted {
+            s.quote_pending = true;
+        } else if at == 0 || matches!(b[at - 1], b'\r' | b'\n') || b[at - 1] == delimiter {
+            s.quoted = true;
         }
         i = at + 1;
     }
@@ -208,6 +270,8 @@ pub fn json_framing(sample: &[u8]) -> Framing {
 mod tests {
     use super::*;
 
+    const CSV: Framing = Framing::Csv { delimiter: b',' };
+
     fn split_all(framing: Framing, data: &[u8], chunk: usize) -> Vec<(String, u64)> {
         // Feed the data in pieces, as it arrives from S3.
         let mut s = Splitter::new(framing);
@@ -236,7 +300,7 @@ mod tests {
     fn csv_records_respect_quotes_and_count_lines() {
         let data = b"a,b\r\n1,\"x\ny\"\n\n2,\"he said \"\"hi\"\"\"\n3,z";
         for chunk in [1, 2, 5, 100] {
-            let recs = split_all(Framing::Csv, data, chunk);
+            let recs = split_all(CSV, data, chunk);
             assert_eq!(
                 recs,
                 vec![
@@ -280,14 +344,74 @@ mod tests {
 
     #[test]
     fn a_record_that_never_ends_is_too_long() {
-        let mut s = Splitter::new(Framing::Csv);
+        let mut s = Splitter::new(CSV);
         let mut buf = b"a\n\"open".to_vec();
         buf.resize(MAX_RECORD + 10, b'x');
         let mut recs = Vec::new();
         assert_eq!(
             s.split(&buf, 0, false, usize::MAX, &mut recs),
-            Err(TooLong { line: 2 })
+            Err(TooLong {
+                line: 2,
+                unclosed: false
+            })
         );
         assert_eq!(recs.len(), 1);
+    }
+
+    #[test]
+    fn a_stray_quote_is_an_unclosed_record_not_the_rest_of_the_file() {
+        let data = b"a,b\n1,\"unterminated\n2,3\n4,5\n";
+        for chunk in [1, 3, 100] {
+            let mut s = Splitter::new(CSV);
+            let mut buf = Vec::new();
+            let (mut from, mut recs) = (0, Vec::new());
+            for piece in data.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                from = s
+                    .split(&buf, from, false, usize::MAX, &mut recs)
+                    .expect("split");
+            }
+            assert_eq!(
+                s.split(&buf, from, true, usize::MAX, &mut recs),
+                Err(TooLong {
+                    line: 2,
+                    unclosed: true
+                }),
+                "chunk {chunk}"
+            );
+            assert_eq!(recs.len(), 1);
+        }
+    }
+
+    #[test]
+    fn quotes_open_a_field_only_where_it_starts() {
+        // `5" screen` is an ordinary quote; `"a""` + newline + `b"` is one quoted field.
+        let data = b"id,v\n1,5\" screen\n2,\"a\"\"\nb\"\n3,\"x\"y\n4,\"\"\n";
+        for chunk in [1, 2, 7, 100] {
+            let recs = split_all(CSV, data, chunk);
+            let lines: Vec<u64> = recs.iter().map(|r| r.1).collect();
+            assert_eq!(lines, vec![1, 2, 3, 5, 6], "chunk {chunk}: {recs:?}");
+            assert_eq!(recs[2].0, "2,\"a\"\"\nb\"\n");
+        }
+    }
+
+    #[test]
+    fn a_long_record_is_scanned_once() {
+        // Fed 1 KiB at a time, a 4 MiB quoted field costs one pass, not one per piece: the
+        // scan position is kept (checked through the state, not the clock).
+        let mut data = b"a\n\"".to_vec();
+        data.resize(4 << 20, b'x');
+        let mut s = Splitter::new(CSV);
+        let mut buf = Vec::new();
+        let mut recs = Vec::new();
+        let mut from = 0;
+        for piece in data.chunks(1024) {
+            buf.extend_from_slice(piece);
+            from = s
+                .split(&buf, from, false, usize::MAX, &mut recs)
+                .expect("split");
+            assert_eq!(s.csv.at, buf.len() - from, "rescanned");
+        }
+        assert!(s.csv.quoted);
     }
 }

@@ -591,3 +591,33 @@ async fn offset_timestamps_partition_on_their_utc_instant() {
         assert_eq!(paths, want, "{spec}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_quote_fails_with_its_line_instead_of_swallowing_rows() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let csv = b"a,b\n1,\"unterminated\n2,3\n4,5\n".to_vec();
+    let etag = s3
+        .put(&bucket, "raw/q/stray.csv", csv.clone())
+        .await
+        .unwrap_or_default();
+    let err = c
+        .handle(LambdaEvent::new(
+            s3_event(&bucket, "raw/q/stray.csv", csv.len(), &etag),
+            Context::default(),
+        ))
+        .await
+        .expect_err("an unclosed quote is not a row");
+    assert_eq!(err.error_type(), "DecodeError", "{err}");
+    assert!(err.to_string().contains("line 2"), "{err}");
+    assert!(s3.keys(&bucket, "processed/").await.is_empty());
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+    // A quote inside an unquoted field is an ordinary character, as the decoder reads it.
+    let inches = b"id,size\n1,5\" screen\n2,7\"\n3,x\n".to_vec();
+    let out = put_and_convert(&s3, &c, &bucket, "raw/q/inches.csv", inches).await;
+    assert_eq!(out["results"][0]["rows"], 3, "{out}");
+    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/q/").await);
+    assert_eq!(column::<StringArray>(&batches[0], "size").value(0), "5\" screen");
+}

@@ -167,6 +167,9 @@ impl From<Error> for Failure {
 enum Change {
     /// Column `i` takes the next wider type.
     Widen(usize),
+    /// Column `i` becomes text: an integer too large for `int64`, which `float64` would
+    /// round, is kept exactly as written.
+    Text(usize),
     /// A JSON field not seen in the sample.
     Add(Field),
 }
@@ -177,6 +180,13 @@ impl Change {
             Change::Widen(i) => {
                 let c = &plan.columns[*i];
                 format!("column {:?} is wider than {}", c.name, c.data_type)
+            }
+            Change::Text(i) => {
+                let c = &plan.columns[*i];
+                format!(
+                    "column {:?} holds an integer beyond {}",
+                    c.name, c.data_type
+                )
             }
             Change::Add(f) => format!("new field {:?} ({})", f.name(), f.data_type()),
         }
@@ -420,6 +430,17 @@ impl Plan {
             .map(|(k, _)| k.clone())
             .collect();
         let schema = loop {
+            // Fields kept as text hold their nested values as JSON strings before inference
+            // sees them (whichever shape came first in the sample).
+            for o in &mut objects {
+                for t in &text {
+                    if let Some(v) = o.get_mut(t)
+                        && (v.is_object() || v.is_array())
+                    {
+                        *v = serde_json::Value::String(v.to_string());
+                    }
+                }
+            }
             let mut lines = Vec::with_capacity(data.len());
             for o in &objects {
                 serde_json::to_writer(&mut lines, o).map_err(|e| e.to_string())?;
@@ -445,15 +466,6 @@ impl Plan {
                     }
                 }
             }
-            for o in &mut objects {
-                for t in &text {
-                    if let Some(v) = o.get_mut(t)
-                        && (v.is_object() || v.is_array())
-                    {
-                        *v = serde_json::Value::String(v.to_string());
-                    }
-                }
-            }
         };
         for f in schema.fields() {
             let json_text = text.iter().any(|t| t == f.name());
@@ -475,6 +487,16 @@ impl Plan {
                 {
                     data_type = ty.arrow();
                 }
+            }
+            if matches!(data_type, DataType::Int64 | DataType::Float64)
+                && objects.iter().any(|o| {
+                    o.get(f.name())
+                        .and_then(serde_json::Value::as_number)
+                        .is_some_and(|n| n.is_u64() && !n.is_i64())
+                })
+            {
+                // An integer beyond int64: float64 would round it; its text is exact.
+                data_type = DataType::Utf8;
             }
             self.columns.push(Column {
                 name: f.name().clone(),
@@ -501,6 +523,7 @@ impl Plan {
                     None => {}
                 }
             }
+            Change::Text(i) => self.columns[i].data_type = DataType::Utf8,
             Change::Add(f) => self.columns.push(Column {
                 name: f.name().clone(),
                 data_type: normalise(f.data_type()),
@@ -769,6 +792,20 @@ fn is_type_error(message: &str) -> bool {
             && (message.contains("got") || message.contains("Int") || message.contains("Float"))
 }
 
+/// The text of decode column `dc` in one record, read with every column as text.
+fn value_as_text(plan: &Plan, buf: &[u8], rec: &Rec, dc: usize) -> Option<String> {
+    let mut text = Decoding::new(plan, true).ok()?;
+    let batch = text.decode(buf, std::slice::from_ref(rec)).ok()?;
+    let col = batch.column(dc).as_any().downcast_ref::<StringArray>()?;
+    col.is_valid(0).then(|| col.value(0).to_owned())
+}
+
+/// An optionally signed run of digits.
+fn is_integer(v: &str) -> bool {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A row set aside.
 struct BadRow {
     line: u64,
@@ -1028,7 +1065,16 @@ impl<'a> Run<'a> {
         }
         let dc = column_in_error(&decoding.schema, message)?;
         let col = decoding.map.iter().position(|m| *m == Some(dc))?;
-        self.plan.can_widen(col).then_some(Change::Widen(col))
+        if !self.plan.can_widen(col) {
+            return None;
+        }
+        // An integer that does not fit int64 would lose digits as float64: keep it as text.
+        if self.plan.columns[col].data_type == DataType::Int64
+            && value_as_text(self.plan, buf, rec, dc).is_some_and(|v| is_integer(&v))
+        {
+            return Some(Change::Text(col));
+        }
+        Some(Change::Widen(col))
     }
 
     /// Builds the output columns from a decoded batch, parsing dates and timestamps. Returns
@@ -1047,6 +1093,17 @@ impl<'a> Run<'a> {
                 continue;
             };
             let col = batch.column(di);
+            if !c.fixed
+                && let Some(f) = col.as_any().downcast_ref::<arrow::array::Float64Array>()
+            {
+                // Inference never reads `inf`/`NaN` as a number: a non-finite value here is
+                // a number out of range (`1e400`), which must not become infinity.
+                for (row, v) in f.iter().enumerate() {
+                    if let Some(v) = v.filter(|v| !v.is_finite()) {
+                        failures.push((row, ci, v.to_string()));
+                    }
+                }
+            }
             let (Some(kind), Some(text)) =
                 (c.temporal(), col.as_any().downcast_ref::<StringArray>())
             else {

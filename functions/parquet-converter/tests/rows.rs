@@ -619,5 +619,107 @@ async fn a_stray_quote_fails_with_its_line_instead_of_swallowing_rows() {
     assert_eq!(out["results"][0]["rows"], 3, "{out}");
     assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/q/").await);
-    assert_eq!(column::<StringArray>(&batches[0], "size").value(0), "5\" screen");
+    assert_eq!(
+        column::<StringArray>(&batches[0], "size").value(0),
+        "5\" screen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_field_with_text_before_objects_in_the_sample_is_kept_as_json_text() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let mut body = String::from("{\"id\":0,\"v\":\"one\"}\n{\"id\":1,\"v\":{\"x\":1}}\n");
+    body.push_str("{\"id\":2,\"v\":7}\n{\"id\":3,\"v\":[1,{\"y\":2}]}\n{\"id\":4}\n");
+    let out = put_and_convert(
+        &s3,
+        &c,
+        &bucket,
+        "raw/shape/mixed.ndjson",
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    assert_eq!(out["results"][0]["rows"], 5, "{out}");
+    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    let batches = all_batches(&read_parquet(&s3, &bucket, "processed/shape/").await);
+    let v = column::<StringArray>(&batches[0], "v");
+    let got: Vec<Option<&str>> = (0..v.len())
+        .map(|i| v.is_valid(i).then(|| v.value(i)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some("one"),
+            Some(r#"{"x":1}"#),
+            Some("7"),
+            Some(r#"[1,{"y":2}]"#),
+            None
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_that_do_not_fit_are_kept_as_text_not_rounded() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("INFER_ROWS", "10"), ("BATCH_ROWS", "64")]).await;
+    // In the sample (`big`) and after it (`late`, `huge`): an integer beyond int64 and a
+    // number beyond float64.
+    let mut json =
+        String::from("{\"id\":0,\"big\":18446744073709551615,\"late\":1,\"huge\":1.5}\n");
+    let mut csv = String::from("id,late,huge\n0,1,1.5\n");
+    for i in 1..100 {
+        json.push_str(&format!(
+            "{{\"id\":{i},\"big\":{i},\"late\":{i},\"huge\":{i}.5}}\n"
+        ));
+        csv.push_str(&format!("{i},{i},{i}.5\n"));
+    }
+    json.push_str("{\"id\":100,\"big\":1,\"late\":9223372036854775808,\"huge\":1e400}\n");
+    csv.push_str("100,-9223372036854775809,1e400\n");
+    for (key, body) in [("raw/n/j.ndjson", json), ("raw/n/c.csv", csv)] {
+        let out = put_and_convert(&s3, &c, &bucket, key, body.into_bytes()).await;
+        let r = &out["results"][0];
+        assert_eq!(r["rows"], 101, "{out}");
+        assert_eq!(r["bad_rows"], 0, "{out}");
+    }
+    for (file, cols) in [
+        (
+            "/j-",
+            vec![
+                ("big", "18446744073709551615", 0usize),
+                ("late", "9223372036854775808", 100),
+                ("huge", "1e400", 100),
+            ],
+        ),
+        (
+            "/c-",
+            vec![
+                ("late", "-9223372036854775809", 100),
+                ("huge", "1e400", 100),
+            ],
+        ),
+    ] {
+        let files: Vec<_> = read_parquet(&s3, &bucket, "processed/n/")
+            .await
+            .into_iter()
+            .filter(|(k, _)| k.contains(file))
+            .collect();
+        let batches = all_batches(&files);
+        for (name, want, row) in cols {
+            let mut values = Vec::new();
+            for b in &batches {
+                let a = column::<StringArray>(b, name);
+                values.extend((0..a.len()).map(|i| a.value(i).to_owned()));
+            }
+            assert_eq!(values[row], want, "{file} {name}");
+            // The other rows keep their text as written.
+            assert_eq!(
+                values[1],
+                if name == "huge" { "1.5" } else { "1" },
+                "{file} {name}"
+            );
+        }
+    }
 }

@@ -229,9 +229,9 @@ impl Converter {
     pub async fn convert(&self, object: &ObjectRef) -> Result<Summary, Error> {
         let started = Instant::now();
         let names =
-            Names::of(object, &self.config.input_prefix).ok_or_else(|| Error::InvalidKey {
+            Names::of(object, &self.config.input_prefix).map_err(|reason| Error::InvalidKey {
                 key: object.key.clone(),
-                reason: "no file name under INPUT_PREFIX".into(),
+                reason,
             })?;
         let out_bucket = self
             .config

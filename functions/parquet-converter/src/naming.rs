@@ -8,6 +8,31 @@
 use sha2::{Digest, Sha256};
 use tributary::ObjectRef;
 
+/// Longest dataset name: Glue's limit for a table name.
+pub const MAX_DATASET: usize = 255;
+
+/// A dataset name is a folder under `OUTPUT_PREFIX` and (lowercased, anything outside
+/// `[a-z0-9_]` as `_`) a table name. Refused: empty (`raw//f.csv`), starting with `_` or `.`
+/// (Hive, Athena and Spark treat such folders as hidden, and `_manifests` is the
+/// converter's own), or longer than a table name may be.
+pub fn check_dataset(dataset: &str) -> Result<(), String> {
+    if dataset.is_empty() {
+        return Err("an empty dataset name (two slashes after INPUT_PREFIX)".into());
+    }
+    if dataset.starts_with(['_', '.']) {
+        return Err(format!(
+            "dataset {dataset:?} starts with '_' or '.': readers treat such folders as hidden (and _manifests is the converter's own)"
+        ));
+    }
+    if dataset.len() > MAX_DATASET {
+        return Err(format!(
+            "a dataset name of {} bytes (at most {MAX_DATASET}, the longest table name)",
+            dataset.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Hive's name for a null partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -25,19 +50,24 @@ pub struct Names {
 }
 
 impl Names {
-    /// Derives the names of `object`, whose key starts with `input_prefix`.
-    pub fn of(object: &ObjectRef, input_prefix: &str) -> Option<Names> {
-        let rest = object.key.strip_prefix(input_prefix)?;
+    /// Derives the names of `object`, whose key starts with `input_prefix`; why not, when
+    /// the key names no file or no usable dataset.
+    pub fn of(object: &ObjectRef, input_prefix: &str) -> Result<Names, String> {
+        let rest = object
+            .key
+            .strip_prefix(input_prefix)
+            .ok_or_else(|| format!("not under INPUT_PREFIX {input_prefix:?}"))?;
         let mut segments: Vec<&str> = rest.split('/').collect();
-        let file = segments.pop()?;
+        let file = segments.pop().unwrap_or_default();
         if file.is_empty() {
-            return None;
+            return Err("no file name under INPUT_PREFIX".into());
         }
         let dataset = if segments.is_empty() {
             "default".to_owned()
         } else {
             segments.remove(0).to_owned()
         };
+        check_dataset(&dataset)?;
         let key_partitions = segments
             .iter()
             .filter(|s| s.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
@@ -63,7 +93,7 @@ impl Names {
                 .as_bytes(),
         );
         let digest = hex::encode(&h.finalize()[..4]);
-        Some(Names {
+        Ok(Names {
             dataset,
             stem,
             digest,
@@ -161,7 +191,7 @@ mod tests {
             (flat.dataset.as_str(), flat.stem.as_str()),
             ("taxi", "trips 2024")
         );
-        assert!(Names::of(&ObjectRef::new("b", "other/x.csv"), "raw/").is_none());
+        assert!(Names::of(&ObjectRef::new("b", "other/x.csv"), "raw/").is_err());
     }
 
     #[test]

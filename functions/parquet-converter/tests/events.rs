@@ -138,3 +138,26 @@ async fn an_object_created_record_without_a_key_fails() {
     assert_eq!(err.error_type(), "InvalidInput", "{err}");
     assert!(err.to_string().contains("Records[0]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_names_that_collide_or_hide_are_refused() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    for (key, why) in [
+        ("raw/_manifests/f.csv", "starts with '_'"),
+        ("raw//f.csv", "empty dataset"),
+        ("raw/.hidden/f.csv", "starts with '_' or '.'"),
+    ] {
+        let err = c
+            .handle(LambdaEvent::new(
+                s3_event(&bucket, key, 8, "e"),
+                Context::default(),
+            ))
+            .await
+            .expect_err(key);
+        assert_eq!(err.error_type(), "InvalidObjectKey", "{key}: {err}");
+        assert!(err.to_string().contains(why), "{key}: {err}");
+    }
+    assert!(s3.keys(&bucket, "processed/").await.is_empty());
+}

@@ -45,6 +45,8 @@ use crate::records::{Framing, Rec, Splitter, json_framing};
 use crate::types::{ColType, Inference};
 
 const READ_CHUNK: usize = 256 * 1024;
+/// S3's longest key, in bytes.
+const MAX_KEY: usize = 1024;
 const MIB: usize = 1024 * 1024;
 /// Passes over one object at most (each widens a column or adds one).
 const MAX_PASSES: usize = 64;
@@ -218,7 +220,8 @@ fn sniff_format(sample: &[u8]) -> Format {
     }
 }
 
-/// Reads about `rows` lines (at most 8 MiB) into `sample`.
+/// Reads about `rows` lines into `sample`: at most 8 MiB, unless fewer than two lines (a
+/// header and a record) have arrived by then; then on up to the longest record.
 async fn read_sample(
     reader: &mut tributary::reader::ObjectReader,
     sample: &mut Vec<u8>,
@@ -226,7 +229,10 @@ async fn read_sample(
 ) -> Result<(), Error> {
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut lines = 0usize;
-    while lines <= rows && sample.len() < 8 * MIB {
+    while lines <= rows
+        && (sample.len() < 8 * MIB
+            || (lines < 2 && sample.len() <= crate::records::MAX_RECORD + MIB))
+    {
         let n = reader
             .read(&mut chunk)
             .await
@@ -402,15 +408,31 @@ impl Plan {
     fn infer_json(&mut self, data: &[u8], recs: &[Rec]) -> Result<(), String> {
         // Objects only, for arrow's inference; values that do not parse are left to the
         // decoding pass (which quarantines them).
+        let mut first_error = None;
         let mut objects: Vec<serde_json::Map<String, serde_json::Value>> = recs
             .iter()
             .filter_map(
                 |r| match serde_json::from_slice(data[r.start..r.end].trim_ascii()) {
                     Ok(serde_json::Value::Object(m)) => Some(m),
-                    _ => None,
+                    Ok(_) => {
+                        first_error.get_or_insert((r.line, "not a JSON object".to_owned()));
+                        None
+                    }
+                    Err(e) => {
+                        // serde_json's message names its limits (nesting depth: 128).
+                        first_error.get_or_insert((r.line, e.to_string()));
+                        None
+                    }
                 },
             )
             .collect();
+        if objects.is_empty()
+            && let Some((line, why)) = first_error
+        {
+            return Err(format!(
+                "no JSON object in the first rows could be read; line {line}: {why}"
+            ));
+        }
         // A field holding objects or arrays in some rows and something else in others has no
         // one Arrow type: it is kept as JSON text.
         let mut kinds: HashMap<String, (bool, bool)> = HashMap::new();
@@ -1241,6 +1263,13 @@ impl<'a> Run<'a> {
     fn open(&mut self, path: &str) -> Result<(), Error> {
         let n = self.next_file.entry(path.to_owned()).or_insert(0);
         let key = self.names.output_key(&self.cfg.output_prefix, path, *n);
+        if key.len() > MAX_KEY {
+            let shown: String = path.chars().take(120).collect();
+            return Err(Error::Limit(format!(
+                "the output key for partition {shown:?}… is {} bytes, over S3's {MAX_KEY}-byte key limit: a partition value that long cannot be a folder (PARTITION_BY)",
+                key.len()
+            )));
+        }
         *n += 1;
         let parquet = ArrowWriter::try_new(
             Vec::with_capacity(64 * 1024),

@@ -723,3 +723,52 @@ async fn numbers_that_do_not_fit_are_kept_as_text_not_rounded() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_named_when_a_record_or_value_is_too_big() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "p")]).await;
+    // A 10 MiB JSON line first: longer than the usual sample, still one row.
+    let big = "x".repeat(10 << 20);
+    let body = format!(
+        "{{\"id\":1,\"p\":\"a\",\"blob\":\"{big}\"}}\n{{\"id\":2,\"p\":\"a\",\"blob\":\"y\"}}\n"
+    );
+    let out = put_and_convert(&s3, &c, &bucket, "raw/lim/long.ndjson", body.into_bytes()).await;
+    assert_eq!(out["results"][0]["rows"], 2, "{out}");
+    // Nesting beyond the JSON parser's depth limit, in the first rows: the limit is named.
+    let deep = format!(
+        "{{\"id\":1,\"p\":\"a\",\"v\":{}1{}}}\n",
+        "[".repeat(3000),
+        "]".repeat(3000)
+    );
+    let err = convert_err(&s3, &c, &bucket, "raw/lim/deep.ndjson", deep.into_bytes()).await;
+    assert_eq!(err.error_type(), "DecodeError", "{err}");
+    assert!(err.to_string().contains("recursion limit"), "{err}");
+    assert!(err.to_string().contains("line 1"), "{err}");
+    // A partition value too long for an S3 key: the limit is named, nothing is written.
+    let csv = format!("id,p\n1,{}\n", "v".repeat(1500));
+    let err = convert_err(&s3, &c, &bucket, "raw/lim/wide.csv", csv.into_bytes()).await;
+    assert_eq!(err.error_type(), "LimitExceeded", "{err}");
+    assert!(err.to_string().contains("1024-byte key limit"), "{err}");
+    let written = s3.keys(&bucket, "processed/lim/").await;
+    assert!(written.iter().all(|k| k.contains("long-")), "{written:?}");
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}
+
+async fn convert_err(
+    s3: &TestS3,
+    c: &parquet_converter::Converter,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> tributary::Error {
+    let size = body.len();
+    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
+    c.handle(LambdaEvent::new(
+        s3_event(bucket, key, size, &etag),
+        Context::default(),
+    ))
+    .await
+    .expect_err(key)
+}

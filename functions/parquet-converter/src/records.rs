@@ -50,8 +50,10 @@ pub struct Rec {
 pub struct Splitter {
     framing: Framing,
     line: u64,
-    /// How far the incomplete CSV record at the caller's `from` has been scanned.
-    csv: CsvScan,
+    /// How far the incomplete record at the caller's `from` has been scanned.
+    scan: Scan,
+    /// Bytes examined so far: each input byte once, whatever the quoting or chunking.
+    scanned: u64,
 }
 
 /// The splitter met a record it cannot get past.
@@ -63,15 +65,24 @@ pub struct TooLong {
     pub unclosed: bool,
 }
 
-/// Where the scan of an incomplete CSV record stands (offsets from the record's start).
+/// Where the scan of an incomplete record stands (offsets from the record's start), so a
+/// record arriving in many pieces is scanned once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct CsvScan {
+struct Scan {
     at: usize,
-    quoted: bool,
-    /// A quote inside a quoted field was the last byte seen: the next one tells whether it
-    /// closes the field or is the first of a doubled quote.
-    quote_pending: bool,
     newlines: u64,
+    /// CSV: inside a quoted field.
+    quoted: bool,
+    /// CSV: a quote inside a quoted field was the last byte seen: the next one tells whether
+    /// it closes the field or is the first of a doubled quote.
+    quote_pending: bool,
+    /// JSON: past the leading whitespace; `Some(true)` inside a value, `Some(false)` in text
+    /// that is not one (it runs to the end of its line).
+    value: Option<bool>,
+    /// JSON: nesting depth, inside a string, after a backslash in one.
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
 }
 
 impl Splitter {
@@ -80,8 +91,14 @@ impl Splitter {
         Splitter {
             framing,
             line: 1,
-            csv: CsvScan::default(),
+            scan: Scan::default(),
+            scanned: 0,
         }
+    }
+
+    /// Bytes examined so far (at most the bytes given, plus a few: the work is linear).
+    pub fn bytes_scanned(&self) -> u64 {
+        self.scanned
     }
 
     /// Appends to `out` the complete records in `buf[from..]` (at most `max`), and returns
@@ -96,27 +113,33 @@ impl Splitter {
     ) -> Result<usize, TooLong> {
         let mut found = 0;
         while found < max && from < buf.len() {
-            let (end, newlines) = match self.framing {
-                Framing::Csv { delimiter } => {
-                    let end = csv_end(&buf[from..], delimiter, &mut self.csv);
-                    let newlines = self.csv.newlines;
-                    if end.is_some() || eof {
-                        if end.is_none() && self.csv.quoted && !self.csv.quote_pending {
-                            return Err(TooLong {
-                                line: self.line,
-                                unclosed: true,
-                            });
-                        }
-                        self.csv = CsvScan::default();
+            let b = &buf[from..];
+            let before = self.scan.at;
+            let end = match self.framing {
+                Framing::Csv { delimiter } => csv_end(b, delimiter, &mut self.scan),
+                Framing::Lines => match memchr(b'\n', &b[before..]) {
+                    Some(i) => {
+                        self.scan.newlines = 1;
+                        Some(before + i + 1)
                     }
-                    (end, newlines)
-                }
-                Framing::Lines => match memchr(b'\n', &buf[from..]) {
-                    Some(i) => (Some(i + 1), 1),
-                    None => (None, 0),
+                    None => {
+                        self.scan.at = b.len();
+                        None
+                    }
                 },
-                Framing::Concatenated => json_end(&buf[from..]),
+                Framing::Concatenated => json_end(b, &mut self.scan),
             };
+            self.scanned += (end.unwrap_or(self.scan.at).max(before) - before) as u64;
+            let newlines = self.scan.newlines;
+            if end.is_some() || eof {
+                if end.is_none() && self.scan.quoted && !self.scan.quote_pending {
+                    return Err(TooLong {
+                        line: self.line,
+                        unclosed: true,
+                    });
+                }
+                self.scan = Scan::default();
+            }
             let end = match end {
                 Some(e) => from + e,
                 None if eof => buf.len(),
@@ -146,7 +169,7 @@ impl Splitter {
 /// End of the CSV record at the start of `b` (one past its newline), continuing the scan
 /// `s` left off; `None` (with `s` saved) when `b` ends first. Quoting follows the CSV
 /// decoder: a quote opens a quoted field only where a field starts.
-fn csv_end(b: &[u8], delimiter: u8, s: &mut CsvScan) -> Option<usize> {
+fn csv_end(b: &[u8], delimiter: u8, s: &mut Scan) -> Option<usize> {
     let mut i = s.at;
     loop {
         if s.quote_pending {
@@ -182,45 +205,53 @@ fn csv_end(b: &[u8], delimiter: u8, s: &mut CsvScan) -> Option<usize> {
     }
 }
 
-/// End of the top-level JSON value at the start of `b` (after any whitespace), and the
-/// newlines in it. Text that is not a value runs to the end of its line (a bad record).
-fn json_end(b: &[u8]) -> (Option<usize>, u64) {
-    let mut newlines = 0;
-    let mut i = 0;
-    while i < b.len() && b[i].is_ascii_whitespace() {
-        newlines += u64::from(b[i] == b'\n');
-        i += 1;
+/// End of the top-level JSON value at the start of `b` (after any whitespace), continuing
+/// the scan `s` left off. Text that is not a value runs to the end of its line (a bad record).
+fn json_end(b: &[u8], s: &mut Scan) -> Option<usize> {
+    let mut i = s.at;
+    if s.value.is_none() {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            s.newlines += u64::from(b[i] == b'\n');
+            i += 1;
+        }
+        if i == b.len() {
+            s.at = i;
+            return Some(i).filter(|_| s.newlines > 0);
+        }
+        s.value = Some(matches!(b[i], b'{' | b'['));
     }
-    if i == b.len() {
-        return (Some(i).filter(|_| newlines > 0), newlines);
-    }
-    if !matches!(b[i], b'{' | b'[') {
+    if s.value == Some(false) {
         return match memchr(b'\n', &b[i..]) {
-            Some(k) => (Some(i + k + 1), newlines + 1),
-            None => (None, newlines),
+            Some(k) => {
+                s.newlines += 1;
+                Some(i + k + 1)
+            }
+            None => {
+                s.at = b.len();
+                None
+            }
         };
     }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     while i < b.len() {
         let c = b[i];
         if c == b'\n' {
-            newlines += 1;
+            s.newlines += 1;
         }
-        if in_string {
-            if escaped {
-                escaped = false;
+        if s.in_string {
+            if s.escaped {
+                s.escaped = false;
             } else if c == b'\\' {
-                escaped = true;
+                s.escaped = true;
             } else if c == b'"' {
-                in_string = false;
+                s.in_string = false;
             }
         } else {
             match c {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
+                b'"' => s.in_string = true,
+                b'{' | b'[' => s.depth += 1,
                 b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
+                    s.depth = s.depth.saturating_sub(1);
+                    if s.depth == 0 {
                         // Take the rest of the line's whitespace and its newline with it.
                         let mut end = i + 1;
                         while end < b.len() && matches!(b[end], b' ' | b'\t' | b'\r') {
@@ -228,9 +259,9 @@ fn json_end(b: &[u8]) -> (Option<usize>, u64) {
                         }
                         if b.get(end) == Some(&b'\n') {
                             end += 1;
-                            newlines += 1;
+                            s.newlines += 1;
                         }
-                        return (Some(end), newlines);
+                        return Some(end);
                     }
                 }
                 _ => {}
@@ -238,7 +269,8 @@ fn json_end(b: &[u8]) -> (Option<usize>, u64) {
         }
         i += 1;
     }
-    (None, newlines)
+    s.at = i;
+    None
 }
 
 /// Chooses the JSON framing from a sample: concatenated when a value spans lines or a line
@@ -251,7 +283,7 @@ pub fn json_framing(sample: &[u8]) -> Framing {
         None => sample,
     };
     while from < whole.len() {
-        let Some(end) = json_end(&whole[from..]).0 else {
+        let Some(end) = json_end(&whole[from..], &mut Scan::default()) else {
             break;
         };
         let rec = &whole[from..from + end];
@@ -410,8 +442,81 @@ mod tests {
             from = s
                 .split(&buf, from, false, usize::MAX, &mut recs)
                 .expect("split");
-            assert_eq!(s.csv.at, buf.len() - from, "rescanned");
+            assert_eq!(s.scan.at, buf.len() - from, "rescanned");
         }
-        assert!(s.csv.quoted);
+        assert!(s.scan.quoted);
+        assert!(
+            s.bytes_scanned() <= data.len() as u64,
+            "{}",
+            s.bytes_scanned()
+        );
+    }
+
+    /// Cases per property: `PROPTEST_CASES` for a longer run.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Splits `data` fed in pieces of `chunk` bytes; the records' text, and the work done.
+    fn split_chunked(
+        framing: Framing,
+        data: &[u8],
+        chunk: usize,
+    ) -> (Vec<Rec>, Result<(), TooLong>, u64) {
+        let mut s = Splitter::new(framing);
+        let mut buf = Vec::new();
+        let mut recs = Vec::new();
+        let mut from = 0;
+        for piece in data.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            match s.split(&buf, from, false, usize::MAX, &mut recs) {
+                Ok(f) => from = f,
+                Err(e) => return (recs, Err(e), s.bytes_scanned()),
+            }
+        }
+        let end = s.split(&buf, from, true, usize::MAX, &mut recs).map(|_| ());
+        (recs, end, s.bytes_scanned())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: cases(512),
+            rng_seed: proptest::test_runner::RngSeed::Fixed(20261201),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Any bytes, any framing, any chunking: records are in order, never overlap, hold
+        /// every non-blank byte, come out the same however the input arrives, and each byte is
+        /// examined once.
+        #[test]
+        fn the_splitter_accounts_for_every_byte_in_linear_work(
+            data in proptest::collection::vec(proptest::sample::select(b"ab,\"\n\r{}[]\\ :".to_vec()), 0..600),
+            chunk in 1usize..64,
+            which in 0usize..3,
+        ) {
+            let framing = [CSV, Framing::Lines, Framing::Concatenated][which];
+            let (recs, end, work) = split_chunked(framing, &data, chunk);
+            let (whole, whole_end, _) = split_chunked(framing, &data, data.len().max(1));
+            proptest::prop_assert!(work <= data.len() as u64, "work {} for {} bytes", work, data.len());
+            if end.is_ok() && whole_end.is_ok() && framing != Framing::Concatenated {
+                proptest::prop_assert_eq!(&recs, &whole);
+            }
+            proptest::prop_assert_eq!(end.is_ok(), whole_end.is_ok());
+            let mut at = 0;
+            for r in &recs {
+                proptest::prop_assert!(r.start >= at && r.end > r.start && r.end <= data.len());
+                proptest::prop_assert!(data[at..r.start].iter().all(u8::is_ascii_whitespace), "bytes dropped before {:?}", r);
+                at = r.end;
+            }
+            if end.is_ok() {
+                proptest::prop_assert!(data[at..].iter().all(u8::is_ascii_whitespace), "bytes dropped at the end");
+            }
+            for w in recs.windows(2) {
+                proptest::prop_assert!(w[0].line <= w[1].line);
+            }
+        }
     }
 }

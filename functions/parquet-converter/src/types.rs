@@ -530,4 +530,19 @@ mod tests {
         assert!(check_format("%Y-%m-%d %H:%M").is_ok());
         assert!(check_format("%Y-%Q").is_err());
     }
+
+    #[test]
+    fn widening_follows_int_float_string_and_date_timestamp_string() {
+        for (from, to) in [
+            (ColType::Int64, Some(ColType::Float64)),
+            (ColType::Float64, Some(ColType::String)),
+            (ColType::Date, Some(ColType::Timestamp)),
+            (ColType::Timestamp, Some(ColType::String)),
+            (ColType::TimestampTz, Some(ColType::String)),
+            (ColType::Bool, Some(ColType::String)),
+            (ColType::String, None),
+        ] {
+            assert_eq!(from.widen(), to, "{from:?}");
+        }
+    }
 }

@@ -215,3 +215,94 @@ fn arbitrary_bytes_never_panic_and_always_answer() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// (rows, bad rows), or the error type.
+type Outcome = Result<(u64, u64), &'static str>;
+
+/// Converts `body` under a fresh key; (rows, bad rows), or the error type.
+async fn rows_and_bad(
+    s3: &TestS3,
+    c: &parquet_converter::Converter,
+    bucket: &str,
+    key: &str,
+    body: &[u8],
+) -> Outcome {
+    let etag = s3.put(bucket, key, body.to_vec()).await.unwrap_or_default();
+    let out = c
+        .handle(LambdaEvent::new(
+            s3_event(bucket, key, body.len(), &etag),
+            Context::default(),
+        ))
+        .await
+        .map_err(|e| e.error_type())?;
+    let r = &out["results"][0];
+    Ok((
+        r["rows"].as_u64().unwrap_or_default(),
+        r["bad_rows"].as_u64().unwrap_or_default(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decoding_path_reads_what_it_should() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let cases: [(&str, &[u8], Outcome); 9] = [
+        ("a.csv", b"a,b\n1,x\n2,y\n", Ok((2, 0))),
+        ("b.csv", b"a,b\n1,x\n2\n3,z", Ok((2, 1))),
+        // CRLF record ends: the batch's last `\r\n` is consumed whole.
+        ("c.csv", b"a,b\r\n1,x\r\n2,y\r\n", Ok((2, 0))),
+        ("d.csv", b"a,b\r\n1,\"x\r\ny\"\r\n", Ok((1, 0))),
+        ("e.json", b"{\"a\":1}{\"a\":2}\n{\"a\":3}", Ok((3, 0))),
+        ("f.csv", b"n\n1\n2\n1.5\nn/a\n", Ok((4, 0))),
+        (
+            "g.csv",
+            b"t\n2024-01-01\n2024-01-01 10:00\nlater\n",
+            Ok((3, 0)),
+        ),
+        ("h.json", b"[{\"a\":1}]", Err("DecodeError")),
+        // A later JSON field of another shape, and a new one: drift, never a bad row.
+        (
+            "i.json",
+            b"{\"a\":1}\n{\"a\":\"x\",\"b\":[1]}\n",
+            Ok((2, 0)),
+        ),
+    ];
+    for (name, body, want) in cases {
+        let got = rows_and_bad(&s3, &c, &bucket, &format!("raw/path/{name}"), body).await;
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn every_value_of_one_column_is_a_row_never_lost() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s3 = rt.block_on(TestS3::start());
+    let bucket = rt.block_on(s3.bucket());
+    let c = rt.block_on(converter(
+        &s3,
+        &[("INFER_ROWS", "10"), ("BATCH_ROWS", "64")],
+    ));
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let values = proptest::collection::vec(
+        "[0-9]{1,3}|[0-9]\\.[0-9]|x|2024-0[1-9]-1[0-9]|18446744073709551615|1e400|",
+        1..80,
+    );
+    runner(24)
+        .run(&values, |values| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            // One column whatever its values: every line is a row, widened as needed.
+            let text = format!("v\n{}\n", values.join("\n"));
+            let got = rt.block_on(rows_and_bad(
+                &s3,
+                &c,
+                &bucket,
+                &format!("raw/col{n}/v.csv"),
+                text.as_bytes(),
+            ));
+            let blank = values.iter().filter(|v| v.is_empty()).count() as u64;
+            prop_assert_eq!(got, Ok((values.len() as u64 - blank, 0)));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,348 @@
+//! Records to Arrow batches: arrow's CSV / JSON decoders over exactly the records the
+//! splitter cut, bad rows isolated by halving, nested JSON of mixed shape rewritten as text,
+//! dates and timestamps parsed with the converter's own parsers.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    new_null_array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use tributary::Error;
+
+use super::plan::Plan;
+use crate::config::Format;
+use crate::records::Rec;
+use crate::types::ColType;
+
+/// Which types a [`Decoding`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Types {
+    /// The plan's decode types.
+    Plan,
+    /// Every column as text (for inference).
+    Text,
+    /// Only column `.0`, with its type (or as text when `.1`): a probe of one value.
+    Only(usize, bool),
+}
+
+/// Decoding records into batches of the plan's decode types.
+pub(super) struct Decoding {
+    pub(super) format: Format,
+    pub(super) delimiter: u8,
+    pub(super) null_regex: regex::Regex,
+    /// JSON: a field outside the schema is an error (off for probes of one field).
+    pub(super) strict: bool,
+    /// Decode schema: the input's columns, temporal ones as text.
+    pub(super) schema: SchemaRef,
+    /// Output column -> decode column.
+    pub(super) map: Vec<Option<usize>>,
+    pub(super) scratch: Vec<u8>,
+}
+
+impl Decoding {
+    /// `as_text`: every column as text (for inference).
+    pub(super) fn new(plan: &Plan, types: Types) -> Result<Decoding, ArrowError> {
+        let mut fields = Vec::new();
+        let mut map = Vec::new();
+        for (i, c) in plan.columns.iter().enumerate() {
+            if !c.in_input {
+                map.push(None);
+                continue;
+            }
+            let dt = match types {
+                Types::Plan => c.decode_type(),
+                Types::Text => DataType::Utf8,
+                Types::Only(col, as_text) if col == i => {
+                    if as_text {
+                        DataType::Utf8
+                    } else {
+                        c.decode_type()
+                    }
+                }
+                // JSON: the one field alone; CSV: every other column as text (its position
+                // still counts).
+                Types::Only(..) if plan.format == Format::Json => {
+                    map.push(None);
+                    continue;
+                }
+                Types::Only(..) => DataType::Utf8,
+            };
+            map.push(Some(fields.len()));
+            fields.push(Field::new(&c.name, dt, true));
+        }
+        Ok(Decoding {
+            format: plan.format,
+            delimiter: plan.delimiter,
+            null_regex: plan.null_regex.clone(),
+            strict: !matches!(types, Types::Only(..)),
+            schema: Arc::new(Schema::new(fields)),
+            map,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Decodes exactly `recs` (all from `buf`) into one batch.
+    pub(super) fn decode(&mut self, buf: &[u8], recs: &[Rec]) -> Result<RecordBatch, ArrowError> {
+        let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        };
+        let contiguous = recs.windows(2).all(|w| w[0].end == w[1].start);
+        let bytes: &[u8] = if contiguous {
+            &buf[first.start..last.end]
+        } else {
+            self.scratch.clear();
+            for r in recs {
+                self.scratch.extend_from_slice(&buf[r.start..r.end]);
+                if !self.scratch.ends_with(b"\n") {
+                    self.scratch.push(b'\n');
+                }
+            }
+            &self.scratch
+        };
+        let batch = match self.format {
+            Format::Csv | Format::Tsv => {
+                // Room for one more row than there are records: the CSV tokenizer ends a
+                // record at the `\r` of a CRLF and takes its `\n` only when it reads on, so a
+                // batch that is full at the last `\r` would leave that `\n` unread. The row
+                // count is checked below.
+                let mut d = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                    .with_header(false)
+                    .with_delimiter(self.delimiter)
+                    .with_null_regex(self.null_regex.clone())
+                    .with_batch_size(recs.len() + 1)
+                    .build_decoder();
+                feed(bytes, |b| d.decode(b))?;
+                d.flush()?
+            }
+            Format::Json => {
+                let mut d = arrow::json::ReaderBuilder::new(self.schema.clone())
+                    .with_batch_size(recs.len())
+                    .with_coerce_primitive(true)
+                    .with_strict_mode(self.strict)
+                    .build_decoder()?;
+                feed(bytes, |b| d.decode(b))?;
+                d.flush()?
+            }
+        };
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+        if batch.num_rows() != recs.len() {
+            return Err(ArrowError::ParseError(format!(
+                "{} records decoded into {} rows",
+                recs.len(),
+                batch.num_rows()
+            )));
+        }
+        Ok(batch)
+    }
+
+    /// Decodes `recs`, splitting in halves around records that fail: good batches go to
+    /// `good` (with the index range of their records, offset by `base`), failing records to
+    /// `bad` with the decoder's message.
+    pub(super) fn isolate(
+        &mut self,
+        buf: &[u8],
+        recs: &[Rec],
+        base: usize,
+        good: &mut Vec<(RecordBatch, std::ops::Range<usize>)>,
+        bad: &mut Vec<(usize, String)>,
+    ) {
+        if recs.is_empty() {
+            return;
+        }
+        match self.decode(buf, recs) {
+            Ok(b) => good.push((b, base..base + recs.len())),
+            Err(e) if recs.len() == 1 => bad.push((base, e.to_string())),
+            Err(_) => {
+                let mid = recs.len() / 2;
+                self.isolate(buf, &recs[..mid], base, good, bad);
+                self.isolate(buf, &recs[mid..], base + mid, good, bad);
+            }
+        }
+    }
+
+    /// Builds the output columns from a decoded batch, parsing dates and timestamps. Returns
+    /// the values that did not parse as (row, column, value).
+    pub(super) fn to_output(
+        &self,
+        plan: &Plan,
+        schema: &SchemaRef,
+        batch: &RecordBatch,
+    ) -> (RecordBatch, Vec<(usize, usize, String)>) {
+        let decoding = self;
+        let n = batch.num_rows();
+        let mut failures = Vec::new();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(plan.columns.len());
+        for (ci, c) in plan.columns.iter().enumerate() {
+            let Some(di) = decoding.map[ci] else {
+                arrays.push(new_null_array(&c.data_type, n));
+                continue;
+            };
+            let col = batch.column(di);
+            if !c.fixed
+                && let Some(f) = col.as_any().downcast_ref::<arrow::array::Float64Array>()
+            {
+                // Inference never reads `inf`/`NaN` as a number: a non-finite value here is
+                // a number out of range (`1e400`), which must not become infinity.
+                for (row, v) in f.iter().enumerate() {
+                    if let Some(v) = v.filter(|v| !v.is_finite()) {
+                        failures.push((row, ci, v.to_string()));
+                    }
+                }
+            }
+            let (Some(kind), Some(text)) =
+                (c.temporal(), col.as_any().downcast_ref::<StringArray>())
+            else {
+                arrays.push(col.clone());
+                continue;
+            };
+            let formats = &plan.formats;
+            let mut bad = |row: usize, v: &str| failures.push((row, ci, v.to_owned()));
+            let array: ArrayRef = if kind == ColType::Date {
+                Arc::new(Date32Array::from_iter(text.iter().enumerate().map(
+                    |(row, v)| {
+                        let v = v?;
+                        let d = crate::types::parse_date(v, formats);
+                        if d.is_none() {
+                            bad(row, v);
+                        }
+                        d
+                    },
+                )))
+            } else {
+                let values = TimestampMicrosecondArray::from_iter(text.iter().enumerate().map(
+                    |(row, v)| {
+                        let v = v?;
+                        let t = crate::types::parse_timestamp(v, formats).map(|t| t.0);
+                        if t.is_none() {
+                            bad(row, v);
+                        }
+                        t
+                    },
+                ));
+                match kind {
+                    ColType::TimestampTz => Arc::new(values.with_timezone("UTC")),
+                    _ => Arc::new(values),
+                }
+            };
+            arrays.push(array);
+        }
+        let out = RecordBatch::try_new(schema.clone(), arrays)
+            .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()));
+        (out, failures)
+    }
+}
+
+/// Copies JSON records with the nested values of `text` fields turned into JSON strings.
+/// A record that does not parse is copied as it is (the decoder then reports it).
+pub(super) fn rewrite_json(buf: &[u8], recs: &[Rec], text: &[&str], out: &mut (Vec<u8>, Vec<Rec>)) {
+    use serde_json::value::RawValue;
+    let (bytes, new_recs) = out;
+    for r in recs {
+        let raw = &buf[r.start..r.end];
+        let start = bytes.len();
+        match serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(
+            raw.trim_ascii(),
+        ) {
+            Ok(fields) => {
+                bytes.push(b'{');
+                for (n, (k, v)) in fields.iter().enumerate() {
+                    if n > 0 {
+                        bytes.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *bytes, k);
+                    bytes.push(b':');
+                    let v = v.get();
+                    if v.starts_with(['{', '[']) && text.contains(&k.as_str()) {
+                        let _ = serde_json::to_writer(&mut *bytes, v);
+                    } else {
+                        bytes.extend_from_slice(v.as_bytes());
+                    }
+                }
+                bytes.extend_from_slice(b"}\n");
+            }
+            Err(_) => bytes.extend_from_slice(raw),
+        }
+        new_recs.push(Rec {
+            start,
+            end: bytes.len(),
+            line: r.line,
+        });
+    }
+}
+
+/// Feeds all of `bytes` to a push decoder, then signals the end of input.
+pub(super) fn feed(
+    bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, ArrowError>,
+) -> Result<(), ArrowError> {
+    let mut off = 0;
+    while off < bytes.len() {
+        let n = decode(&bytes[off..])?;
+        if n == 0 {
+            return Err(ArrowError::ParseError(
+                "more rows than records in a batch".into(),
+            ));
+        }
+        off += n;
+    }
+    decode(&[])?;
+    Ok(())
+}
+
+/// Drops arrow's `Row data: '...'` suffix: a message may name a value, never a whole row.
+pub(super) fn scrub(message: &str) -> String {
+    match message.find(". Row data: ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Whether column `col` of the plan reads this record's value with its type.
+pub(super) fn fits(plan: &Plan, buf: &[u8], rec: &Rec, col: usize) -> bool {
+    Decoding::new(plan, Types::Only(col, false))
+        .and_then(|mut d| d.decode(buf, std::slice::from_ref(rec)))
+        .is_ok()
+}
+
+/// The text of column `col` of the plan in one record.
+pub(super) fn value_as_text(plan: &Plan, buf: &[u8], rec: &Rec, col: usize) -> Option<String> {
+    let mut text = Decoding::new(plan, Types::Only(col, true)).ok()?;
+    let batch = text.decode(buf, std::slice::from_ref(rec)).ok()?;
+    let dc = text.map[col]?;
+    let a = batch.column(dc).as_any().downcast_ref::<StringArray>()?;
+    a.is_valid(0).then(|| a.value(0).to_owned())
+}
+
+/// An optionally signed run of digits.
+pub(super) fn is_integer(v: &str) -> bool {
+    let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub(super) fn arrow_err(e: &ArrowError) -> Error {
+    Error::Decode {
+        what: "a record batch".into(),
+        reason: scrub(&e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoder_message_never_carries_the_row() {
+        let csv = "Parser error: Error while parsing value '1.5' as type 'Int64' for column 1 at line 50001. Row data: '[secret,1.5]'";
+        assert!(!scrub(csv).contains("secret"));
+        assert!(scrub(csv).contains("'1.5'"));
+    }
+
+    #[test]
+    fn integers_are_runs_of_digits() {
+        assert!(is_integer("18446744073709551615") && is_integer("-1") && is_integer("+7"));
+        assert!(!is_integer("") && !is_integer("-") && !is_integer("1.5") && !is_integer("1e3"));
+    }
+}

@@ -1,0 +1,385 @@
+//! One object to Parquet: infer, decode, partition, encode, upload; all or nothing.
+//!
+//! 1. **Types**: the first `INFER_ROWS` rows are sampled and each column gets the narrowest
+//!    type holding all its sampled values (see [`crate::types`]); `SCHEMA` fixes types by
+//!    name. The sample is kept and replayed, so the object is read once when the types hold.
+//! 2. **Records**: the stream is cut into records ([`crate::records`]) and decoded batch by
+//!    batch with arrow's CSV/JSON decoders; dates and timestamps are parsed here.
+//! 3. **Bad rows**: when a batch does not decode, it is split in halves until the rows at
+//!    fault are found; those go to the quarantine file (`BAD_ROWS=quarantine`, JSON lines of
+//!    line, error, raw text under `ERROR_PREFIX`) or fail the object (`BAD_ROWS=fail`).
+//! 4. **Type drift**: a value in an inferred column that does not fit its type is not a bad
+//!    row: every output is aborted, the column is widened (`int64 -> float64 -> string`,
+//!    `date -> timestamp -> string`) and the object is read again; nothing is dropped. A JSON
+//!    field first seen after the sample adds a column the same way.
+//! 5. **Partition** each batch (`PARTITION_BY`, or the `k=v` segments of the input key) and
+//!    append it to that partition's Parquet file, whose bytes stream into an S3 multipart
+//!    upload as row groups fill. A file is closed ("sealed": uploaded, not yet visible) when
+//!    it reaches `TARGET_FILE_MB`, when more than `MAX_OPEN_PARTITIONS` are open (the least
+//!    recently written one), or when the bytes held exceed `MEMORY_BUDGET_MB` (idle files
+//!    first, then the largest row group is flushed, then the largest file is closed).
+//! 6. **Finish**: only when the whole input decoded are the files completed; a failure aborts
+//!    every upload, and a failure while completing deletes what was already completed.
+
+mod decode;
+mod outputs;
+mod partition;
+mod plan;
+
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::DataType;
+use tokio::io::AsyncReadExt;
+use tracing::info;
+use tributary::reader::{Compression, open};
+use tributary::{Error, ObjectRef};
+
+use self::decode::{
+    Decoding, Types, arrow_err, fits, is_integer, rewrite_json, scrub, value_as_text,
+};
+use self::outputs::{BadRow, Outputs};
+use self::partition::Partitioner;
+use self::plan::{Change, Plan, format_from_key, read_sample, sniff_format};
+use crate::config::{Config, Format};
+use crate::naming::Names;
+use crate::records::{Rec, Splitter};
+
+const READ_CHUNK: usize = 256 * 1024;
+const MIB: usize = 1024 * 1024;
+/// Passes over one object at most (each widens a column or adds one).
+const MAX_PASSES: usize = 64;
+
+/// What one conversion produced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// The input, `s3://bucket/key`.
+    pub source: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Rows that could not be read (quarantined).
+    pub bad_rows: u64,
+    /// The quarantine file, when there were bad rows.
+    pub bad_rows_file: Option<OutputFile>,
+    /// Bytes read from S3 (compressed).
+    pub bytes_in: u64,
+    /// Parquet bytes written.
+    pub bytes_out: u64,
+    /// Output files, `s3://bucket/key` with their rows.
+    pub files: Vec<OutputFile>,
+    /// Distinct partitions.
+    pub partitions: usize,
+    /// Rows whose partition value was null or unparseable.
+    pub default_partition_rows: u64,
+    /// Times the object was re-read after widening a column.
+    pub type_widenings: u32,
+    /// The schema written, `name: type`.
+    pub schema: Vec<String>,
+}
+
+/// One file written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutputFile {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Rows in it.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Converts one object (already checked to be a valid input).
+pub async fn convert(
+    client: &aws_sdk_s3::Client,
+    cfg: &Config,
+    object: &ObjectRef,
+    names: &Names,
+) -> Result<Summary, Error> {
+    let from_key = format_from_key(&object.key);
+    let mut reader = open(client, object, Compression::Auto).await?;
+    let mut sample = Vec::with_capacity(MIB);
+    read_sample(&mut reader, &mut sample, cfg.infer_rows).await?;
+    let format = cfg
+        .input_format
+        .or(from_key)
+        .unwrap_or_else(|| sniff_format(&sample));
+    let mut plan = Plan::infer(cfg, format, &sample).map_err(|reason| Error::Decode {
+        what: object.to_string(),
+        reason,
+    })?;
+    let out_bucket = cfg
+        .output_bucket
+        .clone()
+        .unwrap_or_else(|| object.bucket.clone());
+    let mut widenings = 0;
+    // The first pass reuses the open reader and its sample; later passes read the object again.
+    let mut first = Some((reader, sample));
+    loop {
+        let (reader, sample) = match first.take() {
+            Some(r) => r,
+            None => (open(client, object, Compression::Auto).await?, Vec::new()),
+        };
+        let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan);
+        match run.decode_all(reader, sample).await {
+            Ok(bytes_in) => {
+                let mut summary = run.finish().await?;
+                summary.bytes_in = bytes_in;
+                summary.type_widenings = widenings;
+                return Ok(summary);
+            }
+            Err(Failure::Drift(change)) => {
+                run.abort().await;
+                widenings += 1;
+                if widenings as usize >= MAX_PASSES {
+                    return Err(Error::Decode {
+                        what: object.to_string(),
+                        reason: format!("types still do not fit after {widenings} widenings"),
+                    });
+                }
+                info!(object = %object, change = %change.describe(&plan), "a value does not fit the inferred types: widening and reading again");
+                plan.apply(change);
+            }
+            Err(Failure::Other(e)) => {
+                run.abort().await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Why a pass stopped.
+enum Failure {
+    /// The types must change; the object is read again.
+    Drift(Change),
+    /// Anything else.
+    Other(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+/// One pass over the object with one plan.
+struct Run<'a> {
+    cfg: &'a Config,
+    object: &'a ObjectRef,
+    plan: &'a Plan,
+    schema: arrow::datatypes::SchemaRef,
+    partitioner: Partitioner,
+    outputs: Outputs<'a>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        client: &'a aws_sdk_s3::Client,
+        cfg: &'a Config,
+        names: &'a Names,
+        object: &'a ObjectRef,
+        bucket: &'a str,
+        plan: &'a Plan,
+    ) -> Self {
+        let schema = plan.output_schema();
+        Run {
+            cfg,
+            object,
+            plan,
+            partitioner: Partitioner::new(cfg, plan, names),
+            outputs: Outputs::new(client, cfg, names, object, bucket, schema.clone()),
+            schema,
+        }
+    }
+
+    /// Decodes the whole object (after `sample`, which was already read from `reader`).
+    async fn decode_all(
+        &mut self,
+        mut reader: tributary::reader::ObjectReader,
+        sample: Vec<u8>,
+    ) -> Result<u64, Failure> {
+        let mut decoding = Decoding::new(self.plan, Types::Plan).map_err(|e| arrow_err(&e))?;
+        let mut splitter = Splitter::new(self.plan.framing);
+        let mut pending = sample;
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut recs: Vec<Rec> = Vec::with_capacity(self.cfg.batch_rows);
+        let mut scanned = 0;
+        let mut eof = false;
+        let mut first = true;
+        let mut header = self.plan.header;
+        loop {
+            if !eof && (pending.len() - scanned < READ_CHUNK || recs.is_empty()) {
+                let n = reader
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| Error::io("reading the input", e))?;
+                eof = n == 0;
+                pending.extend_from_slice(&chunk[..n]);
+            }
+            if first && pending.len() >= 3 || eof {
+                if first && pending.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                    pending.drain(..3);
+                }
+                first = false;
+            }
+            if first {
+                continue;
+            }
+            let want = self.cfg.batch_rows + usize::from(header) - recs.len();
+            scanned = splitter
+                .split(&pending, scanned, eof, want, &mut recs)
+                .map_err(|t| Error::Decode {
+                    what: self.object.to_string(),
+                    reason: if t.unclosed {
+                        format!(
+                            "the quoted field of the record starting at line {} never closes (a stray quote?)",
+                            t.line
+                        )
+                    } else {
+                        format!(
+                            "the record starting at line {} is longer than {} MiB (an unclosed quote?)",
+                            t.line,
+                            crate::records::MAX_RECORD / MIB
+                        )
+                    },
+                })?;
+            let full = recs.len() >= self.cfg.batch_rows + usize::from(header);
+            let done = eof && scanned == pending.len();
+            if !(full || done) {
+                continue;
+            }
+            let skip = usize::from(header && !recs.is_empty());
+            header &= recs.is_empty();
+            self.batch(&mut decoding, &pending, &recs[skip..]).await?;
+            pending.drain(..scanned);
+            scanned = 0;
+            recs.clear();
+            if done {
+                break;
+            }
+        }
+        Ok(reader.raw_bytes_read())
+    }
+
+    /// Decodes one batch of records, sets bad rows aside and appends the rest.
+    async fn batch(
+        &mut self,
+        decoding: &mut Decoding,
+        buf: &[u8],
+        recs: &[Rec],
+    ) -> Result<(), Failure> {
+        let text = self.plan.text_fields();
+        let mut rewritten = (Vec::new(), Vec::new());
+        let (dbuf, drecs) = if text.is_empty() {
+            (buf, recs)
+        } else {
+            rewrite_json(buf, recs, &text, &mut rewritten);
+            (&rewritten.0[..], &rewritten.1[..])
+        };
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        decoding.isolate(dbuf, drecs, 0, &mut good, &mut bad);
+        let mut bad_rows = Vec::new();
+        for (i, message) in bad {
+            if let Some(change) = self.drift_in(dbuf, &drecs[i]) {
+                return Err(Failure::Drift(change));
+            }
+            bad_rows.push((i, scrub(&message)));
+        }
+        for (batch, range) in good {
+            let (out, failures) = decoding.to_output(self.plan, &self.schema, &batch);
+            if let Some(col) = failures
+                .iter()
+                .map(|f| f.1)
+                .find(|c| self.plan.can_widen(*c))
+            {
+                return Err(Failure::Drift(Change::Widen(col)));
+            }
+            let out = if failures.is_empty() {
+                out
+            } else {
+                let mut keep = vec![true; out.num_rows()];
+                for (row, col, value) in &failures {
+                    if keep[*row] {
+                        keep[*row] = false;
+                        let c = &self.plan.columns[*col];
+                        bad_rows.push((
+                            range.start + row,
+                            format!(
+                                "cannot read {value:?} as {} (column {:?})",
+                                c.data_type, c.name
+                            ),
+                        ));
+                    }
+                }
+                filter_record_batch(&out, &BooleanArray::from(keep)).map_err(|e| arrow_err(&e))?
+            };
+            let groups = self.partitioner.groups(&out)?;
+            self.outputs.write(out, groups).await?;
+        }
+        bad_rows.sort_by_key(|b| b.0);
+        for (i, error) in bad_rows {
+            let r = &recs[i];
+            let raw = &buf[r.start..r.end];
+            let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            self.outputs
+                .bad_row(BadRow {
+                    line: r.line,
+                    error,
+                    raw: String::from_utf8_lossy(raw).into_owned(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The plan change a failing record asks for, if it is type drift rather than a bad
+    /// row. Decided from the record's values, never from a decoder's wording: a CSV record
+    /// that does not read even as text, or JSON that is not one object, is malformed; a JSON
+    /// field outside the columns is a new column; otherwise the first column whose own type cannot read this record's value
+    /// is widened (an integer beyond int64 becomes text), unless `SCHEMA` fixed it.
+    fn drift_in(&self, buf: &[u8], rec: &Rec) -> Option<Change> {
+        let plan = self.plan;
+        if plan.format == Format::Json {
+            // Not one JSON object (bad syntax, a bare value): malformed.
+            let body = buf[rec.start..rec.end].trim_ascii();
+            if !body.starts_with(b"{")
+                || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+            {
+                return None;
+            }
+            if let Some(field) = plan.new_json_field(buf, rec) {
+                return Some(Change::Add(field));
+            }
+        } else {
+            Decoding::new(plan, Types::Text)
+                .ok()?
+                .decode(buf, std::slice::from_ref(rec))
+                .ok()?;
+        }
+        let col = (0..plan.columns.len())
+            .find(|&c| plan.columns[c].in_input && !fits(plan, buf, rec, c))?;
+        if !plan.can_widen(col) {
+            return None;
+        }
+        if plan.columns[col].data_type == DataType::Int64
+            && value_as_text(plan, buf, rec, col).is_some_and(|v| is_integer(&v))
+        {
+            return Some(Change::Text(col));
+        }
+        Some(Change::Widen(col))
+    }
+
+    /// Completes every file of the pass.
+    async fn finish(self) -> Result<Summary, Error> {
+        let mut summary = self.outputs.finish().await?;
+        summary.default_partition_rows = self.partitioner.default_rows;
+        Ok(summary)
+    }
+
+    /// Aborts every output of the pass.
+    async fn abort(&mut self) {
+        self.outputs.abort().await;
+    }
+}

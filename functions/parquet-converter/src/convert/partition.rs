@@ -1,0 +1,274 @@
+//! Partitioning: a batch's rows grouped by Hive partition path (`PARTITION_BY`, or the `k=v`
+//! segments of the input key), each distinct value formatted once per batch.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::compute::kernels::cast::cast;
+use arrow::datatypes::{DataType, TimeUnit};
+use tributary::Error;
+
+use super::decode::arrow_err;
+use super::plan::Plan;
+use crate::config::{Config, PartitionSpec};
+use crate::naming::{HIVE_DEFAULT_PARTITION, Names, hive_escape};
+
+/// Turns batches into groups of rows per partition path.
+pub(super) struct Partitioner {
+    /// `PARTITION_BY`, or nothing when this input has none of its columns (then the `k=v`
+    /// segments of the input key are the partition path, as for Firehose output).
+    specs: Vec<PartitionSpec>,
+    /// The input key's `k=v` segments, joined.
+    key_partitions: String,
+    /// `TIMESTAMP_FORMATS`, for text partition columns.
+    formats: Vec<String>,
+    /// Rows whose partition value was null or unparseable.
+    pub(super) default_rows: u64,
+}
+
+impl Partitioner {
+    pub(super) fn new(cfg: &Config, plan: &Plan, names: &Names) -> Partitioner {
+        let has = |c: &str| plan.columns.iter().any(|col| col.name == c);
+        let specs = if cfg.partition_by.iter().any(|spec| match spec {
+            PartitionSpec::Time { column, .. } | PartitionSpec::Value { column } => has(column),
+        }) {
+            cfg.partition_by.clone()
+        } else {
+            Vec::new()
+        };
+        Partitioner {
+            specs,
+            key_partitions: names.key_partitions.join("/"),
+            formats: plan.formats.clone(),
+            default_rows: 0,
+        }
+    }
+
+    /// The batch's rows grouped by partition path, paths in order. Each distinct value is
+    /// formatted once per batch, not once per row.
+    pub(super) fn groups(&mut self, batch: &RecordBatch) -> Result<Vec<(String, Vec<u32>)>, Error> {
+        let n = batch.num_rows();
+        if self.specs.is_empty() {
+            let fixed = self.key_partitions.clone();
+            return Ok(vec![(fixed, (0..n as u32).collect())]);
+        }
+        let specs = self
+            .specs
+            .iter()
+            .map(|spec| match spec {
+                PartitionSpec::Time { column, depth } => {
+                    time_segments(batch, column, *depth, &self.formats)
+                }
+                PartitionSpec::Value { column } => value_segments(batch, column),
+            })
+            .collect::<Result<Vec<Segments>, Error>>()?;
+        // Rows with the same code in every spec share a path: one number per row when the
+        // codes fit (mixed radix), else the list of codes.
+        let fits = specs
+            .iter()
+            .try_fold(1u64, |acc, s| acc.checked_mul(s.segments.len() as u64))
+            .is_some();
+        let groups: Vec<Vec<u32>> = if fits {
+            let mut g: HashMap<u64, Vec<u32>> = HashMap::new();
+            for row in 0..n {
+                let key = specs.iter().fold(0u64, |k, s| {
+                    k * s.segments.len() as u64 + u64::from(s.codes[row])
+                });
+                g.entry(key).or_default().push(row as u32);
+            }
+            g.into_values().collect()
+        } else {
+            let mut g: HashMap<Vec<u32>, Vec<u32>> = HashMap::new();
+            for row in 0..n {
+                let key = specs.iter().map(|s| s.codes[row]).collect();
+                g.entry(key).or_default().push(row as u32);
+            }
+            g.into_values().collect()
+        };
+        let mut out: Vec<(String, Vec<u32>)> = groups
+            .into_iter()
+            .map(|rows| {
+                let first = rows[0] as usize;
+                let mut defaulted = false;
+                let path = specs
+                    .iter()
+                    .map(|s| {
+                        let (seg, d) = &s.segments[s.codes[first] as usize];
+                        defaulted |= *d;
+                        seg.as_str()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if defaulted {
+                    self.default_rows += rows.len() as u64;
+                }
+                (path, rows)
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Error> {
+    batch.column_by_name(name).ok_or_else(|| {
+        Error::config(
+            "PARTITION_BY",
+            name,
+            "no such column in this input",
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })
+}
+
+/// One partition spec over a batch: a code per row into distinct path segments
+/// (`year=2024/month=01`, `col=value`), each with whether it holds a default value.
+struct Segments {
+    codes: Vec<u32>,
+    segments: Vec<(String, bool)>,
+}
+
+/// `year=/month=/day=/hour=` segments (the first `depth`) of a date or timestamp column, from
+/// its UTC instant: a timestamp with an offset lands on the UTC day and hour it denotes
+/// (`2024-03-10T23:30:00-05:00` is `day=11/hour=04`), a naive one on its wall-clock day. Text
+/// columns are read with the converter's own timestamp parser; a value that is not a date or
+/// timestamp, and a null, go to the default partition.
+fn time_segments(
+    batch: &RecordBatch,
+    name: &str,
+    depth: usize,
+    formats: &[String],
+) -> Result<Segments, Error> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{
+        Date32Type, Date64Type, TimestampMicrosecondType, TimestampMillisecondType,
+        TimestampNanosecondType, TimestampSecondType,
+    };
+    let col = column(batch, name)?;
+    let depth = depth.clamp(1, 4);
+    // One bucket per hour at depth 4, per day otherwise; each distinct bucket is formatted once.
+    let unit: i64 = if depth == 4 {
+        3_600_000_000
+    } else {
+        86_400_000_000
+    };
+    let n = batch.num_rows();
+    let micros: Vec<Option<i64>> = match col.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => col
+            .as_primitive::<TimestampSecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1_000_000)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => col
+            .as_primitive::<TimestampMillisecondType>()
+            .iter()
+            .map(|v| v.and_then(|v| v.checked_mul(1_000)))
+            .collect(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => col
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => col
+            .as_primitive::<TimestampNanosecondType>()
+            .iter()
+            .map(|v| v.map(|v| v.div_euclid(1_000)))
+            .collect(),
+        DataType::Date32 => col
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|d| d.map(|d| i64::from(d) * 86_400_000_000))
+            .collect(),
+        DataType::Date64 => col
+            .as_primitive::<Date64Type>()
+            .iter()
+            .map(|d| d.and_then(|d| d.checked_mul(1_000)))
+            .collect(),
+        _ => {
+            let text = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
+            text.as_string::<i32>()
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| crate::types::parse_timestamp(v, formats))
+                        .map(|t| t.0)
+                })
+                .collect()
+        }
+    };
+    let names = ["year", "month", "day", "hour"];
+    let mut dict: HashMap<Option<i64>, u32> = HashMap::new();
+    let mut out = Segments {
+        codes: Vec::with_capacity(n),
+        segments: Vec::new(),
+    };
+    for v in micros {
+        let bucket = v.map(|t| t.div_euclid(unit));
+        let code = *dict.entry(bucket).or_insert_with(|| {
+            let at = bucket
+                .and_then(|b| b.checked_mul(unit))
+                .and_then(chrono::DateTime::from_timestamp_micros);
+            let seg = match at {
+                Some(at) => {
+                    use chrono::{Datelike, Timelike};
+                    let values = [
+                        at.year(),
+                        at.month() as i32,
+                        at.day() as i32,
+                        at.hour() as i32,
+                    ];
+                    (0..depth)
+                        .map(|l| match l {
+                            0 => format!("{}={:04}", names[l], values[l]),
+                            _ => format!("{}={:02}", names[l], values[l]),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                }
+                None => (0..depth)
+                    .map(|l| format!("{}={HIVE_DEFAULT_PARTITION}", names[l]))
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            };
+            out.segments.push((seg, at.is_none()));
+            out.segments.len() as u32 - 1
+        });
+        out.codes.push(code);
+    }
+    Ok(out)
+}
+
+fn value_segments(batch: &RecordBatch, name: &str) -> Result<Segments, Error> {
+    let col = column(batch, name)?;
+    let strings = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
+    let strings = strings
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Decode {
+            what: format!("partition column {name}"),
+            reason: "cannot be read as text".into(),
+        })?;
+    let key = hive_escape(name);
+    let mut dict: HashMap<Option<&str>, u32> = HashMap::new();
+    let mut out = Segments {
+        codes: Vec::with_capacity(batch.num_rows()),
+        segments: Vec::new(),
+    };
+    for row in 0..batch.num_rows() {
+        let v = strings.is_valid(row).then(|| strings.value(row));
+        let code = *dict.entry(v).or_insert_with(|| {
+            let (value, defaulted) = match v {
+                Some(v) if !v.is_empty() => (hive_escape(v), false),
+                _ => (HIVE_DEFAULT_PARTITION.to_owned(), true),
+            };
+            out.segments.push((format!("{key}={value}"), defaulted));
+            out.segments.len() as u32 - 1
+        });
+        out.codes.push(code);
+    }
+    Ok(out)
+}

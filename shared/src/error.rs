@@ -43,6 +43,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// The invocation's payload is not the event this function handles (the wrong trigger,
+    /// a hand-written test event, a JSON value of another shape).
+    #[error("invalid event: {reason} (expected {expected})")]
+    InvalidEvent {
+        /// The event this function takes, e.g. "a Kinesis Data Firehose transformation event".
+        expected: String,
+        /// What the payload is instead (its shape, never its content).
+        reason: String,
+    },
+
     /// An S3 call failed after the retry policy gave up.
     #[error("S3 {operation} on s3://{bucket}/{key} failed: {message}")]
     S3 {
@@ -153,6 +163,7 @@ impl Error {
             Error::Config { .. } => "ConfigError",
             Error::InvalidKey { .. } => "InvalidObjectKey",
             Error::InvalidInput { .. } => "InvalidInput",
+            Error::InvalidEvent { .. } => "InvalidEvent",
             Error::S3 { .. } => "S3Error",
             Error::NotFound { .. } => "ObjectNotFound",
             Error::PreconditionFailed { .. } => "PreconditionFailed",
@@ -195,6 +206,14 @@ impl Error {
     pub fn invalid_input(what: impl Into<String>, reason: impl fmt::Display) -> Self {
         Error::InvalidInput {
             what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidEvent`].
+    pub fn invalid_event(expected: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::InvalidEvent {
+            expected: expected.into(),
             reason: reason.to_string(),
         }
     }
@@ -303,6 +322,16 @@ mod tests {
         let diag = lambda_runtime::Diagnostic::from(err);
         assert_eq!(diag.error_type, "ConfigError");
         assert_eq!(diag.error_message, text);
+    }
+
+    #[test]
+    fn invalid_event_names_what_was_expected() {
+        let err = Error::invalid_event("an S3 event", "a JSON string");
+        assert_eq!(err.error_type(), "InvalidEvent");
+        assert_eq!(
+            err.to_string(),
+            "invalid event: a JSON string (expected an S3 event)"
+        );
     }
 
     #[test]

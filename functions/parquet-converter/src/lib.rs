@@ -26,6 +26,7 @@ use tributary::{Env, Error, ObjectRef};
 
 pub use crate::config::Config;
 use crate::convert::Summary;
+use crate::convert::manifest::Manifest;
 use crate::event::{Item, Source, Target, Work};
 use crate::naming::Names;
 
@@ -239,52 +240,11 @@ impl Converter {
             .clone()
             .unwrap_or_else(|| object.bucket.clone());
         let manifest_key = names.manifest_key(&self.config.output_prefix);
-        let previous = self.previous_files(&out_bucket, &manifest_key).await?;
+        let previous = Manifest::read(&self.s3, &out_bucket, &manifest_key).await?;
         let summary = convert::convert(&self.s3, &self.config, object, &names).await?;
-        let manifest = json!({
-            "source": {"bucket": object.bucket, "key": object.key, "version_id": object.version_id, "etag": object.etag},
-            "files": summary.files,
-            "rows": summary.rows,
-            "bytes_in": summary.bytes_in,
-            "bytes_out": summary.bytes_out,
-            "partitions": summary.partitions,
-            "default_partition_rows": summary.default_partition_rows,
-            "type_widenings": summary.type_widenings,
-            "bad_rows": summary.bad_rows,
-            "bad_rows_file": summary.bad_rows_file,
-            "schema": summary.schema,
-        });
-        let body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Json {
-            what: "manifest".into(),
-            source: e,
-        })?;
-        self.s3
-            .put_object()
-            .bucket(&out_bucket)
-            .key(&manifest_key)
-            .content_type("application/json")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| Error::s3("PutObject", &out_bucket, &manifest_key, e))?;
-        let produced: Vec<&str> = summary
-            .files
-            .iter()
-            .chain(&summary.bad_rows_file)
-            .map(|f| f.key.as_str())
-            .collect();
-        for stale in previous.iter().filter(|k| !produced.contains(&k.as_str())) {
-            if let Err(e) = self
-                .s3
-                .delete_object()
-                .bucket(&out_bucket)
-                .key(stale)
-                .send()
-                .await
-            {
-                warn!(key = %stale, error = %e, "could not delete a stale output of an earlier run");
-            }
-        }
+        Manifest::of(object, &summary)
+            .commit(&self.s3, &out_bucket, &manifest_key, previous.as_ref())
+            .await?;
         let elapsed = started.elapsed();
         let mut m = Metrics::new(&self.config.metrics_namespace, "parquet-converter");
         m.count("Rows", summary.rows)
@@ -301,69 +261,5 @@ impl Converter {
             bytes_in = summary.bytes_in, bytes_out = summary.bytes_out,
             widenings = summary.type_widenings, ms = elapsed.as_millis() as u64, "converted");
         Ok(summary)
-    }
-
-    /// The files the previous run of this input produced, from its manifest. Only a real
-    /// NotFound means "first run": any other failure (throttling, 5xx, a timeout, a 403, a
-    /// body cut short) is retried, then fails the object before anything is written, so a
-    /// re-run never leaves an earlier run's extra files beside its own. A manifest that is
-    /// not ours to read (not JSON, no `files`) fails the object too, naming the key.
-    async fn previous_files(&self, bucket: &str, manifest_key: &str) -> Result<Vec<String>, Error> {
-        const ATTEMPTS: u32 = 3;
-        let mut attempt = 0;
-        let body = loop {
-            attempt += 1;
-            let read = async {
-                let out = self
-                    .s3
-                    .get_object()
-                    .bucket(bucket)
-                    .key(manifest_key)
-                    .send()
-                    .await
-                    .map_err(|e| Error::s3("GetObject", bucket, manifest_key, e))?;
-                out.body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .map_err(|e| Error::S3 {
-                        operation: "GetObject",
-                        bucket: bucket.to_owned(),
-                        key: manifest_key.to_owned(),
-                        code: None,
-                        message: format!("reading the body: {e}"),
-                    })
-            };
-            match read.await {
-                Ok(body) => break body,
-                Err(Error::NotFound { .. }) => return Ok(Vec::new()),
-                Err(e) if attempt < ATTEMPTS => {
-                    let wait = tributary::writer::backoff(
-                        std::time::Duration::from_millis(200),
-                        attempt,
-                        u64::from(attempt),
-                    );
-                    warn!(key = %manifest_key, attempt, error = %e, "reading the previous manifest failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => {
-                    warn!(key = %manifest_key, error = %e, "cannot read the previous manifest: not converting, so no earlier output is left behind");
-                    return Err(e);
-                }
-            }
-        };
-        let bad = |reason: String| Error::Decode {
-            what: format!("s3://{bucket}/{manifest_key} (the previous run's manifest)"),
-            reason,
-        };
-        let manifest: Value = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
-        let files = manifest["files"]
-            .as_array()
-            .ok_or_else(|| bad("no \"files\" array".into()))?;
-        Ok(files
-            .iter()
-            .chain(manifest.get("bad_rows_file"))
-            .filter_map(|f| f["key"].as_str().map(str::to_owned))
-            .collect())
     }
 }

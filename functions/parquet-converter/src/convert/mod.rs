@@ -22,6 +22,7 @@
 //!    every upload, and a failure while completing deletes what was already completed.
 
 mod decode;
+pub mod manifest;
 mod outputs;
 mod partition;
 mod plan;

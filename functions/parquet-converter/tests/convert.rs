@@ -7,6 +7,7 @@ use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use lambda_runtime::{Context, LambdaEvent};
 use parquet_converter::Config;
+use parquet_converter::convert::manifest::Manifest;
 use serde_json::{Value, json};
 use tributary::Env;
 use tributary_testkit::{Action, Calls, Op, TestS3};
@@ -100,7 +101,7 @@ async fn csv_becomes_day_partitioned_parquet_with_exact_types() {
         .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
         .expect("µs");
     assert_eq!(ts.value(1) % 1_000_000, 3, "row 3 has .000003");
-    let manifest: Value = serde_json::from_slice(
+    let manifest: Manifest = serde_json::from_slice(
         &s3.get(
             &bucket,
             &s3.keys(&bucket, "processed/_manifests/taxi/").await[0],
@@ -108,8 +109,8 @@ async fn csv_becomes_day_partitioned_parquet_with_exact_types() {
         .await,
     )
     .expect("manifest json");
-    assert_eq!(manifest["rows"], 3000);
-    assert_eq!(manifest["files"].as_array().map(Vec::len), Some(3));
+    assert_eq!(manifest.rows, 3000);
+    assert_eq!(manifest.files.len(), 3);
     assert!(s3.open_uploads(&bucket).await.is_empty());
 }
 

@@ -122,9 +122,9 @@ async fn bad_rows_are_quarantined_with_their_line_and_text() {
     );
     // The manifest counts them too.
     let manifest_key = s3.keys(&bucket, "processed/_manifests/").await;
-    let manifest: Value =
+    let manifest: parquet_converter::convert::manifest::Manifest =
         serde_json::from_slice(&s3.get(&bucket, &manifest_key[0]).await).expect("manifest");
-    assert_eq!(manifest["bad_rows"], 3);
+    assert_eq!(manifest.bad_rows, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,15 @@
 //!   `size_hint` the part size grows up front so the object fits in 10,000 parts; without one
 //!   it doubles every 1,000 parts (8 MiB parts reach 8 GiB before the first doubling and more
 //!   than S3's 5 TiB object limit within 10,000 parts).
-//! * **Concurrency and memory**: up to `concurrency` parts upload at once. The bytes held (the
-//!   part being filled plus the parts in flight) stay within `memory_budget`, by default
-//!   `part_size x (concurrency + 1)`; a writer that would exceed it waits for a part to finish.
+//! * **Concurrency and memory**: up to `concurrency` parts upload at once. Part data lives in
+//!   at most `memory_budget / part_size` buffers (by default `concurrency + 1`: the part being
+//!   filled plus the parts in flight), each allocated once at exactly the part size and reused.
+//!   A buffer comes back only when the last reference to its part is dropped (the SDK's
+//!   request, a retry's copy of the request, the HTTP connection still writing it), not when
+//!   the upload call returns: the writer waits for a buffer to come back rather than
+//!   allocating another, so the bound holds however long the HTTP stack keeps a body. The
+//!   first part's buffer grows (doubling, never past the part size) so that small objects
+//!   stay small; with a `size_hint` it is allocated once at its final size.
 //! * **Small objects** (everything fits in one part) go up with a single PutObject, the
 //!   multipart upload is created only when a second part is needed.
 //! * **Retries**: on top of the SDK's own policy, a failed part is retried up to `part_attempts`
@@ -28,7 +34,8 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumType, CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -44,6 +51,11 @@ pub const MAX_PARTS: u32 = 10_000;
 /// Parts per tier before the part size doubles (unknown total size only).
 const PARTS_PER_TIER: u32 = 1_000;
 const MIB: usize = 1024 * 1024;
+/// Where the first part's buffer starts growing from (without a size hint).
+const FIRST_BUFFER: usize = 64 * 1024;
+/// How long to wait, with no part in flight, for a part buffer the HTTP stack still holds
+/// before allocating another one (and logging it: the memory bound is then exceeded).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// How an [`S3Writer`] cuts, uploads and checks its parts.
 #[derive(Debug, Clone)]
@@ -102,6 +114,17 @@ impl WriterConfig {
         size
     }
 
+    /// The size of part `number` (1-based) as the writer cuts it: the initial part size, or
+    /// without a `size_hint`, that size doubled every 1,000 parts (capped at 5 GiB).
+    pub fn part_size_for(&self, number: u32) -> usize {
+        let base = self.initial_part_size();
+        if self.size_hint.is_some() {
+            return base;
+        }
+        let tier = number.saturating_sub(1) / PARTS_PER_TIER;
+        (base << tier.min(10)).min(MAX_PART_SIZE)
+    }
+
     /// The memory budget in bytes.
     pub fn budget(&self) -> usize {
         self.memory_budget
@@ -155,6 +178,121 @@ pub struct WriterCheckpoint {
     pub bytes: u64,
 }
 
+/// What is wrong with a [`WriterCheckpoint`]: the field (`upload_id`, `bytes`, `part_size`,
+/// `parts[3].len`, ...) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct CheckpointProblem {
+    /// The field, as named in the checkpoint's JSON (`parts[i]` counts from 0).
+    pub field: String,
+    /// Why it cannot be resumed from.
+    pub reason: String,
+}
+
+impl WriterCheckpoint {
+    /// Checks that this checkpoint describes an upload a writer with `cfg` cut, so that
+    /// resuming it at `bytes` gives the source's bytes in order: an upload id whenever there
+    /// are parts (and none without), part numbers 1, 2, 3, ... in order, at most 10,000 parts,
+    /// every part of the size the writer cuts at its number (the last may be shorter only when
+    /// it ends the object, `end` being the object's size when known), their sizes summing to
+    /// `bytes`, and `part_size` the size of the next part. It does not ask S3.
+    pub fn validate(
+        &self,
+        cfg: &WriterConfig,
+        end: Option<u64>,
+    ) -> std::result::Result<(), CheckpointProblem> {
+        let problem = |field: String, reason: String| Err(CheckpointProblem { field, reason });
+        if self.parts.len() > MAX_PARTS as usize {
+            return problem(
+                "parts".into(),
+                format!("{} parts; S3 allows at most {MAX_PARTS}", self.parts.len()),
+            );
+        }
+        match (&self.upload_id, self.parts.is_empty()) {
+            (None, false) => {
+                return problem(
+                    "upload_id".into(),
+                    format!("missing, but {} parts are listed", self.parts.len()),
+                );
+            }
+            (Some(id), false) if id.trim().is_empty() => {
+                return problem("upload_id".into(), "is empty".into());
+            }
+            (Some(_), true) => {
+                return problem("upload_id".into(), "names an upload but no parts".into());
+            }
+            _ => {}
+        }
+        if self.parts.is_empty() && self.bytes > 0 {
+            return problem(
+                "bytes".into(),
+                format!(
+                    "{} bytes but no parts (and no upload) hold them",
+                    self.bytes
+                ),
+            );
+        }
+        let last = self.parts.len().saturating_sub(1);
+        let mut sum: u64 = 0;
+        for (i, p) in self.parts.iter().enumerate() {
+            let number = i as u32 + 1;
+            if i64::from(p.number) != i64::from(number) {
+                return problem(
+                    format!("parts[{i}].number"),
+                    format!(
+                        "is {}; parts must be numbered 1, 2, 3, ... in order, so {number}",
+                        p.number
+                    ),
+                );
+            }
+            if p.etag.trim_matches('"').trim().is_empty() {
+                return problem(format!("parts[{i}].etag"), "is empty".into());
+            }
+            let want = cfg.part_size_for(number) as u64;
+            let ends_object = i == last && end.is_some_and(|e| sum.checked_add(p.len) == Some(e));
+            let ok = if ends_object {
+                (1..=want).contains(&p.len)
+            } else {
+                p.len == want
+            };
+            if !ok {
+                return problem(
+                    format!("parts[{i}].len"),
+                    format!(
+                        "is {} bytes; this upload cuts part {number} at {want} bytes{}",
+                        p.len,
+                        if i == last {
+                            " (only a part that ends the object may be shorter)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            sum += p.len;
+        }
+        if sum != self.bytes {
+            return problem(
+                "bytes".into(),
+                format!("is {}, the parts hold {sum}", self.bytes),
+            );
+        }
+        if !self.parts.is_empty() {
+            let next = cfg.part_size_for(self.parts.len() as u32 + 1);
+            if self.part_size != next {
+                return problem(
+                    "part_size".into(),
+                    format!(
+                        "is {} bytes; this upload's next part is {next} bytes (resume with the part size the upload was started with)",
+                        self.part_size
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 enum State {
     /// Nothing sent yet: the data may still fit in one PutObject.
@@ -174,13 +312,13 @@ pub struct S3Writer {
     cfg: WriterConfig,
     budget: usize,
     part_size: usize,
-    buf: BytesMut,
+    /// The part being filled.
+    buf: Vec<u8>,
     state: State,
     next_part: u32,
-    in_flight: JoinSet<Result<(DonePart, Bytes)>>,
-    /// Buffers of uploaded parts, reused for the next parts (no allocation churn, which with
-    /// large parts would otherwise fragment the heap and grow the process's memory).
-    spare: Vec<BytesMut>,
+    in_flight: JoinSet<Result<DonePart>>,
+    /// Part buffers: allocated once, returned when their part is released, reused.
+    pool: Pool,
     in_flight_bytes: usize,
     done: Vec<DonePart>,
     bytes: u64,
@@ -202,11 +340,11 @@ impl S3Writer {
             key: Arc::from(key.into()),
             budget: cfg.budget(),
             part_size,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             state: State::Buffering,
             next_part: 1,
             in_flight: JoinSet::new(),
-            spare: Vec::new(),
+            pool: Pool::new(),
             in_flight_bytes: 0,
             done: Vec::new(),
             bytes: 0,
@@ -225,7 +363,8 @@ impl S3Writer {
         self.done.len()
     }
 
-    /// The largest number of data bytes this writer has held at once (buffer + parts in flight).
+    /// The largest number of bytes of part buffers this writer has had allocated at once (the
+    /// part being filled, parts in flight and not yet released, free buffers kept for reuse).
     pub fn peak_bytes_held(&self) -> usize {
         self.peak_held
     }
@@ -237,25 +376,27 @@ impl S3Writer {
         self.part_size - self.buf.len()
     }
 
-    /// Continues the upload described by `cp` (from [`S3Writer::checkpoint`]). `cfg` should be
-    /// the configuration the upload was started with.
+    /// Continues the upload described by `cp` (from [`S3Writer::checkpoint`]). `cfg` must cut
+    /// parts as the upload was started (same part size, same `size_hint`): the checkpoint is
+    /// refused otherwise, or when it does not hold together ([`WriterCheckpoint::validate`]),
+    /// before anything is sent.
     pub fn resume(
         client: aws_sdk_s3::Client,
         bucket: impl Into<String>,
         key: impl Into<String>,
         cfg: WriterConfig,
         cp: WriterCheckpoint,
-    ) -> Self {
+    ) -> std::result::Result<Self, CheckpointProblem> {
+        cp.validate(&cfg, cfg.size_hint)?;
         let mut w = S3Writer::new(client, bucket, key, cfg);
         if let Some(upload_id) = cp.upload_id {
             w.state = State::Multipart { upload_id };
             w.next_part = cp.parts.len() as u32 + 1;
             w.bytes = cp.bytes;
             w.done = cp.parts;
-            w.part_size = cp.part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
-            w.update_part_size_from(cp.part_size);
+            w.update_part_size();
         }
-        w
+        Ok(w)
     }
 
     /// Stops without completing or aborting: waits for the parts in flight, uploads the part
@@ -306,25 +447,99 @@ impl S3Writer {
                     return Err(self.fail(e).await);
                 }
             }
-            if self.buf.is_empty() && self.next_part > 1 && self.buf.capacity() < self.part_size {
-                // A new part after the first: reuse an uploaded part's buffer, or take a whole
-                // one at once (no regrowth).
-                match self
-                    .spare
-                    .iter()
-                    .position(|b| b.capacity() >= self.part_size)
-                {
-                    Some(i) => self.buf = self.spare.swap_remove(i),
-                    None => self.buf.reserve(self.part_size),
-                }
+            if self.buf.len() == self.buf.capacity()
+                && let Err(e) = self.make_room().await
+            {
+                return Err(self.fail(e).await);
             }
-            let take = (self.part_size - self.buf.len()).min(data.len());
+            let room = (self.part_size - self.buf.len()).min(self.buf.capacity() - self.buf.len());
+            let take = room.min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             self.bytes += take as u64;
             data = &data[take..];
-            self.note_held();
         }
         Ok(())
+    }
+
+    /// Gives the part being filled room to grow: the first part's buffer doubles (never past
+    /// the part size; with a size hint it is allocated at its final size at once); every later
+    /// part takes a whole buffer from the pool.
+    async fn make_room(&mut self) -> Result<()> {
+        if self.buf.is_empty() && (self.next_part > 1 || !self.pool.free.is_empty()) {
+            self.buf = self.next_buffer().await?;
+            return Ok(());
+        }
+        let old = self.buf.capacity();
+        let want = match self.cfg.size_hint {
+            Some(hint) if old == 0 => usize::try_from(hint).unwrap_or(usize::MAX).max(1),
+            _ => (old * 2).max(FIRST_BUFFER),
+        }
+        .min(self.part_size);
+        let mut grown = Vec::with_capacity(want);
+        grown.extend_from_slice(&self.buf);
+        self.buf = grown;
+        if old == 0 {
+            self.pool.live += 1;
+        }
+        self.pool.live_bytes = self.pool.live_bytes - old + self.buf.capacity();
+        self.note_held();
+        Ok(())
+    }
+
+    /// A buffer of the current part size: a returned one, a new one while the budget has room
+    /// for it, or else the next one to come back (a part finishing meanwhile reports errors).
+    async fn next_buffer(&mut self) -> Result<Vec<u8>> {
+        let mut waited_out = false;
+        loop {
+            while let Ok(b) = self.pool.rx.try_recv() {
+                self.pool.free.push(b);
+            }
+            // Buffers cut for a smaller part size (before it grew) are let go.
+            let part_size = self.part_size;
+            let (fit, small): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pool.free)
+                .into_iter()
+                .partition(|b| b.capacity() >= part_size);
+            for b in small {
+                self.pool.live -= 1;
+                self.pool.live_bytes -= b.capacity();
+            }
+            self.pool.free = fit;
+            if let Some(mut b) = self.pool.free.pop() {
+                b.clear();
+                return Ok(b);
+            }
+            // As many whole part buffers as the budget holds (at least one).
+            let slots = (self.budget / part_size).max(1);
+            if self.pool.live < slots || waited_out {
+                self.pool.live += 1;
+                self.pool.live_bytes += part_size;
+                self.note_held();
+                return Ok(Vec::with_capacity(part_size));
+            }
+            if self.in_flight.is_empty() {
+                // Every upload call returned, yet a body is still referenced (a connection
+                // finishing its write): it is released shortly.
+                match tokio::time::timeout(RELEASE_WAIT, self.pool.rx.recv()).await {
+                    Ok(Some(b)) => self.pool.free.push(b),
+                    Ok(None) | Err(_) => {
+                        warn!(bucket = %self.bucket, key = %self.key, wait_s = RELEASE_WAIT.as_secs(),
+                            "no part buffer was released after its upload; allocating another");
+                        waited_out = true;
+                    }
+                }
+                continue;
+            }
+            let event = tokio::select! {
+                b = self.pool.rx.recv() => Released::Buffer(b),
+                res = self.in_flight.join_next() => Released::Part(res),
+            };
+            match event {
+                Released::Buffer(Some(b)) => self.pool.free.push(b),
+                Released::Buffer(None) => waited_out = true,
+                Released::Part(Some(res)) => self.record(res)?,
+                Released::Part(None) => {}
+            }
+        }
     }
 
     /// Completes the object: uploads what is buffered, waits for every part and completes the
@@ -361,10 +576,7 @@ impl S3Writer {
     }
 
     fn note_held(&mut self) {
-        let spare: usize = self.spare.iter().map(BytesMut::capacity).sum();
-        self.peak_held = self
-            .peak_held
-            .max(self.buf.len() + self.in_flight_bytes + spare);
+        self.peak_held = self.peak_held.max(self.pool.live_bytes);
     }
 
     /// Cancels everything after `err` and returns it.
@@ -372,7 +584,7 @@ impl S3Writer {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
         self.in_flight_bytes = 0;
-        self.buf = BytesMut::new();
+        self.buf = Vec::new();
         if let State::Multipart { upload_id } = std::mem::replace(&mut self.state, State::Closed)
             && let Err(abort_err) =
                 abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await
@@ -404,15 +616,14 @@ impl S3Writer {
             }
             State::Closed => return Err(Error::Cancelled("writer closed".into())),
         };
-        let part = self.buf.split().freeze();
+        // The part's bytes go to the SDK as they are (no copy); the buffer returns to the pool
+        // when the last reference to them is dropped.
+        let part = self.pool.part(std::mem::take(&mut self.buf));
         let number = self.next_part;
         self.next_part += 1;
         self.update_part_size();
-        // Wait until the part plus the next buffer fit in the budget (at least one in flight).
-        while !self.in_flight.is_empty()
-            && (self.in_flight.len() >= self.cfg.concurrency.max(1)
-                || self.in_flight_bytes + part.len() + self.part_size > self.budget)
-        {
+        // Memory is bounded by the buffers (`next_buffer`); this bounds the requests.
+        while self.in_flight.len() >= self.cfg.concurrency.max(1) {
             self.reap_one().await?;
         }
         // Collect parts that already finished, to notice failures early.
@@ -438,17 +649,7 @@ impl S3Writer {
 
     /// Doubles the part size every 1,000 parts when the total size is unknown.
     fn update_part_size(&mut self) {
-        if self.cfg.size_hint.is_none() {
-            let tier = (self.next_part - 1) / PARTS_PER_TIER;
-            let base = self.cfg.initial_part_size();
-            self.part_size = (base << tier.min(10)).min(MAX_PART_SIZE);
-        }
-    }
-
-    /// After a resume: keep the checkpoint's part size unless the growth rule asks for more.
-    fn update_part_size_from(&mut self, checkpointed: usize) {
-        self.update_part_size();
-        self.part_size = self.part_size.max(checkpointed).min(MAX_PART_SIZE);
+        self.part_size = self.cfg.part_size_for(self.next_part);
     }
 
     async fn reap_one(&mut self) -> Result<()> {
@@ -460,19 +661,11 @@ impl S3Writer {
 
     fn record(
         &mut self,
-        res: std::result::Result<Result<(DonePart, Bytes)>, tokio::task::JoinError>,
+        res: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let (part, data) =
-            res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
+        let part = res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
         self.in_flight_bytes -= part.len as usize;
         self.done.push(part);
-        // The SDK has let go of the body by now: keep the allocation for a later part.
-        if self.spare.len() < 2
-            && let Ok(mut buf) = data.try_into_mut()
-        {
-            buf.clear();
-            self.spare.push(buf);
-        }
         Ok(())
     }
 
@@ -505,7 +698,7 @@ impl S3Writer {
     }
 
     async fn put_single(&mut self) -> Result<WriteOutcome> {
-        let data = self.buf.split().freeze();
+        let data = Bytes::from(std::mem::take(&mut self.buf));
         let alg = self.cfg.checksum;
         let crc = alg.checksum(&data);
         let encoded = alg.encode(crc);
@@ -808,6 +1001,69 @@ pub async fn abort_upload(
     }
 }
 
+/// The writer's part buffers. Each part's bytes are a [`Bytes`] whose owner sends its buffer
+/// back here when the last reference goes, wherever that happens (a connection task of the
+/// HTTP client, a retry's request copy), so a buffer is reused only once nothing reads it.
+#[derive(Debug)]
+struct Pool {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Returned buffers, ready for the next part.
+    free: Vec<Vec<u8>>,
+    /// Buffers allocated and not let go (free, being filled, or in a part), and their bytes.
+    live: usize,
+    live_bytes: usize,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Pool {
+            tx,
+            rx,
+            free: Vec::new(),
+            live: 0,
+            live_bytes: 0,
+        }
+    }
+
+    /// The filled buffer as an immutable part that returns the buffer when released.
+    fn part(&self, data: Vec<u8>) -> Bytes {
+        if data.capacity() == 0 {
+            return Bytes::new();
+        }
+        Bytes::from_owner(PartBuffer {
+            data,
+            home: self.tx.clone(),
+        })
+    }
+}
+
+/// Owner of a part's bytes: gives the buffer back to its writer's pool when dropped.
+struct PartBuffer {
+    data: Vec<u8>,
+    home: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for PartBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for PartBuffer {
+    fn drop(&mut self) {
+        // A writer that is gone no longer wants it: the buffer is freed with the message.
+        let _ = self.home.send(std::mem::take(&mut self.data));
+    }
+}
+
+/// What [`S3Writer::next_buffer`] woke up for.
+enum Released {
+    Buffer(Option<Vec<u8>>),
+    Part(Option<std::result::Result<Result<DonePart>, tokio::task::JoinError>>),
+}
+
 /// One part's upload, with its own retries.
 struct PartTask {
     client: aws_sdk_s3::Client,
@@ -822,7 +1078,7 @@ struct PartTask {
 }
 
 impl PartTask {
-    async fn run(self) -> Result<(DonePart, Bytes)> {
+    async fn run(self) -> Result<DonePart> {
         let crc = self.algorithm.checksum(&self.data);
         let encoded = self.algorithm.encode(crc);
         let mut attempt = 0;
@@ -852,7 +1108,7 @@ impl PartTask {
                         crc,
                         len: self.data.len() as u64,
                     };
-                    return Ok((part, self.data));
+                    return Ok(part);
                 }
                 Err(e) => {
                     let err = Error::s3("UploadPart", &self.bucket, &self.key, e);

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2_resumable::Digest;
 use sha2_resumable::digest::common::hazmat::{SerializableState, SerializedState};
-use tributary::writer::WriterCheckpoint;
+use tributary::Error;
+use tributary::writer::{WriterCheckpoint, WriterConfig};
 
 /// Where an interrupted ingestion stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,63 @@ pub struct Checkpoint {
 /// Current checkpoint format.
 pub const VERSION: u32 = 1;
 
+/// Bytes of a serialized SHA-256 state: the eight state words, the count of 64-byte blocks
+/// compressed (u64, little endian), the count of buffered bytes (one byte, below 64) and the
+/// buffer (63 bytes).
+const STATE_LEN: usize = 32 + 8 + 1 + 63;
+
+impl Checkpoint {
+    /// Checks the whole checkpoint against the writer configuration it will resume with,
+    /// before any byte moves: the upload (see [`WriterCheckpoint::validate`]), the total size,
+    /// the source validator, and the hash state, which must have hashed exactly `upload.bytes`
+    /// bytes. Returns the restored hash. Errors are `InvalidInput` naming the field
+    /// (`resume.upload.parts[3].len`, `resume.sha256_state`, ...).
+    pub fn validate(&self, cfg: &WriterConfig) -> Result<ResumableSha256, Error> {
+        let bytes = self.upload.bytes;
+        if self.version != VERSION {
+            return Err(Error::invalid_input(
+                "resume.version",
+                format!("checkpoint version {} is not {VERSION}", self.version),
+            ));
+        }
+        self.upload
+            .validate(cfg, self.total_bytes)
+            .map_err(|p| Error::invalid_input(format!("resume.upload.{}", p.field), p.reason))?;
+        if let Some(total) = self.total_bytes
+            && bytes > total
+        {
+            return Err(Error::invalid_input(
+                "resume.total_bytes",
+                format!("is {total}, below the {bytes} bytes the upload already holds"),
+            ));
+        }
+        if bytes > 0 && self.validator().is_none() {
+            return Err(Error::invalid_input(
+                "resume.source_etag",
+                "the checkpoint has no strong source ETag or Last-Modified to continue safely with",
+            ));
+        }
+        let hash = ResumableSha256::restore(&self.sha256_state)
+            .map_err(|e| Error::invalid_input("resume.sha256_state", e))?;
+        let hashed = hash.bytes_hashed();
+        if hashed != bytes {
+            return Err(Error::invalid_input(
+                "resume.sha256_state",
+                format!("has hashed {hashed} bytes, the upload holds {bytes}"),
+            ));
+        }
+        Ok(hash)
+    }
+
+    /// The validator to send as `If-Range`: a strong ETag, else Last-Modified.
+    pub fn validator(&self) -> Option<&str> {
+        self.source_etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.source_last_modified.as_deref())
+    }
+}
+
 /// SHA-256 whose running state can be saved and restored.
 #[derive(Clone, Default)]
 pub struct ResumableSha256(sha2_resumable::Sha256);
@@ -67,6 +125,20 @@ impl ResumableSha256 {
     pub fn save(&self) -> String {
         let state = self.0.serialize();
         base64::engine::general_purpose::STANDARD.encode(state.as_slice())
+    }
+
+    /// Bytes hashed so far, read from the state (whole blocks compressed plus bytes buffered).
+    pub fn bytes_hashed(&self) -> u64 {
+        let state = self.0.serialize();
+        let s = state.as_slice();
+        if s.len() != STATE_LEN {
+            return u64::MAX;
+        }
+        let mut blocks = [0u8; 8];
+        blocks.copy_from_slice(&s[32..40]);
+        u64::from_le_bytes(blocks)
+            .saturating_mul(64)
+            .saturating_add(u64::from(s[40]))
     }
 
     /// Restores a state from [`ResumableSha256::save`].
@@ -109,6 +181,12 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert!(ResumableSha256::restore("AAAA").is_err());
+        for len in [0usize, 1, 63, 64, 65, 100_000] {
+            let mut h = ResumableSha256::default();
+            h.update(&data[..len]);
+            let restored = ResumableSha256::restore(&h.save()).expect("restore");
+            assert_eq!(restored.bytes_hashed(), len as u64, "{len}");
+        }
         assert!(ResumableSha256::restore("!!").is_err());
     }
 }

@@ -319,19 +319,29 @@ impl Ingester {
         let started = Instant::now();
         let plan = self.plan(&request)?;
         let resume = request.resume.clone();
+        // The upload is cut by the same rule on every leg: a resumed one by the size the first
+        // leg knew (the checkpoint's total), so the part sizes the checkpoint lists still hold.
+        let mut cfg = WriterConfig {
+            part_size: plan.part_size,
+            concurrency: plan.concurrency,
+            checksum: self.config.checksum,
+            size_hint: resume.as_ref().and_then(|c| c.total_bytes),
+            if_none_match: request.if_none_match.unwrap_or(false),
+            ..WriterConfig::default()
+        };
+        // Every check of the checkpoint comes before any byte moves.
+        let resumed = match &resume {
+            Some(cp) => {
+                let hasher = cp.validate(&cfg)?;
+                self.check_upload_listed(&plan, cp).await?;
+                Some((cp, hasher))
+            }
+            None => None,
+        };
         let start_offset = resume.as_ref().map_or(0, |c| c.upload.bytes);
-        let validator = resume.as_ref().and_then(|c| {
-            c.source_etag
-                .clone()
-                .filter(|e| !e.starts_with("W/"))
-                .or(c.source_last_modified.clone())
-        });
-        if start_offset > 0 && validator.is_none() {
-            return Err(Error::invalid_input(
-                "resume",
-                "the checkpoint has no source ETag or Last-Modified to continue safely with",
-            ));
-        }
+        let validator = resume
+            .as_ref()
+            .and_then(|c| c.validator().map(str::to_owned));
         let mut source = Source::open(
             self.http.clone(),
             plan.url.clone(),
@@ -340,9 +350,19 @@ impl Ingester {
             validator.as_deref(),
         )
         .await?;
-        let total = match (&resume, source.total) {
-            (Some(c), t) => c.total_bytes.or(t),
-            (None, t) => t,
+        let total = match &resume {
+            Some(c) => {
+                if let (Some(announced), Some(recorded)) = (source.total, c.total_bytes)
+                    && announced != recorded
+                {
+                    return Err(Error::invalid_input(
+                        "resume.total_bytes",
+                        format!("is {recorded}, the source now announces {announced} bytes"),
+                    ));
+                }
+                c.total_bytes.or(source.total)
+            }
+            None => source.total,
         };
         if let (Some(expected), Some(total)) = (request.expected_size, total)
             && expected != total
@@ -352,27 +372,24 @@ impl Ingester {
                 reason: format!("expected_size is {expected} bytes, the source announces {total}"),
             });
         }
-        let cfg = WriterConfig {
-            part_size: plan.part_size,
-            concurrency: plan.concurrency,
-            checksum: self.config.checksum,
-            size_hint: total,
-            content_type: request.content_type.clone().or(source.content_type.clone()),
-            if_none_match: request.if_none_match.unwrap_or(false),
-            ..WriterConfig::default()
-        };
-        let (mut writer, mut hasher, invocations, earlier_ms) = match &resume {
-            Some(cp) => (
+        if resume.is_none() {
+            cfg.size_hint = total;
+        }
+        cfg.content_type = request.content_type.clone().or(source.content_type.clone());
+        let (mut writer, mut hasher, invocations, earlier_ms) = match resumed {
+            Some((cp, hasher)) => (
                 S3Writer::resume(
                     self.s3.clone(),
                     &plan.bucket,
                     &plan.key,
                     cfg,
                     cp.upload.clone(),
-                ),
-                ResumableSha256::restore(&cp.sha256_state)
-                    .map_err(|e| Error::invalid_input("resume", e))?,
-                cp.invocations + 1,
+                )
+                .map_err(|p| {
+                    Error::invalid_input(format!("resume.upload.{}", p.field), p.reason)
+                })?,
+                hasher,
+                cp.invocations.saturating_add(1),
                 cp.elapsed_ms,
             ),
             None => (
@@ -453,7 +470,7 @@ impl Ingester {
                 source_last_modified: source.last_modified.clone(),
                 sha256_state: hasher.save(),
                 invocations,
-                elapsed_ms: earlier_ms + started.elapsed().as_millis() as u64,
+                elapsed_ms: earlier_ms.saturating_add(started.elapsed().as_millis() as u64),
                 upload,
             };
             let bytes = checkpoint.upload.bytes;
@@ -462,7 +479,9 @@ impl Ingester {
                 .await?;
             info!(bucket = %plan.bucket, key = %plan.key, bytes, continued_async,
                 "deadline near: stopped with a checkpoint");
-            self.emit(&plan, bytes - start_offset, started, false);
+            // A checkpoint never covers less than the leg started from (validated resume),
+            // but a count must not wrap if it ever did.
+            self.emit(&plan, bytes.saturating_sub(start_offset), started, false);
             return Ok(IngestResponse::Incomplete(Incomplete {
                 bytes,
                 total_bytes: total,
@@ -501,7 +520,7 @@ impl Ingester {
             return Err(abort(writer, err).await);
         }
         let out = writer.finish().await?;
-        let elapsed_ms = earlier_ms + started.elapsed().as_millis() as u64;
+        let elapsed_ms = earlier_ms.saturating_add(started.elapsed().as_millis() as u64);
         let secs = (elapsed_ms as f64 / 1000.0).max(1e-6);
         let completed = Completed {
             bucket: out.bucket,
@@ -520,7 +539,7 @@ impl Ingester {
         info!(bucket = %completed.bucket, key = %completed.key, bytes = completed.bytes,
             parts = completed.parts, mib_per_s = completed.mib_per_s, sha256 = %completed.sha256,
             "ingestion complete");
-        self.emit(&plan, offset - start_offset, started, true);
+        self.emit(&plan, offset.saturating_sub(start_offset), started, true);
         Ok(IngestResponse::Complete(completed))
     }
 
@@ -579,6 +598,167 @@ impl Ingester {
                 reason: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
             })?;
         Ok(true)
+    }
+
+    /// Asks S3 whether the checkpoint's upload is still open and holds the checkpoint's parts
+    /// as listed (size, and ETag and CRC where the store reports them), with ListParts; where
+    /// ListParts is not implemented, whether ListMultipartUploads still lists the upload; a
+    /// store that implements neither is trusted, with a warning.
+    async fn check_upload_listed(&self, plan: &Plan, cp: &Checkpoint) -> Result<(), Error> {
+        let Some(upload_id) = cp.upload.upload_id.as_deref() else {
+            return Ok(());
+        };
+        let gone = || {
+            Error::invalid_input(
+                "resume.upload.upload_id",
+                format!(
+                    "S3 no longer has upload {upload_id} of s3://{}/{} open (completed, aborted or \
+                     expired); start again without resume",
+                    plan.bucket, plan.key
+                ),
+            )
+        };
+        let mut listed = BTreeMap::new();
+        let mut pages = self
+            .s3
+            .list_parts()
+            .bucket(&plan.bucket)
+            .key(&plan.key)
+            .upload_id(upload_id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let out = match page {
+                Ok(out) => out,
+                Err(e) => {
+                    return match Error::s3("ListParts", &plan.bucket, &plan.key, e) {
+                        Error::NotFound { .. } => Err(gone()),
+                        Error::S3 { code: Some(c), .. } if c == "NoSuchUpload" => Err(gone()),
+                        Error::S3 { code: Some(c), .. } if c == "NotImplemented" => {
+                            self.check_upload_in_list(plan, upload_id).await
+                        }
+                        other => Err(other),
+                    };
+                }
+            };
+            for p in out.parts() {
+                if let Some(n) = p.part_number() {
+                    let crc = match self.config.checksum {
+                        ChecksumAlgorithm::Crc64Nvme => p.checksum_crc64_nvme(),
+                        ChecksumAlgorithm::Crc32c => p.checksum_crc32_c(),
+                    };
+                    listed.insert(
+                        n,
+                        (
+                            p.size(),
+                            p.e_tag().map(|e| e.trim_matches('"').to_owned()),
+                            crc.map(str::to_owned),
+                        ),
+                    );
+                }
+            }
+        }
+        if listed.is_empty() {
+            // s3s-fs answers ListParts of an unknown upload with an empty list.
+            return Err(gone());
+        }
+        for (i, part) in cp.upload.parts.iter().enumerate() {
+            let field = |f: &str| format!("resume.upload.parts[{i}]{f}");
+            let Some((size, etag, crc)) = listed.get(&part.number) else {
+                return Err(Error::invalid_input(
+                    field(""),
+                    format!(
+                        "S3 does not list part {} of upload {upload_id}",
+                        part.number
+                    ),
+                ));
+            };
+            if let Some(size) = size
+                && u64::try_from(*size).ok() != Some(part.len)
+            {
+                return Err(Error::invalid_input(
+                    field(".len"),
+                    format!(
+                        "is {}, S3 holds {size} bytes for part {}",
+                        part.len, part.number
+                    ),
+                ));
+            }
+            if let Some(etag) = etag.as_deref().filter(|e| !e.is_empty())
+                && etag != part.etag.trim_matches('"')
+            {
+                return Err(Error::invalid_input(
+                    field(".etag"),
+                    format!("is {}, S3 lists {etag} for part {}", part.etag, part.number),
+                ));
+            }
+            let ours = self.config.checksum.encode(part.crc);
+            if let Some(crc) = crc.as_deref().filter(|c| !c.is_empty())
+                && crc != ours
+            {
+                return Err(Error::invalid_input(
+                    field(".crc"),
+                    format!(
+                        "encodes {ours}, S3 holds {} {crc} for part {}",
+                        self.config.checksum.as_str(),
+                        part.number
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether ListMultipartUploads still lists `upload_id` for the key (for stores without
+    /// ListParts); a store without either is trusted, with a warning.
+    async fn check_upload_in_list(&self, plan: &Plan, upload_id: &str) -> Result<(), Error> {
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = match self
+                .s3
+                .list_multipart_uploads()
+                .bucket(&plan.bucket)
+                .prefix(&plan.key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    return match Error::s3("ListMultipartUploads", &plan.bucket, &plan.key, e) {
+                        Error::S3 { code: Some(c), .. } if c == "NotImplemented" => {
+                            warn!(bucket = %plan.bucket, key = %plan.key, upload_id,
+                                "this S3 store lists neither parts nor uploads: the checkpoint's upload is not checked");
+                            Ok(())
+                        }
+                        other => Err(other),
+                    };
+                }
+            };
+            if out
+                .uploads()
+                .iter()
+                .any(|u| u.upload_id() == Some(upload_id) && u.key() == Some(plan.key.as_str()))
+            {
+                return Ok(());
+            }
+            if out.is_truncated() != Some(true) {
+                return Err(Error::invalid_input(
+                    "resume.upload.upload_id",
+                    format!(
+                        "S3 does not list upload {upload_id} of s3://{}/{} (completed, aborted or \
+                         expired); start again without resume",
+                        plan.bucket, plan.key
+                    ),
+                ));
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Validates the request against the configuration.
@@ -641,13 +821,17 @@ impl Ingester {
         if let Some(cp) = &req.resume {
             if cp.version != VERSION {
                 return Err(bad(
-                    "resume",
+                    "resume.version",
                     format!("checkpoint version {} is not {VERSION}", cp.version),
                 ));
             }
             if cp.bucket != bucket || cp.key != key {
                 return Err(bad(
-                    "resume",
+                    if cp.bucket != bucket {
+                        "resume.bucket"
+                    } else {
+                        "resume.key"
+                    },
                     format!(
                         "the checkpoint is for s3://{}/{}, not s3://{bucket}/{key}",
                         cp.bucket, cp.key
@@ -704,7 +888,7 @@ fn log_progress(
     started: Instant,
 ) {
     let secs = started.elapsed().as_secs_f64().max(1e-3);
-    let rate = (offset - start) as f64 / secs;
+    let rate = offset.saturating_sub(start) as f64 / secs;
     let eta = total
         .filter(|t| *t > offset && rate > 0.0)
         .map(|t| format!("{:.0}s", (t - offset) as f64 / rate));

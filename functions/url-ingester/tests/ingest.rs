@@ -1,7 +1,14 @@
 //! url-ingester end to end: the harness's HTTP server as the source, a real S3 endpoint as the
 //! sink (embedded s3s-fs, or `TEST_S3_ENDPOINT`). After every failure no upload is left.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::BoxError;
+use aws_sdk_s3::primitives::SdkBody;
 
 use lambda_runtime::{Context, LambdaEvent};
 use tributary::Env;
@@ -610,4 +617,112 @@ async fn continue_async_reinvokes_the_function_with_the_checkpoint() {
             .await
             .expect("abort");
     }
+}
+
+/// Keeps a reference to every UploadPart body for `hold` after the SDK signed it, as an HTTP
+/// connection still writing a body or a retry's copy of the request does past the call, and
+/// records the most distinct part buffers alive at once.
+#[derive(Debug, Clone)]
+struct HoldBodies {
+    hold: Duration,
+    held: Arc<Mutex<HeldBodies>>,
+}
+
+#[derive(Debug, Default)]
+struct HeldBodies {
+    next: u64,
+    /// id -> (address of the part's bytes, a reference to them)
+    alive: BTreeMap<u64, (usize, SdkBody)>,
+    most_at_once: usize,
+    parts: usize,
+}
+
+impl Intercept for HoldBodies {
+    fn name(&self) -> &'static str {
+        "HoldBodies"
+    }
+
+    fn read_before_signing(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = ctx.request();
+        if !req.uri().contains("partNumber=") {
+            return Ok(());
+        }
+        let body = req.body();
+        let (Some(bytes), Some(copy)) = (body.bytes(), body.try_clone()) else {
+            return Err("an UploadPart body that is not in memory".into());
+        };
+        let addr = bytes.as_ptr() as usize;
+        let id = {
+            let mut h = self.held.lock().map_err(|_| "poisoned")?;
+            let id = h.next;
+            h.next += 1;
+            h.parts += 1;
+            h.alive.insert(id, (addr, copy));
+            let distinct: std::collections::BTreeSet<usize> =
+                h.alive.values().map(|(a, _)| *a).collect();
+            h.most_at_once = h.most_at_once.max(distinct.len());
+            id
+        };
+        let (held, hold) = (self.held.clone(), self.hold);
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            if let Ok(mut h) = held.lock() {
+                h.alive.remove(&id);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_buffers_still_held_by_the_http_stack_are_waited_for_not_reallocated() {
+    let w = World::new().await;
+    let holder = HoldBodies {
+        hold: Duration::from_millis(300),
+        held: Arc::default(),
+    };
+    let mut settings = S3Settings::for_endpoint(&w.s3.endpoint, &w.s3.access_key, &w.s3.secret_key);
+    settings.force_path_style = w.s3.path_style;
+    settings.region = Some(w.s3.region.clone());
+    let base = settings.build_client().await;
+    let client = aws_sdk_s3::Client::from_conf(
+        base.config()
+            .to_builder()
+            .interceptor(holder.clone())
+            .build(),
+    );
+    let env = Env::from_pairs([
+        ("DEFAULT_BUCKET", w.bucket.as_str()),
+        ("ALLOW_PRIVATE_NETWORKS", "127.0.0.1/32"),
+        ("PART_SIZE_MIB", "5"),
+        ("CONCURRENCY", "3"),
+    ]);
+    let config = url_ingester::Config::from_env(&env).expect("config");
+    let ing = Ingester::new(config, client, None).expect("ingester");
+    let body = random_bytes(60 * MIB + 3, 21);
+    w.http.serve("/held.bin", Resource::new(body.clone()));
+    let out = complete(
+        ing.run(w.request("/held.bin", "raw/held.bin"), None, None)
+            .await
+            .expect("ingest"),
+    );
+    assert_eq!(out.parts, 13);
+    assert_eq!(
+        w.s3.sha256(&w.bucket, "raw/held.bin").await,
+        sha256_hex(&body)
+    );
+    let held = holder.held.lock().expect("lock");
+    assert_eq!(held.parts, 13, "every part went through the holder");
+    // part x (concurrency + 1): the part being filled and three in flight, never a fifth
+    // buffer while an earlier part's bytes are still referenced.
+    assert!(
+        held.most_at_once <= 4,
+        "{} distinct part buffers alive at once; the budget holds 4",
+        held.most_at_once
+    );
 }

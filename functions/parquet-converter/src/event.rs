@@ -83,9 +83,17 @@ pub fn parse(event: &Value) -> Result<(Source, Vec<Item>), Error> {
         .get("Records")
         .and_then(Value::as_array)
         .ok_or_else(|| {
-            Error::invalid_input(
-                "event",
-                "neither S3 (Records), SQS (Records) nor EventBridge (detail)",
+            let shape = match event {
+                Value::Object(_) => "an object without Records or detail",
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                Value::Null => "null",
+            };
+            Error::invalid_event(
+                "an S3 notification (Records), an SQS batch of them (Records) or an EventBridge Object Created event (detail)",
+                shape,
             )
         })?;
     let is_sqs = records

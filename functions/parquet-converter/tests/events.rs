@@ -161,3 +161,17 @@ async fn dataset_names_that_collide_or_hide_are_refused() {
     }
     assert!(s3.keys(&bucket, "processed/").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_no_event_is_an_invalid_event() {
+    let s3 = TestS3::start().await;
+    let c = converter(&s3, &[]).await;
+    for payload in [json!("x"), json!({"hello": 1}), json!([1, 2]), Value::Null] {
+        let err = c
+            .handle(LambdaEvent::new(payload.clone(), Context::default()))
+            .await
+            .expect_err("not an event");
+        assert_eq!(err.error_type(), "InvalidEvent", "{payload}: {err}");
+        assert!(err.to_string().contains("S3 notification"), "{err}");
+    }
+}

@@ -14,7 +14,8 @@ use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
 use common::{
-    assert_fails_leaving_nothing, converter, put_and_convert, read_parquet, rows, s3_event,
+    assert_fails_leaving_nothing, converter, put_and_convert, python_over_parquet, read_parquet,
+    rows, s3_event, venv_python,
 };
 
 const S3_PUT: &str = include_str!("../../../events/parquet-converter/s3-put.json");
@@ -379,10 +380,7 @@ async fn sample_events_route_as_expected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_independent_reader_agrees_pyarrow() {
-    let Some(python) = std::env::var_os("TRIBUTARY_VENV")
-        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
-        .filter(|p| p.exists())
-    else {
+    let Some(python) = venv_python() else {
         return tributary_testkit::skip(
             "pyarrow_reader",
             "no TRIBUTARY_VENV with pyarrow (scripts/test.sh sets it)",
@@ -392,14 +390,6 @@ async fn an_independent_reader_agrees_pyarrow() {
     let bucket = s3.bucket().await;
     let c = converter(&s3, &[("PARTITION_BY", "tpep_pickup_datetime:day")]).await;
     put_and_convert(&s3, &c, &bucket, "raw/taxi/py.csv", taxi_csv(2500)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (i, key) in s3.keys(&bucket, "processed/taxi/").await.iter().enumerate() {
-        std::fs::write(
-            dir.path().join(format!("{i}.parquet")),
-            s3.get(&bucket, key).await,
-        )
-        .expect("write");
-    }
     let script = r#"
 import json, pathlib, sys
 import pyarrow.parquet as pq
@@ -410,18 +400,7 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*.parquet")):
     types = {f.name: str(f.type) for f in t.schema}
 print(json.dumps({"rows": rows, "types": types}))
 "#;
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = python_over_parquet(&python, &s3, &bucket, "processed/taxi/", script).await;
     assert_eq!(v["rows"], 2500);
     assert_eq!(v["types"]["VendorID"], "int64");
     assert_eq!(v["types"]["tpep_pickup_datetime"], "timestamp[us]");
@@ -505,10 +484,7 @@ async fn a_manifest_read_error_is_not_taken_for_a_first_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn float_statistics_are_used_by_pyarrow_and_duckdb() {
-    let Some(python) = std::env::var_os("TRIBUTARY_VENV")
-        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
-        .filter(|p| p.exists())
-    else {
+    let Some(python) = venv_python() else {
         return tributary_testkit::skip(
             "float_statistics_readers",
             "no TRIBUTARY_VENV with pyarrow and duckdb (scripts/test.sh sets it)",
@@ -541,15 +517,6 @@ async fn float_statistics_are_used_by_pyarrow_and_duckdb() {
         csv.push_str(&format!("{i},{}.75,{delta},{ratio}\n", i % 250));
     }
     put_and_convert(&s3, &c, &bucket, "raw/stats/fares.csv", csv.into_bytes()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = s3.keys(&bucket, "processed/stats/").await;
-    for (i, key) in keys.iter().filter(|k| k.ends_with(".parquet")).enumerate() {
-        std::fs::write(
-            dir.path().join(format!("{i}.parquet")),
-            s3.get(&bucket, key).await,
-        )
-        .expect("write");
-    }
     let script = r#"
 import json, pathlib, sys
 import duckdb, pyarrow.parquet as pq
@@ -581,18 +548,7 @@ out["ratio_nan"] = q("SELECT count(*) FROM {T} WHERE isnan(ratio)")
 out["ratio_over_1"] = q("SELECT count(*) FROM {T} WHERE ratio > 1")
 print(json.dumps(out))
 "#;
-    let out = std::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(dir.path())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = python_over_parquet(&python, &s3, &bucket, "processed/stats/", script).await;
     let groups = v["row_groups"].as_u64().expect("row groups");
     assert!(groups >= 4, "{v}");
     // pyarrow and DuckDB see min/max of every float column without NaN, in every row group.

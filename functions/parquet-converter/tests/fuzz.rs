@@ -30,6 +30,22 @@ fn runner(default_cases: u32) -> TestRunner {
     })
 }
 
+/// A runtime, a store, a bucket and a converter for a property test's cases.
+fn setup(
+    env: &[(&str, &str)],
+) -> (
+    tokio::runtime::Runtime,
+    TestS3,
+    String,
+    parquet_converter::Converter,
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s3 = rt.block_on(TestS3::start());
+    let bucket = rt.block_on(s3.bucket());
+    let c = rt.block_on(converter(&s3, env));
+    (rt, s3, bucket, c)
+}
+
 /// One generated CSV document: rows of field values, which rows are malformed, and how it
 /// is written.
 #[derive(Debug, Clone)]
@@ -111,10 +127,7 @@ fn quote(v: &str) -> String {
 
 #[test]
 fn generated_csv_converts_exactly_or_is_counted_bad() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let s3 = rt.block_on(TestS3::start());
-    let bucket = rt.block_on(s3.bucket());
-    let c = rt.block_on(converter(&s3, &[]));
+    let (rt, s3, bucket, c) = setup(&[]);
     let counter = std::sync::atomic::AtomicU32::new(0);
     runner(24)
         .run(&doc(), |doc| {
@@ -165,10 +178,7 @@ fn generated_csv_converts_exactly_or_is_counted_bad() {
 
 #[test]
 fn arbitrary_bytes_never_panic_and_always_answer() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let s3 = rt.block_on(TestS3::start());
-    let bucket = rt.block_on(s3.bucket());
-    let c = rt.block_on(converter(&s3, &[]));
+    let (rt, s3, bucket, c) = setup(&[]);
     let bytes = proptest::collection::vec(
         prop_oneof![
             4 => proptest::sample::select(b"ab1.,\"\n\r{}[]:\\ -".to_vec()),

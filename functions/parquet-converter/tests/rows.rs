@@ -12,7 +12,8 @@ use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
 use common::{
-    assert_fails_leaving_nothing, converter, put_and_convert, read_parquet, rows, s3_event,
+    assert_fails_leaving_nothing, convert_err, converter, put_and_convert, read_parquet, rows,
+    s3_event,
 };
 
 fn all_batches(files: &[(String, Vec<RecordBatch>)]) -> Vec<RecordBatch> {
@@ -754,21 +755,4 @@ async fn limits_are_named_when_a_record_or_value_is_too_big() {
     let written = s3.keys(&bucket, "processed/lim/").await;
     assert!(written.iter().all(|k| k.contains("long-")), "{written:?}");
     assert!(s3.open_uploads(&bucket).await.is_empty());
-}
-
-async fn convert_err(
-    s3: &TestS3,
-    c: &parquet_converter::Converter,
-    bucket: &str,
-    key: &str,
-    body: Vec<u8>,
-) -> tributary::Error {
-    let size = body.len();
-    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
-    c.handle(LambdaEvent::new(
-        s3_event(bucket, key, size, &etag),
-        Context::default(),
-    ))
-    .await
-    .expect_err(key)
 }

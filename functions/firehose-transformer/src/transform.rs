@@ -17,15 +17,18 @@
 //! ```
 //!
 //! Steps run in this order: **filter** (on the input's field names; every condition must hold,
-//! or the record is `Dropped`), **rename**, **drop**, **drop_nulls** (top-level fields whose
-//! value is `null`), **add** (constants; then the processing time and Firehose's arrival time
-//! as RFC 3339 UTC strings with millisecond precision). Fields keep their order; added fields
-//! go last (or replace a field of the same name in place).
+//! or the record is `Dropped`), **rename** (all at once, each field keeping its place),
+//! **drop**, **drop_nulls** (top-level fields whose value is `null`), **add** (constants; then
+//! the processing time and Firehose's arrival time as RFC 3339 UTC strings with millisecond
+//! precision). Fields keep their order; added fields go last (or replace a field of the same
+//! name in place).
 //!
 //! Filter operators: `eq`, `ne`, `gt`, `gte`, `lt`, `lte`, `in`, `exists`. `field` may be a
-//! dotted path into nested objects. Numbers compare numerically, strings lexically; values of
-//! different types are never ordered. A missing (or `null`) field fails every condition except
-//! `ne` and `{"op": "exists", "value": false}`.
+//! dotted path into nested objects. Conditions read the record's values as they are, exactly
+//! (see [`crate::compare`]): numbers by their decimal value at any size, strings lexically,
+//! arrays and objects member by member; values of different types are never ordered. A
+//! missing (or `null`) field fails every condition except `ne` and
+//! `{"op": "exists", "value": false}`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -36,6 +39,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tributary::Error;
 
+use crate::compare::{self, MAX_OPERAND_DEPTH};
 use crate::record::{Fields, Raw};
 
 /// The parsed `TRANSFORM` document.
@@ -45,7 +49,7 @@ pub struct Transform {
     /// Conditions that must all hold for a record to be kept.
     #[serde(default)]
     pub filter: Vec<Condition>,
-    /// Old name -> new name.
+    /// Old name -> new name, applied all at once (a swap `{"a":"b","b":"a"}` swaps).
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
     /// Fields to remove.
@@ -76,9 +80,12 @@ pub struct Condition {
     pub field: String,
     /// Comparison.
     pub op: Op,
-    /// Operand (for `exists`: `true`, the default, or `false`).
+    /// Operand as written, JSON text (for `exists`: `true`, the default, or `false`).
     #[serde(default)]
-    pub value: Option<Value>,
+    pub value: Option<Box<RawValue>>,
+    /// The elements of an `in` operand.
+    #[serde(skip)]
+    items: Vec<Box<RawValue>>,
 }
 
 /// Filter operators.
@@ -134,7 +141,7 @@ impl Transform {
                 "a JSON object with filter, rename, drop, drop_nulls, add, add_processing_time, add_arrival_time (see README)",
             )
         })?;
-        for c in &t.filter {
+        for c in &mut t.filter {
             let bad = |reason: &str| {
                 Error::config(
                     "TRANSFORM",
@@ -146,14 +153,25 @@ impl Transform {
             if c.field.is_empty() {
                 return Err(bad("empty field name"));
             }
-            match (c.op, &c.value) {
-                (Op::In, Some(Value::Array(_))) => {}
+            let text = c.value.as_ref().map(|v| v.get());
+            let mut items = Vec::new();
+            match (c.op, text) {
+                (Op::In, Some(t)) if t.starts_with('[') => {
+                    items =
+                        serde_json::from_str(t).map_err(|e| bad(&format!("`in` operand: {e}")))?;
+                }
                 (Op::In, _) => return Err(bad("`in` needs an array value")),
-                (Op::Exists, None | Some(Value::Bool(_))) => {}
+                (Op::Exists, None | Some("true" | "false")) => {}
                 (Op::Exists, _) => return Err(bad("`exists` takes true, false or no value")),
                 (_, None) => return Err(bad("this operator needs a value")),
                 _ => {}
             }
+            if text.is_some_and(|t| compare::depth(t) > MAX_OPERAND_DEPTH) {
+                return Err(bad(&format!(
+                    "the value nests deeper than {MAX_OPERAND_DEPTH} levels"
+                )));
+            }
+            c.items = items;
         }
         for (from, to) in &t.rename {
             if from.is_empty() || to.is_empty() {
@@ -194,10 +212,8 @@ impl Transform {
         if !self.filter.iter().all(|c| c.holds(fields)) {
             return false;
         }
-        for (from, to) in &self.rename {
-            if let Some(v) = fields.remove(from) {
-                fields.set(Cow::Borrowed(to), v);
-            }
+        if !self.rename.is_empty() {
+            rename(&self.rename, fields);
         }
         for name in &self.drop {
             fields.remove(name);
@@ -218,57 +234,61 @@ impl Transform {
     }
 }
 
+/// Renames every field at once, each keeping its place: a field whose name is a key of
+/// `rename` takes the new name where it stands. A renamed field replaces any other field that
+/// ends up with the same name; of several renamed onto one name, the last in the record stays.
+fn rename<'a>(names: &'a BTreeMap<String, String>, fields: &mut Fields<'a>) {
+    // (new name, index of the last field renamed to it)
+    let mut renamed: Vec<(&'a str, usize)> = Vec::new();
+    for (i, (name, _)) in fields.entries.iter_mut().enumerate() {
+        if let Some(to) = names.get(name.as_ref()) {
+            *name = Cow::Borrowed(to.as_str());
+            match renamed.iter_mut().find(|(t, _)| *t == to.as_str()) {
+                Some(last) => last.1 = i,
+                None => renamed.push((to.as_str(), i)),
+            }
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    fields.entries.retain(|(name, _)| {
+        let keep = renamed
+            .iter()
+            .all(|(to, last)| *last == i || name.as_ref() != *to);
+        i += 1;
+        keep
+    });
+}
+
 impl Condition {
-    /// Whether the record satisfies the condition.
+    /// Whether the record satisfies the condition, on the record's values exactly as they
+    /// are (see [`compare`]).
     pub fn holds(&self, fields: &Fields<'_>) -> bool {
         let actual = fields.lookup(&self.field).filter(|v| !v.is_null());
-        let operand = self.value.as_ref();
+        let actual = actual.as_ref().map(Raw::get);
+        let operand = self.value.as_deref().map(RawValue::get);
         match self.op {
-            Op::Exists => {
-                let want = operand.and_then(Value::as_bool).unwrap_or(true);
-                actual.is_some() == want
-            }
+            Op::Exists => actual.is_some() == (operand != Some("false")),
             Op::Ne => match (actual, operand) {
-                (Some(a), Some(b)) => !json_eq(&a, b),
+                (Some(a), Some(b)) => !compare::equal(a, b),
                 _ => true,
             },
-            Op::Eq => matches!((actual, operand), (Some(a), Some(b)) if json_eq(&a, b)),
-            Op::In => match (actual, operand) {
-                (Some(a), Some(Value::Array(items))) => items.iter().any(|b| json_eq(&a, b)),
-                _ => false,
-            },
+            Op::Eq => matches!((actual, operand), (Some(a), Some(b)) if compare::equal(a, b)),
+            Op::In => actual.is_some_and(|a| self.items.iter().any(|b| compare::equal(a, b.get()))),
             Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
                 let (Some(a), Some(b)) = (actual, operand) else {
                     return false;
                 };
                 matches!(
-                    (json_cmp(&a, b), self.op),
+                    (compare::order(a, b), self.op),
                     (Some(Ordering::Greater), Op::Gt | Op::Gte)
                         | (Some(Ordering::Equal), Op::Gte | Op::Lte)
                         | (Some(Ordering::Less), Op::Lt | Op::Lte)
                 )
             }
         }
-    }
-}
-
-/// Equality where `1` equals `1.0`.
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x == y,
-        },
-        _ => a == b,
-    }
-}
-
-/// Ordering of numbers and of strings; `None` across types.
-fn json_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
     }
 }
 
@@ -336,10 +356,35 @@ mod tests {
             r#"{"rename":{"a":"b","missing":"x"}}"#,
             r#"{"a":{"n":1},"c":2}"#,
         );
-        assert_eq!(out.as_deref(), Some("{\"c\":2,\"b\":{\"n\":1}}\n"));
-        // Renaming onto an existing field replaces it.
+        assert_eq!(out.as_deref(), Some("{\"b\":{\"n\":1},\"c\":2}\n"));
+        // Renaming onto an existing field replaces it; the renamed field keeps its place.
         let out = run(r#"{"rename":{"a":"c"}}"#, r#"{"a":1,"c":2}"#);
         assert_eq!(out.as_deref(), Some("{\"c\":1}\n"));
+        let out = run(r#"{"rename":{"a":"c"}}"#, r#"{"c":2,"b":0,"a":1}"#);
+        assert_eq!(out.as_deref(), Some("{\"b\":0,\"c\":1}\n"));
+    }
+
+    #[test]
+    fn rename_keeps_the_field_in_place() {
+        let out = run(r#"{"rename":{"a":"x"}}"#, r#"{"a":1,"b":2}"#);
+        assert_eq!(out.as_deref(), Some("{\"x\":1,\"b\":2}\n"));
+        let out = run(
+            r#"{"rename":{"b":"y","d":"z"}}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4}"#,
+        );
+        assert_eq!(out.as_deref(), Some("{\"a\":1,\"y\":2,\"c\":3,\"z\":4}\n"));
+    }
+
+    #[test]
+    fn a_swap_rename_keeps_both_fields() {
+        let out = run(r#"{"rename":{"a":"b","b":"a"}}"#, r#"{"a":1,"b":2}"#);
+        assert_eq!(out.as_deref(), Some("{\"b\":1,\"a\":2}\n"));
+        // Renames apply at once: a chain moves each value one name along.
+        let out = run(r#"{"rename":{"a":"b","b":"c"}}"#, r#"{"a":1,"b":2,"c":3}"#);
+        assert_eq!(out.as_deref(), Some("{\"b\":1,\"c\":2}\n"));
+        // Two fields renamed onto one name: the last in the record stays, where it is.
+        let out = run(r#"{"rename":{"a":"x","b":"x"}}"#, r#"{"b":2,"k":0,"a":1}"#);
+        assert_eq!(out.as_deref(), Some("{\"k\":0,\"x\":1}\n"));
     }
 
     #[test]
@@ -412,6 +457,125 @@ mod tests {
         ));
     }
 
+    fn keeps(filter: &str, record: &str) -> bool {
+        run(&format!(r#"{{"filter":[{filter}]}}"#), record).is_some()
+    }
+
+    #[test]
+    fn a_filter_compares_64_bit_ids_exactly() {
+        let rec = r#"{"id":9007199254740993}"#;
+        assert!(!keeps(
+            r#"{"field":"id","op":"eq","value":9007199254740992}"#,
+            rec
+        ));
+        assert!(keeps(
+            r#"{"field":"id","op":"eq","value":9007199254740993}"#,
+            rec
+        ));
+        assert!(keeps(
+            r#"{"field":"id","op":"ne","value":9007199254740992}"#,
+            rec
+        ));
+        assert!(keeps(
+            r#"{"field":"id","op":"gt","value":9007199254740992}"#,
+            rec
+        ));
+        assert!(!keeps(
+            r#"{"field":"id","op":"lt","value":9007199254740993}"#,
+            rec
+        ));
+        assert!(!keeps(
+            r#"{"field":"id","op":"in","value":[9007199254740992,9007199254740994]}"#,
+            rec
+        ));
+        let max = r#"{"id":18446744073709551615}"#;
+        assert!(keeps(
+            r#"{"field":"id","op":"gt","value":18446744073709551614}"#,
+            max
+        ));
+        assert!(!keeps(
+            r#"{"field":"id","op":"eq","value":18446744073709551614}"#,
+            max
+        ));
+        let min = r#"{"id":-9223372036854775808}"#;
+        assert!(keeps(
+            r#"{"field":"id","op":"lt","value":-9223372036854775807}"#,
+            min
+        ));
+        let nested = r#"{"user":{"id":9007199254740993}}"#;
+        assert!(keeps(
+            r#"{"field":"user.id","op":"ne","value":9007199254740992}"#,
+            nested
+        ));
+    }
+
+    #[test]
+    fn a_filter_compares_decimals_by_value() {
+        // Equal as f64, different as decimals.
+        let rec = r#"{"p":0.1}"#;
+        assert!(keeps(
+            r#"{"field":"p","op":"lt","value":0.10000000000000001}"#,
+            rec
+        ));
+        assert!(!keeps(
+            r#"{"field":"p","op":"eq","value":0.10000000000000001}"#,
+            rec
+        ));
+        // One value, several spellings.
+        assert!(keeps(r#"{"field":"p","op":"eq","value":1e-1}"#, rec));
+        assert!(keeps(r#"{"field":"p","op":"in","value":[0.100,2]}"#, rec));
+        // Numbers beyond f64 are still numbers.
+        let big = r#"{"n":1e400}"#;
+        assert!(keeps(r#"{"field":"n","op":"gt","value":1e308}"#, big));
+        assert!(keeps(r#"{"field":"n","op":"exists"}"#, big));
+        assert!(!keeps(r#"{"field":"n","op":"lt","value":1}"#, big));
+    }
+
+    #[test]
+    fn a_deep_or_huge_sibling_does_not_drop_the_record() {
+        let cond = r#"{"field":"a.b","op":"eq","value":1}"#;
+        let deep = format!(
+            r#"{{"a":{{"deep":{}{},"b":1}}}}"#,
+            "[".repeat(500),
+            "]".repeat(500)
+        );
+        assert!(keeps(cond, &deep));
+        assert!(keeps(cond, r#"{"a":{"big":1e400,"b":1,"huge":-1e99999}}"#));
+        assert!(keeps(cond, r#"{"a":{"b":1,"s":"\ud800"}}"#));
+        // A deep top-level sibling, and a deep value compared against a shallow operand.
+        let sibling = format!(
+            r#"{{"d":{}1{},"x":"y"}}"#,
+            r#"{"k":"#.repeat(300),
+            "}".repeat(300)
+        );
+        assert!(keeps(r#"{"field":"x","op":"eq","value":"y"}"#, &sibling));
+        let deep_value = format!(r#"{{"d":{}{}}}"#, "[".repeat(300), "]".repeat(300));
+        assert!(!keeps(
+            r#"{"field":"d","op":"eq","value":[[1]]}"#,
+            &deep_value
+        ));
+        assert!(keeps(
+            r#"{"field":"d","op":"ne","value":[[1]]}"#,
+            &deep_value
+        ));
+    }
+
+    #[test]
+    fn a_filter_compares_strings_and_containers_as_written() {
+        let rec = r#"{"s":"caf\u00e9","o":{"k":[1,"x"],"j":null},"l":[1.0,2]}"#;
+        assert!(keeps(
+            "{\"field\":\"s\",\"op\":\"eq\",\"value\":\"caf\u{e9}\"}",
+            rec
+        ));
+        assert!(keeps(
+            r#"{"field":"o","op":"eq","value":{"j":null,"k":[1.0,"x"]}}"#,
+            rec
+        ));
+        assert!(keeps(r#"{"field":"l","op":"eq","value":[1,2]}"#, rec));
+        assert!(keeps(r#"{"field":"l","op":"ne","value":[2,1]}"#, rec));
+        assert!(!keeps(r#"{"field":"o","op":"gt","value":{}}"#, rec));
+    }
+
     #[test]
     fn filter_runs_on_input_names_before_rename() {
         let t = r#"{"filter":[{"field":"lvl","op":"eq","value":"E"}],"rename":{"lvl":"level"}}"#;
@@ -441,6 +605,14 @@ mod tests {
                 "exists",
             ),
             (r#"{"rename":{"a":""}}"#, "empty field name"),
+            (
+                &format!(
+                    r#"{{"filter":[{{"field":"a","op":"eq","value":{}{}}}]}}"#,
+                    "[".repeat(65),
+                    "]".repeat(65)
+                ),
+                "deeper than 64",
+            ),
         ] {
             let err = Transform::parse(doc).expect_err(doc).to_string();
             assert!(err.contains("TRANSFORM"), "{err}");

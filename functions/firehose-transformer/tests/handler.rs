@@ -5,7 +5,9 @@ use std::io::Write;
 
 use base64::Engine as _;
 use chrono::{TimeZone, Utc};
-use firehose_transformer::event::{FirehoseEvent, FirehoseRecord, FirehoseResponse, RecordResult};
+use firehose_transformer::event::{
+    FirehoseEvent, FirehoseRecord, FirehoseResponse, Invocation, RecordResult,
+};
 use firehose_transformer::{LAMBDA_RESPONSE_LIMIT, Processor, Stats};
 use lambda_runtime::{Context, LambdaEvent};
 use proptest::prelude::*;
@@ -74,8 +76,9 @@ async fn direct_put_with_transform_and_partitioning() {
     assert_eq!(
         decoded(&resp, 0),
         concat!(
-            r#"{"event_id":"e-1001","ts":"2024-03-07T05:06:07.123Z","action":"view","status":200,"#,
-            r#""page":{"path":"/home","ref":null},"user":"u-42","source":"firehose","#,
+            // `user_id` renamed in place.
+            r#"{"event_id":"e-1001","ts":"2024-03-07T05:06:07.123Z","user":"u-42","action":"view","#,
+            r#""status":200,"page":{"path":"/home","ref":null},"source":"firehose","#,
             r#""arrived_at":"2024-03-07T05:06:08.000Z"}"#,
             "\n"
         )
@@ -327,6 +330,65 @@ fn wire_format_is_compatible_with_aws_lambda_events() {
     assert_eq!(theirs.records.len(), resp.records.len());
     assert_eq!(theirs.records[1].metadata.partition_keys["tenant"], "acme");
     assert_eq!(theirs.records[0].result.as_deref(), Some("Ok"));
+}
+
+/// The handler on a payload the runtime reads as an [`Invocation`]: its error, if any.
+async fn handle_payload(
+    p: &Processor,
+    payload: &str,
+) -> Result<FirehoseResponse, tributary::Error> {
+    let invocation: Invocation = serde_json::from_str(payload).expect("any JSON is an invocation");
+    let raw = p
+        .handle(LambdaEvent::new(invocation, Context::default()))
+        .await?;
+    Ok(serde_json::from_str(raw.get()).expect("response JSON"))
+}
+
+#[tokio::test]
+async fn a_payload_that_is_not_a_firehose_event_is_an_invalid_event() {
+    let p = processor(&[]);
+    for (payload, what) in [
+        (r#""x""#, "the payload is a string, not an object"),
+        ("[1,2]", "the payload is an array"),
+        ("42", "the payload is a number"),
+        ("null", "the payload is null"),
+        (r#"{"Records":[{"s3":{}}]}"#, "no `records` member"),
+        (r#"{"records":"x"}"#, "`records` is a string, not an array"),
+        (
+            r#"{"records":[{"recordId":"1","data":""},7]}"#,
+            "`records[1]` is a number",
+        ),
+        (
+            r#"{"records":[{"data":"e30="}]}"#,
+            "`records[0]`: no `recordId`",
+        ),
+        (
+            r#"{"records":[{"recordId":1,"data":"e30="}]}"#,
+            "`recordId` is a number",
+        ),
+        (
+            r#"{"records":[{"recordId":"1","data":{}}]}"#,
+            "`data` is an object",
+        ),
+        (r#"{"records":[],"region":5}"#, "`region` is a number"),
+    ] {
+        let err = handle_payload(&p, payload).await.expect_err(payload);
+        assert_eq!(err.error_type(), "InvalidEvent", "{payload}: {err}");
+        let text = err.to_string();
+        assert!(text.contains(what), "{payload}: {text}");
+        assert!(text.contains("Kinesis Data Firehose"), "{payload}: {text}");
+    }
+    // The shapes Firehose sends still read, unknown members ignored.
+    let resp = handle_payload(
+        &p,
+        r#"{"records":[{"recordId":"1","data":"e30=","approximateArrivalTimestamp":null,"x":[{}]}],"y":{}}"#,
+    )
+    .await
+    .expect("a Firehose event");
+    assert_eq!(resp.records[0].result, RecordResult::Ok);
+    // Reading the event type directly fails with the same reason.
+    let err = serde_json::from_str::<FirehoseEvent>(r#""x""#).expect_err("not an event");
+    assert!(err.to_string().contains("a string"), "{err}");
 }
 
 proptest! {

@@ -1,5 +1,6 @@
 //! The real `bootstrap` binary under a Lambda Runtime API emulator: every sample event in
-//! `events/firehose-transformer/` gets the right answer; a bad configuration is an init error.
+//! `events/firehose-transformer/` gets the right answer; a payload of another shape answers
+//! `InvalidEvent`; a bad configuration is an init error.
 
 use std::time::Duration;
 
@@ -95,4 +96,27 @@ async fn a_bad_configuration_is_an_init_error_naming_the_variable() {
     assert!(message.contains("TRANSFORM"), "{message}");
     let status = child.wait().expect("the process exits");
     assert!(!status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_not_a_firehose_event_answers_invalid_event() {
+    let api = RuntimeApi::start().await;
+    let mut child = api.spawn(BIN, &[]);
+    for payload in [
+        Value::from("x"),
+        serde_json::json!({"Records": [{"eventSource": "aws:s3"}]}),
+    ] {
+        let Answer::Error(kind, message) = api.invoke(payload.clone()).await else {
+            panic!("{payload}: answered as if it were a Firehose event");
+        };
+        assert_eq!(kind, "InvalidEvent", "{payload}: {message}");
+        assert!(message.contains("Kinesis Data Firehose"), "{message}");
+    }
+    // The function keeps serving.
+    let Answer::Response(resp) = api.invoke(sample("direct-put")).await else {
+        panic!("a Firehose event after an invalid one failed");
+    };
+    assert!(resp["records"].is_array());
+    child.kill().expect("stop the function");
+    let _ = child.wait();
 }

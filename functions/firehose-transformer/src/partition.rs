@@ -268,6 +268,22 @@ mod tests {
     }
 
     #[test]
+    fn a_deep_or_huge_sibling_does_not_default_a_nested_key() {
+        let s = spec(Some("meta.ts"), &["geo.region", "geo.id"]);
+        let record = format!(
+            r#"{{"geo":{{"deep":{}{},"region":"eu","big":1e400,"id":9007199254740993}},
+                "meta":{{"x":-1e99999,"ts":"2024-03-07T05:06:07Z"}}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let k = keys(&s, &record, Some(0));
+        assert!(!k.fell_back);
+        assert_eq!(ymdh(&k), "2024/03/07/05");
+        assert_eq!(k.keys["geo_region"], "eu");
+        assert_eq!(k.keys["geo_id"], "9007199254740993");
+    }
+
+    #[test]
     fn duplicate_key_names_are_refused() {
         assert!(PartitionSpec::new(Some("ts".into()), vec!["year".into()], "d".into()).is_err());
         assert!(PartitionSpec::new(None, vec!["a.b".into(), "a_b".into()], "d".into()).is_err());

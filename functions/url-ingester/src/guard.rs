@@ -8,8 +8,10 @@
 //! checked addresses to the HTTP client, so the connection goes to the address that was checked
 //! (no DNS-rebinding window). `ALLOW_PRIVATE_NETWORKS=true` lifts the address check;
 //! `ALLOWED_HOSTS` (comma-separated; `*.example.com` matches subdomains) restricts hosts.
+//! Through a configured `SOURCE_PROXY` the proxy resolves names, so
+//! [`Policy::check_url_resolved`] checks every address of a host before the request is sent.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -109,6 +111,30 @@ impl Policy {
         Ok(())
     }
 
+    /// Checks a URL, and with a proxy in between also its host's addresses: the proxy resolves
+    /// the name itself, so every address the name has must pass, before anything connects.
+    pub async fn check_url_resolved(&self, url: &reqwest::Url) -> Result<(), String> {
+        self.check_url(url)?;
+        let Some(url::Host::Domain(name)) = url.host() else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(0);
+        let addrs = tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| format!("host {name} does not resolve: {e}"))?;
+        let mut any = false;
+        for a in addrs {
+            any = true;
+            self.check_ip(a.ip())
+                .map_err(|why| format!("host {name} resolves to {why}"))?;
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(format!("host {name} resolves to no addresses"))
+        }
+    }
+
     /// Checks one address.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         if self.allow_private || self.allowed_networks.iter().any(|n| in_network(ip, *n)) {
@@ -132,42 +158,78 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// Why an address is refused, or `None` when it is a public unicast address.
+///
+/// IPv6 is judged by what it leads to: only global unicast (`2000::/3`) can pass, the forms
+/// that carry an IPv4 address a router or the host would act on (IPv4-mapped `::ffff:0:0/96`,
+/// SIIT `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by that IPv4
+/// address, and the forms whose destination cannot be judged (IPv4-compatible `::/96`, local
+/// NAT64 `64:ff9b:1::/48`, Teredo `2001::/32`, discard `100::/64`) are refused with the
+/// reserved and special blocks (`2001::/23`, documentation `2001:db8::/32` and `3fff::/20`).
 pub fn refused_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => refused_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return refused_v4(v4);
-            }
-            let seg = v6.segments();
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if seg[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if seg[0] & 0xfe00 == 0xfc00 {
-                Some("unique-local")
-            } else if seg[0] & 0xffc0 == 0xfec0 {
-                Some("site-local")
-            } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                // NAT64: judge the embedded IPv4 address.
-                let v4 = Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                );
-                refused_v4(v4)
-            } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
-                Some("documentation")
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => refused_v6(v6),
     }
+}
+
+fn embedded_v4(hi: u16, lo: u16) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
+}
+
+fn refused_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let seg = v6.segments();
+    if v6.is_loopback() {
+        return Some("loopback");
+    }
+    if v6.is_unspecified() {
+        return Some("unspecified");
+    }
+    // IPv4-mapped (::ffff:a.b.c.d) and SIIT IPv4-translated (::ffff:0:a.b.c.d).
+    if seg[..6] == [0, 0, 0, 0, 0, 0xffff] || seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return refused_v4(embedded_v4(seg[6], seg[7]));
+    }
+    if seg[..6] == [0; 6] {
+        return Some("IPv4-compatible (deprecated, ::/96)");
+    }
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        // Well-known NAT64: judge the embedded IPv4 address.
+        return refused_v4(embedded_v4(seg[6], seg[7]));
+    }
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        return Some("local-use NAT64 (64:ff9b:1::/48)");
+    }
+    if seg[..4] == [0x100, 0, 0, 0] {
+        return Some("discard-only (100::/64)");
+    }
+    if v6.is_multicast() {
+        return Some("multicast");
+    }
+    if seg[0] & 0xffc0 == 0xfe80 {
+        return Some("link-local");
+    }
+    if seg[0] & 0xfe00 == 0xfc00 {
+        return Some("unique-local");
+    }
+    if seg[0] & 0xffc0 == 0xfec0 {
+        return Some("site-local");
+    }
+    if seg[0] & 0xe000 != 0x2000 {
+        return Some("reserved (not global unicast, 2000::/3)");
+    }
+    if seg[0] == 0x2002 {
+        // 6to4: the IPv4 address of the relay's other end.
+        return refused_v4(embedded_v4(seg[1], seg[2]));
+    }
+    if seg[0] == 0x2001 && seg[1] == 0 {
+        return Some("Teredo (2001::/32)");
+    }
+    if seg[0] == 0x2001 && seg[1] == 0x0db8 || seg[0] == 0x3fff && seg[1] & 0xf000 == 0 {
+        return Some("documentation");
+    }
+    if seg[0] == 0x2001 && seg[1] < 0x0200 {
+        return Some("IETF protocol assignment (2001::/23)");
+    }
+    None
 }
 
 fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
@@ -199,22 +261,40 @@ fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: Arc<Policy>,
+    exempt: Option<String>,
 }
 
 impl GuardedResolver {
     /// A resolver enforcing `policy`.
     pub fn new(policy: Arc<Policy>) -> Self {
-        GuardedResolver { policy }
+        GuardedResolver {
+            policy,
+            exempt: None,
+        }
+    }
+
+    /// Lets `host` (the configured `SOURCE_PROXY`, often VPC-internal) resolve unchecked.
+    pub fn exempt(mut self, host: Option<String>) -> Self {
+        self.exempt = host.map(|h| h.to_ascii_lowercase());
+        self
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let exempt = self
+            .exempt
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(name.as_str()));
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if exempt {
+                let addrs: Addrs = Box::new(addrs.into_iter());
+                return Ok(addrs);
+            }
             let mut allowed = Vec::with_capacity(addrs.len());
             let mut refusal = None;
             for a in addrs {
@@ -274,6 +354,47 @@ mod tests {
             ..Policy::default()
         };
         assert!(open.check_url(&url("http://127.0.0.1:8080/x")).is_ok());
+    }
+
+    #[test]
+    fn ipv4_hidden_in_ipv6_is_refused() {
+        let p = Policy::default();
+        for bad in [
+            "http://[::7f00:1]/",                             // IPv4-compatible 127.0.0.1
+            "http://[::a9fe:a9fe]/",                          // IPv4-compatible 169.254.169.254
+            "http://[::5db8:d70e]/", // IPv4-compatible, even of a public address
+            "http://[::ffff:a9fe:a9fe]/", // IPv4-mapped metadata address
+            "http://[::ffff:0:a9fe:a9fe]/", // SIIT
+            "http://[::ffff:0:7f00:1]/", // SIIT loopback
+            "http://[64:ff9b::7f00:1]/", // NAT64 loopback
+            "http://[64:ff9b:1::a9fe:a9fe]/", // local-use NAT64
+            "http://[64:ff9b:1:ffff::1]/", // local-use NAT64, other layout
+            "http://[2002:a9fe:a9fe::1]/", // 6to4 of the metadata address
+            "http://[2002:7f00:1::]/", // 6to4 of loopback
+            "http://[2002:0a00:0001::1]/", // 6to4 of 10.0.0.1
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", // Teredo
+            "http://[2001::1]/",     // Teredo
+            "http://[100::1]/",      // discard-only
+            "http://[100::ffff:a9fe:a9fe]/", // discard-only
+            "http://[2001:2::1]/",   // benchmarking
+            "http://[2001:10::1]/",  // ORCHID
+            "http://[3fff::1]/",     // documentation (RFC 9637)
+            "http://[4000::1]/",     // unallocated
+            "http://[5f00::1]/",     // SRv6 SIDs
+            "http://[::2]/",         // reserved ::/8
+        ] {
+            let err = p.check_url(&url(bad)).expect_err(bad);
+            assert!(err.contains("refused"), "{bad}: {err}");
+        }
+        for good in [
+            "http://[::ffff:93.184.215.14]/",
+            "http://[64:ff9b::5db8:d70e]/",
+            "http://[2002:5db8:d70e::1]/",
+            "https://[2606:4700::1111]/",
+            "https://[2a00:1450:4001::200e]/",
+        ] {
+            assert!(p.check_url(&url(good)).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Config {
     pub concurrency: usize,
     /// Where downloads may go (`ALLOW_PRIVATE_NETWORKS`, `ALLOWED_HOSTS`).
     pub policy: Policy,
+    /// HTTP(S) proxy for downloads (`SOURCE_PROXY`). The usual `HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `ALL_PROXY` variables are ignored; through the proxy the guard still checks every name
+    /// and address before a request leaves.
+    pub source_proxy: Option<reqwest::Url>,
     /// Stop and checkpoint when less than this much time is left (`DEADLINE_MARGIN_SECS`, 30).
     pub deadline_margin: Duration,
     /// Re-invoke the function with the checkpoint when stopped (`CONTINUE_ASYNC`).
@@ -81,6 +85,22 @@ impl Config {
                     allowed_networks,
                     allowed_hosts: env.list("ALLOWED_HOSTS"),
                 }
+            },
+            source_proxy: match env.get("SOURCE_PROXY").map(str::trim) {
+                None | Some("") => None,
+                Some(raw) => Some(
+                    reqwest::Url::parse(raw)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                        .ok_or_else(|| {
+                            Error::config(
+                                "SOURCE_PROXY",
+                                raw,
+                                "not an http or https URL",
+                                "a proxy URL such as http://proxy.internal:3128",
+                            )
+                        })?,
+                ),
             },
             deadline_margin: Duration::from_secs(env.int_in(
                 "DEADLINE_MARGIN_SECS",
@@ -139,9 +159,14 @@ pub struct IngestRequest {
     /// `Content-Type` to store (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
-    /// Request headers for the source (e.g. `Authorization`); never logged.
+    /// Request headers for the source (e.g. `Authorization`); never logged. They go only to
+    /// the URL's origin (scheme, host, port): a redirect elsewhere is followed without them.
+    /// `Host` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// Send `headers` on after a redirect to another origin too (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_headers_on_redirect: Option<bool>,
     /// Refuse to overwrite an existing object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_none_match: Option<bool>,
@@ -238,24 +263,36 @@ impl Ingester {
         lambda: Option<aws_sdk_lambda::Client>,
     ) -> tributary::Result<Ingester> {
         let policy = Arc::new(config.policy.clone());
-        let redirect_policy = policy.clone();
-        let http = reqwest::Client::builder()
+        let resolver = GuardedResolver::new(policy).exempt(
+            config
+                .source_proxy
+                .as_ref()
+                .and_then(|u| u.host_str().map(str::to_owned)),
+        );
+        // Proxies come from SOURCE_PROXY only, never from the process environment.
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(proxy) = &config.source_proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                Error::config(
+                    "SOURCE_PROXY",
+                    proxy.as_str(),
+                    e.to_string(),
+                    "a proxy URL such as http://proxy.internal:3128",
+                )
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .user_agent(concat!(
                 "tributary-url-ingester/",
                 env!("CARGO_PKG_VERSION")
             ))
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
-            .dns_resolver(Arc::new(GuardedResolver::new(policy)))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() > 5 {
-                    return attempt.error("more than 5 redirects");
-                }
-                match redirect_policy.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(why) => attempt.error(format!("redirect refused: {why}")),
-                }
-            }))
+            .dns_resolver(Arc::new(resolver))
+            // Redirects are followed by `source`, which checks every hop and decides which
+            // headers go along.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| {
                 Error::config("(HTTP client)", "", e.to_string(), "a working TLS set-up")
@@ -290,6 +327,12 @@ impl Ingester {
         event: LambdaEvent<serde_json::Value>,
     ) -> Result<IngestResponse, Error> {
         let (payload, ctx) = event.into_parts();
+        if !payload.is_object() {
+            return Err(Error::invalid_event(
+                "an ingest request object such as {\"url\": \"https://...\"}",
+                format!("the payload is {}", json_kind(&payload)),
+            ));
+        }
         let request: IngestRequest = serde_json::from_value(payload)
             .map_err(|e| Error::invalid_input("the ingest request", e))?;
         let deadline = (ctx.deadline > 0).then(|| UNIX_EPOCH + Duration::from_millis(ctx.deadline));
@@ -346,6 +389,12 @@ impl Ingester {
             self.http.clone(),
             plan.url.clone(),
             plan.headers.clone(),
+            source::Hops {
+                policy: Arc::new(self.config.policy.clone()),
+                proxied: self.config.source_proxy.is_some(),
+                origin: plan.origin.clone(),
+                forward_headers: request.forward_headers_on_redirect.unwrap_or(false),
+            },
             start_offset,
             validator.as_deref(),
         )
@@ -780,11 +829,30 @@ impl Ingester {
                     "not in the request and DEFAULT_BUCKET is not set".into(),
                 )
             })?;
+        check_bucket_name(&bucket).map_err(|why| {
+            bad(
+                if req.bucket.is_some() {
+                    "bucket"
+                } else {
+                    "bucket (DEFAULT_BUCKET)"
+                },
+                format!("{bucket:?} {why}"),
+            )
+        })?;
         let key = match &req.key {
             Some(k) if !k.is_empty() && !k.ends_with('/') => k.clone(),
             Some(k) => return Err(bad("key", format!("{k:?} is not an object key"))),
             None => format!("{}{}", self.config.default_prefix, file_name(&url)),
         };
+        if key.len() > MAX_KEY_BYTES {
+            return Err(bad(
+                "key",
+                format!(
+                    "is {} bytes; S3 keys are at most {MAX_KEY_BYTES} bytes (UTF-8)",
+                    key.len()
+                ),
+            ));
+        }
         let part_mib = req.part_size_mib.unwrap_or(self.config.part_size_mib);
         if !(5..=5120).contains(&part_mib) {
             return Err(bad(
@@ -808,6 +876,12 @@ impl Ingester {
         for (name, value) in req.headers.iter().flatten() {
             let n = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad("headers", format!("{name:?} is not a valid header name")))?;
+            if n == reqwest::header::HOST {
+                return Err(bad(
+                    "headers",
+                    "Host may not be set: it comes from the URL".into(),
+                ));
+            }
             // The value is never echoed: it may be a credential.
             let mut v = HeaderValue::from_str(value).map_err(|_| {
                 bad(
@@ -839,6 +913,8 @@ impl Ingester {
                 ));
             }
         }
+        // The caller's headers are for the origin the caller named, on every leg.
+        let origin = url.origin();
         let url = match &req.resume {
             // Continue from where the redirects led last time.
             Some(cp) => {
@@ -857,7 +933,53 @@ impl Ingester {
             part_size: (part_mib * MIB) as usize,
             concurrency,
             headers,
+            origin,
         })
+    }
+}
+
+/// The longest S3 object key, in UTF-8 bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// S3's general-purpose bucket naming rules: 3 to 63 characters of lowercase letters, digits,
+/// `.` and `-`, starting and ending with a letter or digit, no `..`, not an IPv4 address.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    if !(3..=63).contains(&b.len()) {
+        return Err(format!(
+            "is {} characters; bucket names have 3 to 63",
+            b.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-'))
+    {
+        return Err(format!(
+            "holds {c:?}; bucket names are lowercase letters, digits, '.' and '-'"
+        ));
+    }
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !b.first().is_some_and(alnum) || !b.last().is_some_and(alnum) {
+        return Err("must begin and end with a letter or digit".into());
+    }
+    if name.contains("..") {
+        return Err("holds \"..\"".into());
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("is formatted as an IP address".into());
+    }
+    Ok(())
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a JSON boolean",
+        serde_json::Value::Number(_) => "a JSON number",
+        serde_json::Value::String(_) => "a JSON string",
+        serde_json::Value::Array(_) => "a JSON array",
+        serde_json::Value::Object(_) => "a JSON object",
     }
 }
 
@@ -870,6 +992,7 @@ struct Plan {
     part_size: usize,
     concurrency: usize,
     headers: HeaderMap,
+    origin: url::Origin,
 }
 
 async fn abort(writer: S3Writer, err: Error) -> Error {

@@ -8,6 +8,7 @@
 //! versions. A body shorter than its `Content-Length` is a cut too; a longer one cannot be
 //! read past the announced length.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,25 @@ use tributary::Error;
 
 /// Reconnections allowed per invocation after a cut.
 const MAX_RESUMES: u32 = 5;
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
+/// How requests and their redirects are checked: every hop's URL passes the SSRF guard before
+/// it is connected to (with a proxy, the host's addresses too, since the proxy resolves it),
+/// and the caller's headers go only to the origin the caller named, unless the request says
+/// `forward_headers_on_redirect: true`.
+#[derive(Debug, Clone)]
+pub struct Hops {
+    /// The SSRF policy.
+    pub policy: Arc<crate::guard::Policy>,
+    /// Whether requests go through `SOURCE_PROXY`.
+    pub proxied: bool,
+    /// The origin of the URL the caller asked for: its headers are for it.
+    pub origin: url::Origin,
+    /// Send the caller's headers to other origins too.
+    pub forward_headers: bool,
+}
 
 /// The URL without its query and fragment: safe to log (signed URLs carry secrets there).
 pub fn redact(url: &reqwest::Url) -> String {
@@ -42,6 +62,7 @@ fn source_error(url: &reqwest::Url, reason: impl Into<String>) -> Error {
 #[derive(Debug)]
 pub struct Source {
     client: reqwest::Client,
+    hops: Hops,
     url: reqwest::Url,
     headers: HeaderMap,
     resp: reqwest::Response,
@@ -70,10 +91,11 @@ impl Source {
         client: reqwest::Client,
         url: reqwest::Url,
         headers: HeaderMap,
+        hops: Hops,
         start: u64,
         validator: Option<&str>,
     ) -> Result<Source, Error> {
-        let (resp, total) = request(&client, &url, &headers, start, validator).await?;
+        let (resp, total) = request(&client, &hops, &url, &headers, start, validator).await?;
         let h = resp.headers();
         let accept_ranges = h
             .get(header::ACCEPT_RANGES)
@@ -88,6 +110,7 @@ impl Source {
             total,
             url: resp.url().clone(),
             client,
+            hops,
             headers,
             resp,
             offset: start,
@@ -159,6 +182,7 @@ impl Source {
             tokio::time::sleep(Duration::from_millis(200 * u64::from(self.resumes))).await;
             let (resp, _) = request(
                 &self.client,
+                &self.hops,
                 &self.url,
                 &self.headers,
                 self.offset,
@@ -170,25 +194,60 @@ impl Source {
     }
 }
 
-/// One GET; for `start > 0` a ranged one that must come back as `206` from `start`.
+/// One GET, following redirects (each hop checked, see [`Hops`]); for `start > 0` a ranged
+/// one that must come back as `206` from `start`.
 async fn request(
     client: &reqwest::Client,
+    hops: &Hops,
     url: &reqwest::Url,
     headers: &HeaderMap,
     start: u64,
     validator: Option<&str>,
 ) -> Result<(reqwest::Response, Option<u64>), Error> {
-    let mut req = client.get(url.clone()).headers(headers.clone());
-    if start > 0 {
-        req = req.header(header::RANGE, format!("bytes={start}-"));
-        if let Some(v) = validator {
-            req = req.header(header::IF_RANGE, v);
+    let mut url = url.clone();
+    let mut redirects = 0usize;
+    let resp = loop {
+        if hops.proxied {
+            hops.policy
+                .check_url_resolved(&url)
+                .await
+                .map_err(|why| source_error(&url, why))?;
         }
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| source_error(url, error_chain(&e)))?;
+        let mut req = client.get(url.clone());
+        if hops.forward_headers || url.origin() == hops.origin {
+            req = req.headers(headers.clone());
+        }
+        if start > 0 {
+            req = req.header(header::RANGE, format!("bytes={start}-"));
+            if let Some(v) = validator {
+                req = req.header(header::IF_RANGE, v);
+            }
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| source_error(&url, error_chain(&e)))?;
+        if !resp.status().is_redirection() {
+            break resp;
+        }
+        let Some(location) = header(resp.headers(), header::LOCATION) else {
+            break resp;
+        };
+        if redirects >= MAX_REDIRECTS {
+            return Err(source_error(
+                &url,
+                format!("more than {MAX_REDIRECTS} redirects"),
+            ));
+        }
+        redirects += 1;
+        let next = url
+            .join(&location)
+            .map_err(|e| source_error(&url, format!("redirect to an unusable Location: {e}")))?;
+        hops.policy
+            .check_url(&next)
+            .map_err(|why| source_error(&url, format!("redirect refused: {why}")))?;
+        url = next;
+    };
     let status = resp.status();
     let final_url = resp.url().clone();
     if start > 0 {

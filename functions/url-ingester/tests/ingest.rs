@@ -726,3 +726,179 @@ async fn part_buffers_still_held_by_the_http_stack_are_waited_for_not_reallocate
         held.most_at_once
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_headers_do_not_follow_a_cross_origin_redirect() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    // Another port is another origin.
+    let other = tributary_testkit::HttpServer::start().await;
+    other.serve("/data.bin", Resource::new(b"elsewhere".to_vec()));
+    w.http.redirect("/away", 302, &other.url("/data.bin"));
+    let headers: BTreeMap<String, String> = [
+        ("X-Api-Key".to_owned(), "k-123".to_owned()),
+        ("Authorization".to_owned(), "Bearer hunter2".to_owned()),
+        ("Cookie".to_owned(), "session=1".to_owned()),
+    ]
+    .into();
+    let mut req = w.request("/away", "raw/away.bin");
+    req.headers = Some(headers.clone());
+    complete(ing.run(req, None, None).await.expect("redirected"));
+    let first = w.http.requests();
+    assert_eq!(
+        first[0].headers.get("x-api-key").map(String::as_str),
+        Some("k-123")
+    );
+    let seen = other.requests();
+    assert_eq!(seen.len(), 1);
+    for h in ["x-api-key", "authorization", "cookie"] {
+        assert!(
+            !seen[0].headers.contains_key(h),
+            "{h} followed the redirect to another origin"
+        );
+    }
+
+    // Same origin: the headers go along.
+    w.http.serve("/here.bin", Resource::new(b"here".to_vec()));
+    w.http.redirect("/stay", 302, &w.http.url("/here.bin"));
+    let mut req = w.request("/stay", "raw/stay.bin");
+    req.headers = Some(headers.clone());
+    complete(ing.run(req, None, None).await.expect("same origin"));
+    let last = w.http.requests();
+    let here = last.iter().rfind(|r| r.path == "/here.bin").expect("hop");
+    assert_eq!(
+        here.headers.get("x-api-key").map(String::as_str),
+        Some("k-123")
+    );
+
+    // Opted in: they follow.
+    let mut req = w.request("/away", "raw/away2.bin");
+    req.headers = Some(headers);
+    req.forward_headers_on_redirect = Some(true);
+    complete(ing.run(req, None, None).await.expect("opted in"));
+    let seen = other.requests();
+    assert_eq!(
+        seen[1].headers.get("x-api-key").map(String::as_str),
+        Some("k-123")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_supplied_host_header_is_refused() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    w.http.serve("/h.bin", Resource::new(b"h".to_vec()));
+    let mut req = w.request("/h.bin", "raw/h.bin");
+    req.headers = Some([("host".to_owned(), "metadata.internal".to_owned())].into());
+    let err = ing.run(req, None, None).await.expect_err("Host");
+    assert_eq!(err.error_type(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("Host"), "{err}");
+    assert!(w.http.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_1024_bytes_is_invalid_input_before_any_byte_moves() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    w.http.serve("/k.bin", Resource::new(random_bytes(1000, 3)));
+    let long = format!("raw/{}", "k".repeat(1021));
+    assert_eq!(long.len(), 1025);
+    let err = ing
+        .run(w.request("/k.bin", &long), None, None)
+        .await
+        .expect_err("long key");
+    assert_eq!(err.error_type(), "InvalidInput", "{err}");
+    assert!(err.to_string().contains("1024"), "{err}");
+    assert!(w.http.requests().is_empty(), "no byte may move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_bucket_name_is_invalid_input_before_any_byte_moves() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    w.http.serve("/b.bin", Resource::new(random_bytes(1000, 4)));
+    for bucket in [
+        "Bad_Bucket",
+        "ab",
+        "-edge",
+        "a..b",
+        "192.168.1.1",
+        "bucket/key",
+    ] {
+        let mut req = w.request("/b.bin", "raw/b.bin");
+        req.bucket = Some(bucket.to_owned());
+        let err = ing.run(req, None, None).await.expect_err(bucket);
+        assert_eq!(err.error_type(), "InvalidInput", "{bucket}: {err}");
+        assert!(err.to_string().contains("bucket"), "{bucket}: {err}");
+    }
+    assert!(w.http.requests().is_empty(), "no byte may move");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_not_a_request_object_is_invalid_event() {
+    let w = World::new().await;
+    let ing = w.ingester(&[]).await;
+    for payload in [
+        serde_json::json!("x"),
+        serde_json::json!(42),
+        serde_json::json!(null),
+        serde_json::json!([{"url": "https://x.org/a"}]),
+    ] {
+        let err = ing
+            .handle(LambdaEvent::new(payload.clone(), Context::default()))
+            .await
+            .expect_err("not an object");
+        assert_eq!(err.error_type(), "InvalidEvent", "{payload}: {err}");
+        assert!(
+            err.to_string().contains("ingest request object"),
+            "{payload}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_proxy_still_refuses_what_the_guard_refuses() {
+    let w = World::new().await;
+    let proxy = tributary_testkit::HttpServer::start().await;
+    let proxy_url = proxy.url("");
+    let ing = w
+        .ingester(&[
+            ("ALLOW_PRIVATE_NETWORKS", "false"),
+            ("SOURCE_PROXY", proxy_url.as_str()),
+        ])
+        .await;
+    for url in [
+        format!("http://localhost:{}/x", w.http.addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[::ffff:127.0.0.1]/x".to_owned(),
+    ] {
+        let req = IngestRequest {
+            url: url.clone(),
+            key: Some("raw/p".into()),
+            ..IngestRequest::default()
+        };
+        let err = ing.run(req, None, None).await.expect_err(&url).to_string();
+        assert!(
+            err.contains("refused") || err.contains("resolves to"),
+            "{url}: {err}"
+        );
+    }
+    assert!(
+        proxy.requests().is_empty(),
+        "nothing refused reaches the proxy"
+    );
+    // A public address goes through the proxy (which answers 404 here).
+    let req = IngestRequest {
+        url: "http://93.184.215.14/public.bin".into(),
+        key: Some("raw/public.bin".into()),
+        ..IngestRequest::default()
+    };
+    let err = ing
+        .run(req, None, None)
+        .await
+        .expect_err("404 from the proxy");
+    assert!(err.to_string().contains("404"), "{err}");
+    let seen = proxy.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].path.contains("93.184.215.14"), "{:?}", seen[0].path);
+}

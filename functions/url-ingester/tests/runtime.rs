@@ -98,3 +98,59 @@ async fn a_bad_configuration_is_an_init_error_naming_the_variable() {
     assert!(message.contains("PART_SIZE_MIB"), "{message}");
     assert!(!child.wait().expect("exits").success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_in_the_environment_does_not_bypass_the_guard() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let http = HttpServer::start().await;
+    http.serve("/x", Resource::new(b"internal".to_vec()));
+    let proxy = HttpServer::start().await;
+    let proxy_url = proxy.url("");
+    let api = RuntimeApi::start().await;
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL_S3", s3.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("AWS_REGION", s3.region.clone()),
+        ("DEFAULT_BUCKET", bucket.clone()),
+        ("ALLOW_PRIVATE_NETWORKS", "false".to_owned()),
+        // S3 and the Runtime API are on 127.0.0.1: keep them off the proxy.
+        ("NO_PROXY", "127.0.0.1".to_owned()),
+        ("no_proxy", "127.0.0.1".to_owned()),
+    ];
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        env.push((var, proxy_url.clone()));
+    }
+    if s3.path_style {
+        env.push(("S3_FORCE_PATH_STYLE", "true".to_owned()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = api.spawn(BIN, &env);
+    let url = format!("http://localhost:{}/x", http.addr.port());
+    let answer = api
+        .invoke(serde_json::json!({"url": url, "key": "raw/x"}))
+        .await;
+    child.kill().expect("stop the function");
+    let _ = child.wait();
+    match answer {
+        Answer::Error(kind, message) => {
+            assert_eq!(kind, "InvalidInput", "{message}");
+            assert!(
+                message.contains("refused") || message.contains("resolves to"),
+                "{message}"
+            );
+        }
+        other => panic!("localhost was fetched: {other:?}"),
+    }
+    assert!(proxy.requests().is_empty(), "the request went to the proxy");
+    assert!(http.requests().is_empty(), "the request reached the server");
+    assert!(!s3.exists(&bucket, "raw/x").await);
+}

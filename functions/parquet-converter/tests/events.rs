@@ -175,3 +175,81 @@ async fn a_payload_that_is_no_event_is_an_invalid_event() {
         assert!(err.to_string().contains("S3 notification"), "{err}");
     }
 }
+
+/// Any JSON value, biased towards the members the three event shapes have.
+fn event_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("aws:sqs".to_owned()),
+            Just("ObjectCreated:Put".to_owned()),
+            Just("Object Created".to_owned()),
+            Just("raw/x/a%ZZ.csv".to_owned()),
+            Just("s3:TestEvent".to_owned()),
+            "[a-z/%+.]{0,12}",
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 40, 5, |inner| {
+        let key = prop_oneof![
+            Just("Records"),
+            Just("eventSource"),
+            Just("eventName"),
+            Just("s3"),
+            Just("bucket"),
+            Just("object"),
+            Just("name"),
+            Just("key"),
+            Just("body"),
+            Just("messageId"),
+            Just("detail"),
+            Just("detail-type"),
+            Just("Event"),
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::vec((key, inner), 0..5).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    })
+}
+
+#[test]
+fn any_payload_is_answered_with_results_or_a_named_error() {
+    use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s3 = rt.block_on(TestS3::start());
+    let c = rt.block_on(converter(&s3, &[]));
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        rng_seed: RngSeed::Fixed(20261201),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&event_json(), |payload| {
+            // No bucket exists by these names: whatever converts must fail as S3 would say.
+            match rt.block_on(c.handle(LambdaEvent::new(payload.clone(), Context::default()))) {
+                Ok(v) => {
+                    let results = v["results"].as_array().ok_or_else(|| {
+                        TestCaseError::fail(format!("{payload}: no results in {v}"))
+                    })?;
+                    // An SQS batch reports every failed message; other shapes fail instead.
+                    let failed = results.iter().filter(|r| r["status"] == "failed").count();
+                    let reported = v["batchItemFailures"].as_array().map_or(0, Vec::len);
+                    proptest::prop_assert!(failed == 0 || reported > 0, "{}: {}", payload, v);
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

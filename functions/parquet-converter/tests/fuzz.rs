@@ -6,13 +6,12 @@
 //! --test fuzz` is a longer run.
 
 use arrow::array::{Array, StringArray};
-use lambda_runtime::{Context, LambdaEvent};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestCaseError, TestRunner};
 use tributary_testkit::TestS3;
 
 mod common;
-use common::{converter, read_parquet, s3_event};
+use common::{converter, put_and_handle, read_parquet};
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -134,14 +133,7 @@ fn generated_csv_converts_exactly_or_is_counted_bad() {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let key = format!("raw/fuzz{n}/doc.csv");
             rt.block_on(async {
-                let body = doc.text();
-                let size = body.len();
-                let etag = s3.put(&bucket, &key, body).await.unwrap_or_default();
-                let out = c
-                    .handle(LambdaEvent::new(
-                        s3_event(&bucket, &key, size, &etag),
-                        Context::default(),
-                    ))
+                let out = put_and_handle(&s3, &c, &bucket, &key, doc.text())
                     .await
                     .map_err(|e| TestCaseError::fail(format!("{e}")))?;
                 let r = &out["results"][0];
@@ -192,15 +184,7 @@ fn arbitrary_bytes_never_panic_and_always_answer() {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let key = format!("raw/bytes{n}/x.{}", ["csv", "json", "txt"][ext]);
             rt.block_on(async {
-                let size = body.len();
-                let etag = s3.put(&bucket, &key, body).await.unwrap_or_default();
-                let out = c
-                    .handle(LambdaEvent::new(
-                        s3_event(&bucket, &key, size, &etag),
-                        Context::default(),
-                    ))
-                    .await;
-                match out {
+                match put_and_handle(&s3, &c, &bucket, &key, body).await {
                     Ok(v) => {
                         let r = &v["results"][0];
                         prop_assert!(
@@ -237,12 +221,7 @@ async fn rows_and_bad(
     key: &str,
     body: &[u8],
 ) -> Outcome {
-    let etag = s3.put(bucket, key, body.to_vec()).await.unwrap_or_default();
-    let out = c
-        .handle(LambdaEvent::new(
-            s3_event(bucket, key, body.len(), &etag),
-            Context::default(),
-        ))
+    let out = put_and_handle(s3, c, bucket, key, body.to_vec())
         .await
         .map_err(|e| e.error_type())?;
     let r = &out["results"][0];

@@ -61,6 +61,29 @@ impl Output {
     fn held(&self) -> usize {
         self.parquet.memory_size() + self.parquet.inner().len() + self.upload.bytes_held()
     }
+
+    /// Writes the file's last bytes (footer included) into its upload, which is returned
+    /// with the file's rows; on failure the upload is aborted.
+    async fn close(self) -> Result<(S3Writer, u64), Error> {
+        let Output {
+            key,
+            parquet,
+            mut upload,
+            rows,
+            ..
+        } = self;
+        let written = match close_file(parquet, &upload, &key) {
+            Ok(tail) => upload.write(&tail).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(()) => Ok((upload, rows)),
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 impl<'a> Outputs<'a> {
@@ -251,23 +274,9 @@ impl<'a> Outputs<'a> {
         let Some(out) = self.open.remove(path) else {
             return Ok(());
         };
-        let Output {
-            key,
-            parquet,
-            mut upload,
-            rows,
-            ..
-        } = out;
-        let tail = match close_file(parquet, &upload, &key) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = upload.abort().await;
-                return Err(e);
-            }
-        };
-        upload.write(&tail).await?;
+        let (upload, rows) = out.close().await?;
         let sealed = upload.seal().await?;
-        tracing::debug!(key = %key, rows, bytes = sealed.bytes(), "file closed");
+        tracing::debug!(key = %sealed.key(), rows, bytes = sealed.bytes(), "file closed");
         self.sealed.push((sealed, rows));
         Ok(())
     }
@@ -315,26 +324,16 @@ impl<'a> Outputs<'a> {
     pub(super) async fn finish(mut self) -> Result<Summary, Error> {
         let mut last: Vec<(S3Writer, u64)> = Vec::new();
         for (_, out) in std::mem::take(&mut self.open) {
-            let Output {
-                key,
-                parquet,
-                mut upload,
-                rows,
-                ..
-            } = out;
-            let written = match close_file(parquet, &upload, &key) {
-                Ok(tail) => upload.write(&tail).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                let _ = upload.abort().await;
-                for (w, _) in last {
-                    let _ = w.abort().await;
+            match out.close().await {
+                Ok(closed) => last.push(closed),
+                Err(e) => {
+                    for (w, _) in last {
+                        let _ = w.abort().await;
+                    }
+                    self.abort().await;
+                    return Err(e);
                 }
-                self.abort().await;
-                return Err(e);
             }
-            last.push((upload, rows));
         }
         let bad_rows_key = self
             .quarantine

@@ -28,13 +28,14 @@ pub fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
     parquet_converter::event::s3_put_event(bucket, key, size as u64, Some(etag), None)
 }
 
-pub async fn put_and_convert(
+/// Stores `body` at `key` and hands the converter the notification S3 would send for it.
+pub async fn put_and_handle(
     s3: &TestS3,
     c: &Converter,
     bucket: &str,
     key: &str,
     body: Vec<u8>,
-) -> Value {
+) -> Result<Value, tributary::Error> {
     let size = body.len();
     let etag = s3.put(bucket, key, body).await.unwrap_or_default();
     c.handle(LambdaEvent::new(
@@ -42,7 +43,18 @@ pub async fn put_and_convert(
         Context::default(),
     ))
     .await
-    .unwrap_or_else(|e| panic!("convert {key}: {e}"))
+}
+
+pub async fn put_and_convert(
+    s3: &TestS3,
+    c: &Converter,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Value {
+    put_and_handle(s3, c, bucket, key, body)
+        .await
+        .unwrap_or_else(|e| panic!("convert {key}: {e}"))
 }
 
 /// Every Parquet file under `prefix`: (key, batches).
@@ -148,12 +160,7 @@ pub async fn convert_err(
     key: &str,
     body: Vec<u8>,
 ) -> tributary::Error {
-    let size = body.len();
-    let etag = s3.put(bucket, key, body).await.unwrap_or_default();
-    c.handle(LambdaEvent::new(
-        s3_event(bucket, key, size, &etag),
-        Context::default(),
-    ))
-    .await
-    .expect_err(key)
+    put_and_handle(s3, c, bucket, key, body)
+        .await
+        .expect_err(key)
 }

@@ -138,6 +138,37 @@ impl Env {
             .unwrap_or_default()
     }
 
+    /// A config choice (an enum whose `FromStr` fails with [`UnknownChoice`]), or `default`
+    /// when unset; a bad word is an error naming the variable, the value and every accepted
+    /// word.
+    pub fn choice_or<T>(&self, name: &str, default: T) -> Result<T>
+    where
+        T: FromStr<Err = UnknownChoice>,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<T>()
+                .map_err(|e| Error::config(name, raw, "unknown value", e.accepted.join(", "))),
+        }
+    }
+
+    /// A comma-separated list whose items parse with `FromStr` (empty when unset); a bad item
+    /// is an error naming the variable, the item, why, and `expected`.
+    pub fn parse_list<T>(&self, name: &str, expected: &str) -> Result<Vec<T>>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.list(name)
+            .into_iter()
+            .map(|item| {
+                item.parse::<T>()
+                    .map_err(|e| Error::config(name, &item, e.to_string(), expected))
+            })
+            .collect()
+    }
+
     /// One of a fixed set of words (compared case-insensitively), or `default` when unset.
     pub fn one_of<'a>(&self, name: &str, default: &'a str, choices: &[&'a str]) -> Result<&'a str> {
         match self.get(name) {
@@ -149,6 +180,47 @@ impl Env {
                 .ok_or_else(|| Error::config(name, raw, "unknown value", choices.join(", "))),
         }
     }
+}
+
+/// The error of a config choice's `FromStr`: a word that is none of the accepted ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownChoice {
+    /// The word given.
+    pub value: String,
+    /// Every accepted word.
+    pub accepted: &'static [&'static str],
+}
+
+impl Display for UnknownChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown value {:?} (accepted: {})",
+            self.value,
+            self.accepted.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownChoice {}
+
+/// The `FromStr` of a config choice: the value of the word in `choices` equal to `raw`,
+/// compared case-insensitively (several words may name one value). `accepted` lists the
+/// words an error names (usually every word of `choices`).
+pub fn choice<T: Copy>(
+    raw: &str,
+    choices: &[(&str, T)],
+    accepted: &'static [&'static str],
+) -> std::result::Result<T, UnknownChoice> {
+    let raw = raw.trim();
+    choices
+        .iter()
+        .find(|(word, _)| word.eq_ignore_ascii_case(raw))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| UnknownChoice {
+            value: raw.to_owned(),
+            accepted,
+        })
 }
 
 /// Parses the usual spellings of a boolean.
@@ -186,6 +258,46 @@ mod tests {
             .expect_err("99 is out of range")
             .to_string();
         assert!(err.contains("CONCURRENCY=\"99\": out of range"), "{err}");
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Codec {
+        Zstd,
+        Snappy,
+    }
+
+    impl FromStr for Codec {
+        type Err = UnknownChoice;
+        fn from_str(s: &str) -> std::result::Result<Codec, UnknownChoice> {
+            choice(
+                s,
+                &[("zstd", Codec::Zstd), ("snappy", Codec::Snappy)],
+                &["zstd", "snappy"],
+            )
+        }
+    }
+
+    #[test]
+    fn choices_and_lists_parse_through_from_str() {
+        let env = Env::from_pairs([("M", "ZSTD"), ("N", "brotli"), ("L", "1, 2,x")]);
+        assert_eq!(env.choice_or("M", Codec::Snappy).ok(), Some(Codec::Zstd));
+        assert_eq!(env.choice_or("Z", Codec::Snappy).ok(), Some(Codec::Snappy));
+        let err = env
+            .choice_or("N", Codec::Zstd)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("N=\"brotli\": unknown value (accepted: zstd, snappy)"),
+            "{err}"
+        );
+        let e = "brotli".parse::<Codec>().expect_err("invalid").to_string();
+        assert_eq!(e, "unknown value \"brotli\" (accepted: zstd, snappy)");
+        let err = env
+            .parse_list::<u8>("L", "small integers")
+            .expect_err("x")
+            .to_string();
+        assert!(err.contains("L=\"x\"") && err.contains("small integers"), "{err}");
+        assert_eq!(env.parse_list::<u8>("NONE", "").ok(), Some(vec![]));
     }
 
     #[test]

@@ -8,15 +8,19 @@
 //! * [`checksum`]: full-object CRC64NVME/CRC32C as S3 stores them.
 //! * [`error`]: the one error enum and its mapping to a Lambda `errorType`.
 //! * [`observability`]: tracing set-up and CloudWatch Embedded Metric Format lines.
+//! * [`partition`]: Hive partitions: the default partition, value escaping, the time layout.
+//! * [`time`]: the time strings every function accepts (ISO 8601 / RFC 3339, epoch numbers).
 
 pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod object;
 pub mod observability;
+pub mod partition;
 pub mod reader;
 pub mod runtime;
 pub mod s3;
+pub mod time;
 pub mod writer;
 
 pub use config::Env;

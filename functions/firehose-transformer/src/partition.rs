@@ -1,25 +1,29 @@
 //! Partition keys for Firehose dynamic partitioning.
 //!
-//! * `PARTITION_TIMESTAMP_FIELD=ts` adds `year`, `month`, `day`, `hour` (UTC, zero-padded)
-//!   from the field's value: an RFC 3339 / ISO 8601 string (an offset is converted to UTC, a
-//!   naive time is taken as UTC), or epoch seconds or milliseconds (number or numeric string;
-//!   values above 10^11 are milliseconds). When the field is missing or unparseable, the
-//!   record's `approximateArrivalTimestamp` is used instead, and the fallback is counted.
+//! * `PARTITION_TIMESTAMP_FIELD=ts` adds `year`, `month`, `day`, `hour` (UTC, zero-padded: the
+//!   layout of [`tributary::partition::TimeLevel`]) from the field's value, read by
+//!   [`tributary::time`] as every function reads times: ISO 8601 / RFC 3339 text (an offset is
+//!   converted to UTC, a naive time is taken as UTC), or epoch seconds or milliseconds (a
+//!   number or numeric string; values above 10^11 are milliseconds). When the field is missing
+//!   or unparseable, the record's `approximateArrivalTimestamp` is used instead, and the
+//!   fallback is counted.
 //! * `PARTITION_FIELDS=tenant,region` adds one key per field (dots in a path become `_` in the
-//!   key name) from the field's value, made safe for an S3 prefix: letters, digits, `-`, `_`
-//!   and `.` are kept, anything else becomes `_`, at most 128 bytes; a missing, null or empty
+//!   key name) from the field's value, escaped as every partition value is
+//!   ([`tributary::partition::escape`], Hive's rule: `/`, `=`, `%`, `:` and the like as `%XX`,
+//!   so Athena reads the value back exactly), at most 128 bytes; a missing, null or empty
 //!   value becomes `PARTITION_DEFAULT` (default `__HIVE_DEFAULT_PARTITION__`, what Hive and
 //!   Athena use for null partitions).
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tributary::partition::{self as hive, TimeLevel};
+use tributary::time;
 
 use crate::record::Fields;
 
-/// Hive's name for a null partition value.
-pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+/// Longest partition key value, in bytes (escaped).
 const MAX_VALUE_BYTES: usize = 128;
 
 /// How partition keys are derived.
@@ -37,10 +41,7 @@ pub struct PartitionSpec {
 
 #[derive(Debug, Clone, Copy)]
 enum Slot {
-    Year,
-    Month,
-    Day,
-    Hour,
+    Time(TimeLevel),
     Field(usize),
 }
 
@@ -62,13 +63,8 @@ impl PartitionSpec {
     ) -> Result<PartitionSpec, String> {
         let mut order: Vec<(String, Slot)> = Vec::new();
         if timestamp_field.is_some() {
-            for (k, slot) in [
-                ("year", Slot::Year),
-                ("month", Slot::Month),
-                ("day", Slot::Day),
-                ("hour", Slot::Hour),
-            ] {
-                order.push((k.to_owned(), slot));
+            for level in TimeLevel::ALL {
+                order.push((level.name().to_owned(), Slot::Time(level)));
             }
         }
         for (i, f) in fields.iter().enumerate() {
@@ -99,10 +95,10 @@ impl PartitionSpec {
         let time = self.timestamp_field.as_ref().map(|name| {
             // A plain top-level string (the common case) is read in place.
             let parsed = match fields.get(name).and_then(|raw| raw.plain_str()) {
-                Some(text) => parse_time_text(text),
+                Some(text) => time::parse_instant(text),
                 None => fields.lookup(name).and_then(|raw| parse_time(&raw.value())),
             };
-            match parsed {
+            match parsed.and_then(DateTime::<Utc>::from_timestamp_micros) {
                 Some(t) => t,
                 None => {
                     fell_back = true;
@@ -118,16 +114,18 @@ impl PartitionSpec {
             }
             crate::record::push_json_string(out, key);
             out.push(':');
-            match (slot, time) {
-                (Slot::Year, Some(t)) => push_padded(out, t.year(), 4),
-                (Slot::Month, Some(t)) => push_padded(out, t.month() as i32, 2),
-                (Slot::Day, Some(t)) => push_padded(out, t.day() as i32, 2),
-                (Slot::Hour, Some(t)) => push_padded(out, t.hour() as i32, 2),
+            match (slot, &time) {
+                (Slot::Time(level), Some(t)) => {
+                    // Digits need no JSON escaping.
+                    out.push('"');
+                    level.push_value(t, out);
+                    out.push('"');
+                }
                 (Slot::Field(f), _) => {
                     let name = &self.fields[*f];
                     let v = match fields.get(name).and_then(|raw| raw.plain_str()) {
-                        Some(text) => safe_text(text),
-                        None => fields.lookup(name).and_then(|raw| safe_value(&raw.value())),
+                        Some(text) => key_text(text),
+                        None => fields.lookup(name).and_then(|raw| key_value(&raw.value())),
                     };
                     crate::record::push_json_string(
                         out,
@@ -156,103 +154,36 @@ impl PartitionSpec {
     }
 }
 
-/// Parses a time from a JSON value: RFC 3339 / ISO 8601 text, or epoch seconds/milliseconds.
-pub fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+/// A time from a JSON value: ISO 8601 / RFC 3339 text or epoch seconds/milliseconds (a number,
+/// or digits in a string), as [`tributary::time`] reads them -> microseconds since the epoch.
+pub fn parse_time(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => from_epoch(n.as_f64()?),
-        Value::String(s) => parse_time_text(s),
+        Value::Number(n) => time::from_epoch(n.as_f64()?),
+        Value::String(s) => time::parse_instant(s),
         _ => None,
     }
 }
 
-/// Parses a time from text: RFC 3339 / ISO 8601, or epoch seconds/milliseconds as digits.
-pub fn parse_time_text(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    // ISO 8601 with a space, or without an offset (taken as UTC).
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-    ] {
-        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-            return Some(t.with_timezone(&Utc));
-        }
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(t.and_utc());
-        }
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    }
-    s.parse::<f64>().ok().and_then(from_epoch)
-}
-
-/// Appends `"n"` zero-padded to `width` digits (years 0..=9999 and smaller fields).
-fn push_padded(out: &mut String, n: i32, width: u32) {
-    out.push('"');
-    let n = n.clamp(0, 9999) as u32;
-    for p in (0..width).rev() {
-        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
-    }
-    out.push('"');
-}
-
-fn from_epoch(x: f64) -> Option<DateTime<Utc>> {
-    if !x.is_finite() || x < 0.0 {
-        return None;
-    }
-    let ms = if x > 1e11 { x } else { x * 1000.0 };
-    if ms > 253_402_300_799_999.0 {
-        return None; // after 9999-12-31
-    }
-    DateTime::<Utc>::from_timestamp_millis(ms as i64)
-}
-
-/// A JSON value as a prefix-safe partition value; `None` for null/empty/nested values.
-pub fn safe_value(v: &Value) -> Option<String> {
+/// A JSON value as a partition key value; `None` for null/empty/nested values.
+pub fn key_value(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) => safe_text(s),
-        Value::Number(n) => safe_text(&n.to_string()),
-        Value::Bool(b) => safe_text(if *b { "true" } else { "false" }),
+        Value::String(s) => key_text(s),
+        Value::Number(n) => key_text(&n.to_string()),
+        Value::Bool(b) => key_text(if *b { "true" } else { "false" }),
         _ => None,
     }
 }
 
-/// Text as a prefix-safe partition value; `None` when nothing usable is left.
-pub fn safe_text(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let keep = c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
-        let c = if keep { c } else { '_' };
-        if out.len() + c.len_utf8() > MAX_VALUE_BYTES {
-            break;
-        }
-        out.push(c);
-    }
-    if out.is_empty() || out.chars().all(|c| c == '.') {
-        return None;
-    }
-    Some(out)
-}
-
-/// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z`.
-pub fn rfc3339_millis(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Text as a partition key value ([`hive::escape_within`] 128 bytes); `None` when empty.
+pub fn key_text(text: &str) -> Option<String> {
+    hive::escape_within(text, MAX_VALUE_BYTES)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use tributary::partition::HIVE_DEFAULT_PARTITION;
 
     fn spec(ts: Option<&str>, fields: &[&str]) -> PartitionSpec {
         PartitionSpec::new(
@@ -347,15 +278,17 @@ mod tests {
             r#"{"tenant":"acme/../../etc inc","geo":{"region":"서울"},"n":42,"flag":true,"empty":""}"#,
             None,
         );
-        assert_eq!(k.keys["tenant"], "acme_.._.._etc_inc");
+        // Escaped as Hive escapes (Athena reads the value back as written), not flattened.
+        assert_eq!(k.keys["tenant"], "acme%2F..%2F..%2Fetc inc");
         assert_eq!(k.keys["geo_region"], "서울");
         assert_eq!(k.keys["n"], "42");
         assert_eq!(k.keys["flag"], "true");
         assert_eq!(k.keys["missing"], HIVE_DEFAULT_PARTITION);
         assert_eq!(k.keys["empty"], HIVE_DEFAULT_PARTITION);
-        assert_eq!(safe_value(&json!("..")), None);
+        assert_eq!(key_value(&json!("..")).as_deref(), Some("%2E%2E"));
+        assert_eq!(key_value(&json!("")), None);
         assert_eq!(
-            safe_value(&json!("x".repeat(300))).map(|v| v.len()),
+            key_value(&json!("x".repeat(300))).map(|v| v.len()),
             Some(128)
         );
     }

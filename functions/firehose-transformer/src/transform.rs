@@ -130,6 +130,11 @@ pub fn json_text(s: &str) -> Box<RawValue> {
         .unwrap_or_else(|| RawValue::NULL.to_owned())
 }
 
+/// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z` (the stamps' format).
+pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 impl Transform {
     /// Parses and validates the document; errors name `TRANSFORM` and what is wrong.
     pub fn parse(doc: &str) -> Result<Transform, Error> {

@@ -1,6 +1,14 @@
 //! The converter's configuration, read once at cold start.
+//!
+//! Every choice among fixed words (`BAD_ROWS`, `INPUT_FORMAT`, `COMPRESSION`, the levels of
+//! `PARTITION_BY`) is an enum whose `FromStr` names the accepted words, read through
+//! [`Env::choice_or`] or [`Env::parse_list`].
+
+use std::str::FromStr;
 
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use tributary::config::{UnknownChoice, choice};
+use tributary::partition::TimeLevel;
 use tributary::{Env, Error};
 
 use crate::types::{ColumnSpec, check_format, parse_schema};
@@ -14,6 +22,19 @@ pub enum BadRows {
     Fail,
 }
 
+impl FromStr for BadRows {
+    type Err = UnknownChoice;
+
+    /// `quarantine` or `fail`, any case.
+    fn from_str(s: &str) -> Result<BadRows, UnknownChoice> {
+        choice(
+            s,
+            &[("quarantine", BadRows::Quarantine), ("fail", BadRows::Fail)],
+            &["quarantine", "fail"],
+        )
+    }
+}
+
 /// What `PARTITION_BY` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartitionSpec {
@@ -21,14 +42,38 @@ pub enum PartitionSpec {
     Time {
         /// Column.
         column: String,
-        /// 1 = year, 2 = month, 3 = day, 4 = hour.
-        depth: usize,
+        /// The finest level written.
+        level: TimeLevel,
     },
     /// `col`: `col=value`.
     Value {
         /// Column.
         column: String,
     },
+}
+
+impl PartitionSpec {
+    /// What a `PARTITION_BY` item may be.
+    pub const EXPECTED: &'static str = "col, or col:year|month|day|hour";
+}
+
+impl FromStr for PartitionSpec {
+    type Err = String;
+
+    /// One `PARTITION_BY` item: `col`, or `col:level` with a [`TimeLevel`].
+    fn from_str(item: &str) -> Result<PartitionSpec, String> {
+        Ok(match item.split_once(':') {
+            None => PartitionSpec::Value {
+                column: item.to_owned(),
+            },
+            Some((col, level)) => PartitionSpec::Time {
+                column: col.to_owned(),
+                level: level
+                    .parse()
+                    .map_err(|_| format!("unknown time level {level:?}"))?,
+            },
+        })
+    }
 }
 
 /// Input formats.
@@ -40,6 +85,91 @@ pub enum Format {
     Tsv,
     /// JSON lines, or concatenated JSON objects.
     Json,
+}
+
+impl FromStr for Format {
+    type Err = UnknownChoice;
+
+    /// `csv`, `tsv`, or `json` (also `jsonl`, `ndjson`), any case.
+    fn from_str(s: &str) -> Result<Format, UnknownChoice> {
+        choice(
+            s,
+            &[
+                ("csv", Format::Csv),
+                ("tsv", Format::Tsv),
+                ("json", Format::Json),
+                ("jsonl", Format::Json),
+                ("ndjson", Format::Json),
+            ],
+            &["csv", "tsv", "json", "jsonl", "ndjson"],
+        )
+    }
+}
+
+/// `INPUT_FORMAT`: fixed, or `auto` (from the key's extension, else sniffed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InputFormat(Option<Format>);
+
+impl FromStr for InputFormat {
+    type Err = UnknownChoice;
+
+    /// `auto` or a [`Format`].
+    fn from_str(s: &str) -> Result<InputFormat, UnknownChoice> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(InputFormat(None));
+        }
+        s.parse().map(|f| InputFormat(Some(f))).map_err(|e| UnknownChoice {
+            accepted: &["auto", "csv", "tsv", "json", "jsonl", "ndjson"],
+            ..e
+        })
+    }
+}
+
+/// Parquet compression codecs (`COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd level 3 (the default).
+    Zstd,
+    /// Snappy.
+    Snappy,
+    /// gzip, default level.
+    Gzip,
+    /// LZ4 (raw, the Parquet `LZ4_RAW` codec).
+    Lz4,
+    /// Uncompressed.
+    None,
+}
+
+impl Codec {
+    /// The Parquet writer's setting.
+    pub fn compression(self) -> Compression {
+        match self {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::None => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
+impl FromStr for Codec {
+    type Err = UnknownChoice;
+
+    /// `zstd`, `snappy`, `gzip`, `lz4` or `none`, any case.
+    fn from_str(s: &str) -> Result<Codec, UnknownChoice> {
+        choice(
+            s,
+            &[
+                ("zstd", Codec::Zstd),
+                ("snappy", Codec::Snappy),
+                ("gzip", Codec::Gzip),
+                ("lz4", Codec::Lz4),
+                ("none", Codec::None),
+            ],
+            &["zstd", "snappy", "gzip", "lz4", "none"],
+        )
+    }
 }
 
 /// Converter settings.
@@ -117,16 +247,7 @@ impl Config {
                 ));
             }
         }
-        let input_format = match env.one_of(
-            "INPUT_FORMAT",
-            "auto",
-            &["auto", "csv", "tsv", "json", "jsonl", "ndjson"],
-        )? {
-            "csv" => Some(Format::Csv),
-            "tsv" => Some(Format::Tsv),
-            "json" | "jsonl" | "ndjson" => Some(Format::Json),
-            _ => None,
-        };
+        let InputFormat(input_format) = env.choice_or("INPUT_FORMAT", InputFormat(None))?;
         let delim = env.string_or("CSV_DELIMITER", ",");
         let csv_delimiter = match delim.as_str() {
             "\\t" | "tab" => b'\t',
@@ -154,46 +275,8 @@ impl Config {
                     "plain words",
                 )
             })?;
-        let mut partition_by = Vec::new();
-        for item in env.list("PARTITION_BY") {
-            let spec = match item.split_once(':') {
-                None => PartitionSpec::Value {
-                    column: item.clone(),
-                },
-                Some((col, level)) => {
-                    let depth = match level.to_ascii_lowercase().as_str() {
-                        "year" => 1,
-                        "month" => 2,
-                        "day" => 3,
-                        "hour" => 4,
-                        _ => {
-                            return Err(Error::config(
-                                "PARTITION_BY",
-                                &item,
-                                format!("unknown time level {level:?}"),
-                                "col, or col:year|month|day|hour",
-                            ));
-                        }
-                    };
-                    PartitionSpec::Time {
-                        column: col.to_owned(),
-                        depth,
-                    }
-                }
-            };
-            partition_by.push(spec);
-        }
-        let compression = match env.one_of(
-            "COMPRESSION",
-            "zstd",
-            &["zstd", "snappy", "gzip", "lz4", "none"],
-        )? {
-            "snappy" => Compression::SNAPPY,
-            "gzip" => Compression::GZIP(GzipLevel::default()),
-            "lz4" => Compression::LZ4_RAW,
-            "none" => Compression::UNCOMPRESSED,
-            _ => Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
-        };
+        let partition_by = env.parse_list("PARTITION_BY", PartitionSpec::EXPECTED)?;
+        let compression = env.choice_or("COMPRESSION", Codec::Zstd)?.compression();
         let schema = match env.get("SCHEMA") {
             Some(text) => parse_schema(text).map_err(|why| {
                 Error::config(
@@ -229,10 +312,7 @@ impl Config {
                 )
             })?;
         }
-        let bad_rows = match env.one_of("BAD_ROWS", "quarantine", &["quarantine", "fail"])? {
-            "fail" => BadRows::Fail,
-            _ => BadRows::Quarantine,
-        };
+        let bad_rows = env.choice_or("BAD_ROWS", BadRows::Quarantine)?;
         let lambda_mb: Option<usize> = env
             .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             .and_then(|v| v.parse().ok());
@@ -264,5 +344,63 @@ impl Config {
             concurrency: env.int_in("CONCURRENCY", 4usize, 1, 64)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> tributary::Result<Config> {
+        Config::from_env(&Env::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn choices_parse_in_any_case_and_default_when_unset() {
+        let c = cfg(&[
+            ("BAD_ROWS", "FAIL"),
+            ("INPUT_FORMAT", "ndjson"),
+            ("COMPRESSION", "Snappy"),
+            ("PARTITION_BY", "ts:Hour, tenant"),
+        ])
+        .expect("valid");
+        assert_eq!(c.bad_rows, BadRows::Fail);
+        assert_eq!(c.input_format, Some(Format::Json));
+        assert_eq!(c.compression, Compression::SNAPPY);
+        assert_eq!(
+            c.partition_by,
+            [
+                PartitionSpec::Time {
+                    column: "ts".into(),
+                    level: TimeLevel::Hour
+                },
+                PartitionSpec::Value {
+                    column: "tenant".into()
+                }
+            ]
+        );
+        let d = cfg(&[("INPUT_FORMAT", "auto")]).expect("defaults");
+        assert_eq!(d.bad_rows, BadRows::Quarantine);
+        assert_eq!(d.input_format, None);
+        assert!(matches!(d.compression, Compression::ZSTD(_)));
+        assert!(d.partition_by.is_empty());
+    }
+
+    #[test]
+    fn a_bad_choice_names_the_variable_and_every_accepted_word() {
+        for (var, value, accepted) in [
+            ("BAD_ROWS", "drop", "quarantine, fail"),
+            ("INPUT_FORMAT", "xml", "auto, csv, tsv, json, jsonl, ndjson"),
+            ("COMPRESSION", "brotli", "zstd, snappy, gzip, lz4, none"),
+            ("PARTITION_BY", "ts:week", "col, or col:year|month|day|hour"),
+        ] {
+            let err = cfg(&[(var, value)]).expect_err(value).to_string();
+            assert!(err.contains(&format!("{var}={value:?}")), "{err}");
+            assert!(err.contains(accepted), "{err}");
+        }
+        let err = cfg(&[("PARTITION_BY", "a,ts:week")])
+            .expect_err("week")
+            .to_string();
+        assert!(err.contains("unknown time level \"week\""), "{err}");
     }
 }

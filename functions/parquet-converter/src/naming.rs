@@ -1,4 +1,5 @@
-//! Where outputs go: datasets, deterministic file names, Hive partition segments.
+//! Where outputs go: datasets and deterministic file names (partition segments are
+//! [`tributary::partition`]'s).
 //!
 //! `{OUTPUT_PREFIX}{dataset}/{partition path}/{stem}-{digest}-{NNNN}.parquet`, where `dataset` is
 //! the first path segment after `INPUT_PREFIX`, `stem` the file name without its extensions and
@@ -32,9 +33,6 @@ pub fn check_dataset(dataset: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// Hive's name for a null partition value.
-pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// The names derived from one input object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,30 +129,6 @@ impl Names {
     }
 }
 
-/// Escapes a partition value the way Hive does (`/`, `=`, `%`, control characters, ...).
-pub fn hive_escape(value: &str) -> String {
-    if value.is_empty() {
-        return HIVE_DEFAULT_PARTITION.to_owned();
-    }
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        let escape = c.is_control()
-            || matches!(
-                c,
-                '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
-            );
-        if escape {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,13 +166,5 @@ mod tests {
             ("taxi", "trips 2024")
         );
         assert!(Names::of(&ObjectRef::new("b", "other/x.csv"), "raw/").is_err());
-    }
-
-    #[test]
-    fn hive_escaping() {
-        assert_eq!(hive_escape("a/b=c%"), "a%2Fb%3Dc%25");
-        assert_eq!(hive_escape("New York"), "New York");
-        assert_eq!(hive_escape(""), HIVE_DEFAULT_PARTITION);
-        assert_eq!(hive_escape("서울"), "서울");
     }
 }

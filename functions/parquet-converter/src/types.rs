@@ -3,13 +3,15 @@
 //! Inference looks at every sampled value of a column and picks the narrowest type that holds
 //! all of them: `int64` (no leading zeros, so ZIP codes and IDs stay text) -> `float64`
 //! (decimal notation only, no `NaN`/`inf`) -> `string`; `bool` (`true`/`false`, any case);
-//! `date` (`YYYY-MM-DD`); `timestamp` (ISO 8601 / RFC 3339, `T` or space, optional fraction;
-//! `TIMESTAMP_FORMATS`) and `timestamp_tz` when any value carries an offset or `Z`. All-null
-//! columns are nullable strings. Temporal values keep microseconds and are parsed by this
-//! module, not by the CSV/JSON decoders, so every format is read the same way everywhere.
+//! `date` (`YYYY-MM-DD`); `timestamp` (ISO 8601 / RFC 3339 as [`tributary::time`] reads it
+//! for every function: `T` or space, optional seconds and fraction; `TIMESTAMP_FORMATS`) and
+//! `timestamp_tz` when any value carries an offset or `Z`. All-null columns are nullable
+//! strings. Temporal values keep microseconds and are parsed by this module, not by the
+//! CSV/JSON decoders, so every format is read the same way everywhere.
 
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use tributary::time;
 
 /// A column type, as `SCHEMA` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,43 +287,9 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (valid dates only).
-fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
-    const DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if !(1..=12).contains(&m) || d == 0 || d > DAYS[m as usize - 1] || (m == 2 && d == 29 && !leap)
-    {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
-fn num(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    b.iter().try_fold(0u32, |acc, c| {
-        acc.checked_mul(10)?.checked_add(u32::from(c - b'0'))
-    })
-}
-
-/// `YYYY-MM-DD` -> days since the epoch.
-fn iso_date(b: &[u8]) -> Option<i64> {
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    days_from_civil(i64::from(num(&b[..4])?), num(&b[5..7])?, num(&b[8..10])?)
-}
-
 /// A date in `YYYY-MM-DD` or one of `formats` -> days since the epoch.
 pub fn parse_date(v: &str, formats: &[String]) -> Option<i32> {
-    if let Some(d) = iso_date(v.as_bytes()) {
+    if let Some(d) = time::parse_date(v) {
         return i32::try_from(d).ok();
     }
     formats.iter().find_map(|f| {
@@ -330,7 +298,7 @@ pub fn parse_date(v: &str, formats: &[String]) -> Option<i32> {
             return None;
         }
         let d = NaiveDate::parse_from_str(v, f).ok()?;
-        i32::try_from(days_from_civil(
+        i32::try_from(time::days_from_civil(
             i64::from(chrono::Datelike::year(&d)),
             chrono::Datelike::month(&d),
             chrono::Datelike::day(&d),
@@ -339,80 +307,25 @@ pub fn parse_date(v: &str, formats: &[String]) -> Option<i32> {
     })
 }
 
-/// A timestamp -> (microseconds since the epoch in UTC, whether it carried an offset).
-/// ISO 8601 / RFC 3339 (`T` or space, `HH:MM[:SS[.fraction]]`, `Z` or `±HH[:MM]`), a bare
-/// date (midnight), or one of `formats`. Digits beyond microseconds are truncated.
+/// A timestamp -> (microseconds since the epoch in UTC, whether it carried an offset): the
+/// ISO 8601 / RFC 3339 forms of [`tributary::time::parse_iso`] (a bare date is midnight), or
+/// one of `formats`. Digits beyond microseconds are truncated. Digits alone are not a time
+/// here: in a CSV or JSON column they are numbers.
 pub fn parse_timestamp(v: &str, formats: &[String]) -> Option<(i64, bool)> {
-    iso_timestamp(v.as_bytes()).or_else(|| {
-        formats.iter().find_map(|f| {
-            if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
-                return Some((t.and_utc().timestamp_micros(), false));
-            }
-            if let Ok(t) = DateTime::parse_from_str(v, f) {
-                return Some((t.timestamp_micros(), true));
-            }
-            let d = NaiveDate::parse_from_str(v, f).ok()?;
-            Some((d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros(), false))
+    time::parse_iso(v)
+        .map(|t| (t.micros, t.offset))
+        .or_else(|| {
+            formats.iter().find_map(|f| {
+                if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
+                    return Some((t.and_utc().timestamp_micros(), false));
+                }
+                if let Ok(t) = DateTime::parse_from_str(v, f) {
+                    return Some((t.timestamp_micros(), true));
+                }
+                let d = NaiveDate::parse_from_str(v, f).ok()?;
+                Some((d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros(), false))
+            })
         })
-    })
-}
-
-fn iso_timestamp(b: &[u8]) -> Option<(i64, bool)> {
-    let days = iso_date(b.get(..10)?)?;
-    let rest = &b[10..];
-    if rest.is_empty() {
-        return Some((days * 86_400_000_000, false));
-    }
-    if !matches!(rest[0], b'T' | b't' | b' ') || rest.len() < 6 || rest[3] != b':' {
-        return None;
-    }
-    let (h, m) = (num(&rest[1..3])?, num(&rest[4..6])?);
-    let mut i = 6;
-    let (mut s, mut micros) = (0, 0i64);
-    if rest.get(i) == Some(&b':') {
-        s = num(rest.get(i + 1..i + 3)?)?;
-        i += 3;
-        if matches!(rest.get(i), Some(b'.' | b',')) {
-            i += 1;
-            let n = rest[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-            if n == 0 {
-                return None;
-            }
-            for k in 0..6 {
-                let d = if k < n {
-                    i64::from(rest[i + k] - b'0')
-                } else {
-                    0
-                };
-                micros = micros * 10 + d;
-            }
-            i += n;
-        }
-    }
-    if h > 23 || m > 59 || s > 59 {
-        return None;
-    }
-    let mut t = days * 86_400_000_000 + i64::from(h * 3600 + m * 60 + s) * 1_000_000 + micros;
-    let tz = &rest[i..];
-    let offset = match tz {
-        [] => false,
-        [b'Z' | b'z'] => true,
-        [sign @ (b'+' | b'-'), oh @ ..] => {
-            let (hh, mm) = match oh {
-                [a, b] => (num(&[*a, *b])?, 0),
-                [a, b, b':', c, d] | [a, b, c, d] => (num(&[*a, *b])?, num(&[*c, *d])?),
-                _ => return None,
-            };
-            if hh > 23 || mm > 59 {
-                return None;
-            }
-            let secs = i64::from(hh * 3600 + mm * 60) * 1_000_000;
-            t += if *sign == b'+' { -secs } else { secs };
-            true
-        }
-        _ => return None,
-    };
-    Some((t, offset))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use tributary::Error;
 use super::decode::arrow_err;
 use super::plan::Plan;
 use crate::config::{Config, PartitionSpec};
-use crate::naming::{HIVE_DEFAULT_PARTITION, Names, hive_escape};
+use crate::naming::Names;
+use tributary::partition::{self, HIVE_DEFAULT_PARTITION, TimeLevel};
 
 /// Turns batches into groups of rows per partition path.
 pub(super) struct Partitioner {
@@ -56,8 +57,8 @@ impl Partitioner {
             .specs
             .iter()
             .map(|spec| match spec {
-                PartitionSpec::Time { column, depth } => {
-                    time_segments(batch, column, *depth, &self.formats)
+                PartitionSpec::Time { column, level } => {
+                    time_segments(batch, column, *level, &self.formats)
                 }
                 PartitionSpec::Value { column } => value_segments(batch, column),
             })
@@ -134,15 +135,16 @@ struct Segments {
     segments: Vec<(String, bool)>,
 }
 
-/// `year=/month=/day=/hour=` segments (the first `depth`) of a date or timestamp column, from
-/// its UTC instant: a timestamp with an offset lands on the UTC day and hour it denotes
-/// (`2024-03-10T23:30:00-05:00` is `day=11/hour=04`), a naive one on its wall-clock day. Text
-/// columns are read with the converter's own timestamp parser; a value that is not a date or
-/// timestamp, and a null, go to the default partition.
+/// The time layout's segments ([`TimeLevel::path`], down to `level`) of a date or timestamp
+/// column, from its UTC instant: a timestamp with an offset lands on the UTC day and hour it
+/// denotes (`2024-03-10T23:30:00-05:00` is `day=11/hour=04`), a naive one on its wall-clock
+/// day. Text columns are read as timestamp columns are ([`crate::types::parse_timestamp`]:
+/// ISO 8601 and `TIMESTAMP_FORMATS`); a value that is not a date or timestamp, and a null, go
+/// to the default partition.
 fn time_segments(
     batch: &RecordBatch,
     name: &str,
-    depth: usize,
+    level: TimeLevel,
     formats: &[String],
 ) -> Result<Segments, Error> {
     use arrow::array::AsArray;
@@ -151,9 +153,9 @@ fn time_segments(
         TimestampNanosecondType, TimestampSecondType,
     };
     let col = column(batch, name)?;
-    let depth = depth.clamp(1, 4);
-    // One bucket per hour at depth 4, per day otherwise; each distinct bucket is formatted once.
-    let unit: i64 = if depth == 4 {
+    // One bucket per hour at the hour level, per day otherwise; each distinct bucket is
+    // formatted once.
+    let unit: i64 = if level == TimeLevel::Hour {
         3_600_000_000
     } else {
         86_400_000_000
@@ -200,7 +202,6 @@ fn time_segments(
                 .collect()
         }
     };
-    let names = ["year", "month", "day", "hour"];
     let mut dict: HashMap<Option<i64>, u32> = HashMap::new();
     let mut out = Segments {
         codes: Vec::with_capacity(n),
@@ -212,28 +213,7 @@ fn time_segments(
             let at = bucket
                 .and_then(|b| b.checked_mul(unit))
                 .and_then(chrono::DateTime::from_timestamp_micros);
-            let seg = match at {
-                Some(at) => {
-                    use chrono::{Datelike, Timelike};
-                    let values = [
-                        at.year(),
-                        at.month() as i32,
-                        at.day() as i32,
-                        at.hour() as i32,
-                    ];
-                    (0..depth)
-                        .map(|l| match l {
-                            0 => format!("{}={:04}", names[l], values[l]),
-                            _ => format!("{}={:02}", names[l], values[l]),
-                        })
-                        .collect::<Vec<_>>()
-                        .join("/")
-                }
-                None => (0..depth)
-                    .map(|l| format!("{}={HIVE_DEFAULT_PARTITION}", names[l]))
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            };
+            let seg = level.path(at.as_ref());
             out.segments.push((seg, at.is_none()));
             out.segments.len() as u32 - 1
         });
@@ -252,7 +232,7 @@ fn value_segments(batch: &RecordBatch, name: &str) -> Result<Segments, Error> {
             what: format!("partition column {name}"),
             reason: "cannot be read as text".into(),
         })?;
-    let key = hive_escape(name);
+    let key = partition::escape(name).unwrap_or_else(|| HIVE_DEFAULT_PARTITION.to_owned());
     let mut dict: HashMap<Option<&str>, u32> = HashMap::new();
     let mut out = Segments {
         codes: Vec::with_capacity(batch.num_rows()),
@@ -261,9 +241,9 @@ fn value_segments(batch: &RecordBatch, name: &str) -> Result<Segments, Error> {
     for row in 0..batch.num_rows() {
         let v = strings.is_valid(row).then(|| strings.value(row));
         let code = *dict.entry(v).or_insert_with(|| {
-            let (value, defaulted) = match v {
-                Some(v) if !v.is_empty() => (hive_escape(v), false),
-                _ => (HIVE_DEFAULT_PARTITION.to_owned(), true),
+            let (value, defaulted) = match v.and_then(partition::escape) {
+                Some(value) => (value, false),
+                None => (HIVE_DEFAULT_PARTITION.to_owned(), true),
             };
             out.segments.push((format!("{key}={value}"), defaulted));
             out.segments.len() as u32 - 1

@@ -296,7 +296,10 @@ mod tests {
             .parse_list::<u8>("L", "small integers")
             .expect_err("x")
             .to_string();
-        assert!(err.contains("L=\"x\"") && err.contains("small integers"), "{err}");
+        assert!(
+            err.contains("L=\"x\"") && err.contains("small integers"),
+            "{err}"
+        );
         assert_eq!(env.parse_list::<u8>("NONE", "").ok(), Some(vec![]));
     }
 

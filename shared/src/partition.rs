@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn a_bounded_value_is_cut_before_a_character_that_does_not_fit() {
-        assert_eq!(escape_within(&"x".repeat(300), 128).map(|v| v.len()), Some(128));
+        assert_eq!(
+            escape_within(&"x".repeat(300), 128).map(|v| v.len()),
+            Some(128)
+        );
         assert_eq!(escape_within("abcd/e", 5).as_deref(), Some("abcd"));
         assert_eq!(escape_within("abc/e", 6).as_deref(), Some("abc%2F"));
         assert_eq!(escape_within("서울", 4).as_deref(), Some("서"));

@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(from_epoch(f64::NAN), None);
         assert_eq!(from_epoch(f64::INFINITY), None);
         assert_eq!(from_epoch(253_402_300_800_000.0), None, "after 9999");
-        assert_eq!(from_epoch(253_402_300_799_999.0), Some(253_402_300_799_999_000));
+        assert_eq!(
+            from_epoch(253_402_300_799_999.0),
+            Some(253_402_300_799_999_000)
+        );
     }
 
     #[test]

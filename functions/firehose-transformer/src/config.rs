@@ -56,8 +56,7 @@ impl Config {
             )
         })?;
         // The default stands for a missing value as is: it must be its own escaped form.
-        if escape(&partition.default_value).as_deref() != Some(partition.default_value.as_str())
-        {
+        if escape(&partition.default_value).as_deref() != Some(partition.default_value.as_str()) {
             return Err(Error::config(
                 "PARTITION_DEFAULT",
                 &partition.default_value,

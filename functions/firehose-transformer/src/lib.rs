@@ -2,13 +2,15 @@
 //!
 //! For every input record, in order, exactly one output record with the same `recordId` and a
 //! result of `Ok`, `Dropped` or `ProcessingFailed`. A problem with one record never fails the
-//! batch. See [`Processor::process`] for the steps a record goes through, [`transform`] for the
-//! `TRANSFORM` document and [`partition`] for dynamic-partitioning keys.
+//! batch. See [`Processor::process`] for the steps a record goes through, [`config`] for the
+//! settings, [`transform`] for the `TRANSFORM` document (its conditions in [`filter`]) and
+//! [`partition`] for dynamic-partitioning keys.
 
 pub mod cloudwatch;
 pub mod compare;
 pub mod config;
 pub mod event;
+pub mod filter;
 pub mod partition;
 pub mod record;
 pub mod transform;

@@ -118,10 +118,12 @@ impl FromStr for InputFormat {
         if s.trim().eq_ignore_ascii_case("auto") {
             return Ok(InputFormat(None));
         }
-        s.parse().map(|f| InputFormat(Some(f))).map_err(|e| UnknownChoice {
-            accepted: &["auto", "csv", "tsv", "json", "jsonl", "ndjson"],
-            ..e
-        })
+        s.parse()
+            .map(|f| InputFormat(Some(f)))
+            .map_err(|e| UnknownChoice {
+                accepted: &["auto", "csv", "tsv", "json", "jsonl", "ndjson"],
+                ..e
+            })
     }
 }
 

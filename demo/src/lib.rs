@@ -477,21 +477,16 @@ async fn convert(
             .handle(LambdaEvent::new(event, ctx()))
             .await
             .map_err(|e| format!("{name}: {}: {e}", e.error_type()))?;
-        for r in out["results"].as_array().into_iter().flatten() {
-            let n = |f: &str| r[f].as_u64().unwrap_or(0);
+        for r in out.converted() {
             let add = |v: &mut Option<u64>, x: u64| *v = Some(v.unwrap_or(0) + x);
-            add(&mut step.rows_out, n("rows"));
-            add(&mut step.bad, n("bad_rows"));
-            add(&mut step.rows_in, n("rows") + n("bad_rows"));
-            add(&mut step.partitions, n("partitions"));
-            step.bytes_in += n("bytes_in");
-            step.bytes_out += n("bytes_out");
-            for f in r["files"].as_array().into_iter().flatten() {
-                step.files += 1;
-                if let Some(k) = f["key"].as_str() {
-                    outputs.push(k.to_owned());
-                }
-            }
+            add(&mut step.rows_out, r.rows);
+            add(&mut step.bad, r.bad_rows);
+            add(&mut step.rows_in, r.rows + r.bad_rows);
+            add(&mut step.partitions, r.partitions as u64);
+            step.bytes_in += r.bytes_in;
+            step.bytes_out += r.bytes_out;
+            step.files += r.files.len() as u64;
+            outputs.extend(r.files.iter().map(|f| f.key.clone()));
         }
     }
     step.seconds = started.elapsed().as_secs_f64();

@@ -8,6 +8,10 @@ use std::fmt;
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A library's error (arrow, parquet, HTTP, ...) kept as the `source` of ours, for callers
+/// that inspect the cause; the message of ours already says what it means.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in the shared library and the functions built on it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,13 +93,40 @@ pub enum Error {
         reason: String,
     },
 
-    /// Data could not be decompressed or decoded.
+    /// Data could not be decompressed, decoded or encoded.
     #[error("cannot decode {what}: {reason}")]
     Decode {
         /// The object or stream being decoded.
         what: String,
-        /// The decoder's complaint.
+        /// The decoder's complaint (never the row's content).
         reason: String,
+        /// The library error behind it, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+
+    /// The source of a download failed in a way that can pass: an HTTP 5xx or 429, a reset
+    /// connection, a timeout. Retrying later can succeed.
+    #[error("{what}: {reason} (the source may recover; retrying later can succeed)")]
+    SourceUnavailable {
+        /// What was being fetched (a redacted URL).
+        what: String,
+        /// What happened.
+        reason: String,
+        /// The HTTP client's error, when there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+
+    /// A Lambda `Invoke` call failed.
+    #[error("lambda:InvokeFunction of {function} failed: {message}")]
+    Invoke {
+        /// The function invoked.
+        function: String,
+        /// The service error code, if Lambda sent one (e.g. `TooManyRequestsException`).
+        code: Option<String>,
+        /// The rendered error chain.
+        message: String,
     },
 
     /// A row that cannot be read, when bad rows fail the object (`BAD_ROWS=fail`).
@@ -142,24 +173,30 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    /// The work was cancelled before it finished (e.g. an upload was aborted).
-    #[error("cancelled: {0}")]
-    Cancelled(String),
+    /// An invariant of ours did not hold (a bug, not the input): a task panicked, a writer was
+    /// used after it closed, a checkpoint fell between part boundaries.
+    #[error("internal error: {0}")]
+    Internal(String),
 
-    /// Some items of a batch failed; reported with the first failure's type.
+    /// Some items of a batch failed; reported with the type of the first failure retrying can
+    /// help (so a retry policy retries the batch), else of the first failure.
     #[error("{message}")]
     Batch {
-        /// The `errorType` of the first failure.
-        error_type: &'static str,
+        /// The `errorType` reported.
+        error_type: String,
         /// Every failure, summarised.
         message: String,
     },
 }
 
 impl Error {
-    /// A stable name for the kind of error, used as the Lambda `errorType`.
-    pub fn error_type(&self) -> &'static str {
+    /// A stable name for the kind of error, used as the Lambda `errorType`. A name is
+    /// retryable or not, never both: the retryable ones are [`RETRYABLE_ERROR_TYPES`], so a
+    /// Step Functions `Retry` on them (or S3's asynchronous retries) can only help.
+    pub fn error_type(&self) -> &str {
         match self {
+            Error::S3 { .. } if self.is_transient() => "S3Unavailable",
+            Error::Invoke { .. } if self.is_transient() => "InvokeUnavailable",
             Error::Config { .. } => "ConfigError",
             Error::InvalidKey { .. } => "InvalidObjectKey",
             Error::InvalidInput { .. } => "InvalidInput",
@@ -168,22 +205,92 @@ impl Error {
             Error::NotFound { .. } => "ObjectNotFound",
             Error::PreconditionFailed { .. } => "PreconditionFailed",
             Error::Decode { .. } => "DecodeError",
+            Error::SourceUnavailable { .. } => "SourceUnavailable",
+            Error::Invoke { .. } => "InvokeFailed",
             Error::BadRow { .. } => "BadRow",
             Error::Integrity { .. } => "IntegrityError",
             Error::Limit(_) => "LimitExceeded",
             Error::Io { .. } => "IoError",
             Error::Json { .. } => "JsonError",
-            Error::Cancelled(_) => "Cancelled",
+            Error::Internal(_) => "InternalError",
             Error::Batch { error_type, .. } => error_type,
         }
     }
 
-    /// Whether retrying the same work later could succeed (throttling, 5xx, I/O).
+    /// Whether retrying the same work later could succeed (throttling, 5xx, resets, I/O).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::S3 { code, .. } => code.as_deref().is_none_or(is_transient_s3_code),
-            Error::Io { .. } => true,
+            Error::Invoke { code, .. } => code.as_deref().is_none_or(is_transient_lambda_code),
+            Error::Io { .. } | Error::SourceUnavailable { .. } => true,
+            Error::Batch { error_type, .. } => RETRYABLE_ERROR_TYPES.contains(&error_type.as_str()),
             _ => false,
+        }
+    }
+
+    /// An [`Error::Batch`] of the `(errorType, message)` of each failed item (at least one) of
+    /// `total` items, e.g. "2 of 3 objects failed: ...".
+    pub fn batch<'a>(
+        failures: impl IntoIterator<Item = (&'a str, String)>,
+        total: usize,
+        items: &str,
+    ) -> Self {
+        let failures: Vec<(&str, String)> = failures.into_iter().collect();
+        let error_type = failures
+            .iter()
+            .map(|(t, _)| *t)
+            .find(|t| RETRYABLE_ERROR_TYPES.contains(t))
+            .or(failures.first().map(|(t, _)| *t))
+            .unwrap_or("InternalError")
+            .to_owned();
+        let text: Vec<&str> = failures.iter().map(|(_, m)| m.as_str()).collect();
+        Error::Batch {
+            error_type,
+            message: format!(
+                "{} of {total} {items} failed: {}",
+                failures.len(),
+                text.join("; ")
+            ),
+        }
+    }
+
+    /// Shorthand for [`Error::Decode`] caused by a library error: its message (made safe by
+    /// `scrub`, which removes row content some decoders quote) is the reason, and the error
+    /// itself the source.
+    pub fn decode<E>(what: impl Into<String>, err: E, scrub: impl Fn(&str) -> String) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Error::Decode {
+            what: what.into(),
+            reason: scrub(&err.to_string()),
+            source: Some(Box::new(err)),
+        }
+    }
+
+    /// Shorthand for [`Error::Decode`] without a library error behind it.
+    pub fn undecodable(what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::Decode {
+            what: what.into(),
+            reason: reason.to_string(),
+            source: None,
+        }
+    }
+
+    /// Builds an [`Error::Invoke`] from a Lambda SDK error.
+    /// (Every AWS SDK shares one `SdkError` type, so this takes the Lambda client's errors.)
+    pub fn invoke<E>(
+        function: &str,
+        err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        Error::Invoke {
+            function: function.to_owned(),
+            code: err.code().map(str::to_owned),
+            message: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
         }
     }
 
@@ -293,6 +400,29 @@ fn is_transient_s3_code(code: &str) -> bool {
             | "OperationAborted"
     )
 }
+
+/// Lambda error codes after which the same `Invoke` may succeed later.
+fn is_transient_lambda_code(code: &str) -> bool {
+    matches!(
+        code,
+        "TooManyRequestsException"
+            | "ServiceException"
+            | "EC2ThrottledException"
+            | "ResourceNotReadyException"
+            | "ResourceConflictException"
+            | "ENILimitReachedException"
+            | "SubnetIPAddressLimitReachedException"
+    )
+}
+
+/// Every `errorType` after which trying the same work again can succeed; any other one means
+/// the input, the configuration or the code must change first.
+pub const RETRYABLE_ERROR_TYPES: &[&str] = &[
+    "S3Unavailable",
+    "SourceUnavailable",
+    "InvokeUnavailable",
+    "IoError",
+];
 
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(err: Error) -> Self {

@@ -1,10 +1,46 @@
-//! The Lambda Runtime API outside the runtime loop: reporting a failed start.
+//! Every function's `main`: configuration once ([`serve`]), a failed start reported to the
+//! Runtime API, then the runtime loop.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Error;
+
+/// Runs a function: tracing from the environment, `init` once per cold start (its error is
+/// logged, reported as the init error and ends the process), then `handler` for every event,
+/// with what `init` built.
+pub async fn serve<S, E, R, Fut>(
+    init: impl AsyncFnOnce(&crate::Env) -> crate::Result<S>,
+    handler: impl Fn(Arc<S>, LambdaEvent<E>) -> Fut,
+) -> Result<(), lambda_runtime::Error>
+where
+    S: Send + Sync + 'static,
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    Fut: Future<Output = crate::Result<R>>,
+{
+    let env = crate::Env::from_process();
+    crate::observability::init_tracing(&env);
+    let state = match init(&env).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error_type = e.error_type(), "{e}");
+            report_init_error(&e).await;
+            return Err(e.into());
+        }
+    };
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+        handler(state.clone(), event)
+    }))
+    .await
+}
 
 /// Reports that initialisation failed to the Runtime API (`/runtime/init/error`), so Lambda
 /// shows an init error with our `errorType` and the message naming the variable, instead of a

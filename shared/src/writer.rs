@@ -434,7 +434,7 @@ impl S3Writer {
     /// is used up. On error the upload has been aborted and the writer is unusable.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         if matches!(self.state, State::Closed) {
-            return Err(Error::Cancelled(format!(
+            return Err(Error::Internal(format!(
                 "write to s3://{}/{} after the writer was closed",
                 self.bucket, self.key
             )));
@@ -546,7 +546,7 @@ impl S3Writer {
     /// multipart upload (or sends one PutObject). On error everything is aborted.
     pub async fn finish(mut self) -> Result<WriteOutcome> {
         if matches!(self.state, State::Closed) {
-            return Err(Error::Cancelled(format!(
+            return Err(Error::Internal(format!(
                 "finish of s3://{}/{} after the writer was closed",
                 self.bucket, self.key
             )));
@@ -614,7 +614,7 @@ impl S3Writer {
                 };
                 id
             }
-            State::Closed => return Err(Error::Cancelled("writer closed".into())),
+            State::Closed => return Err(Error::Internal("writer closed".into())),
         };
         // The part's bytes go to the SDK as they are (no copy); the buffer returns to the pool
         // when the last reference to them is dropped.
@@ -663,7 +663,7 @@ impl S3Writer {
         &mut self,
         res: std::result::Result<Result<DonePart>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let part = res.map_err(|e| Error::Cancelled(format!("part upload task failed: {e}")))??;
+        let part = res.map_err(|e| Error::Internal(format!("part upload task failed: {e}")))??;
         self.in_flight_bytes -= part.len as usize;
         self.done.push(part);
         Ok(())
@@ -755,7 +755,7 @@ impl S3Writer {
     async fn complete_multipart(&mut self) -> Result<WriteOutcome> {
         self.settle(!self.buf.is_empty()).await?;
         let State::Multipart { upload_id } = &self.state else {
-            return Err(Error::Cancelled("no multipart upload to complete".into()));
+            return Err(Error::Internal("no multipart upload to complete".into()));
         };
         self.done.sort_by_key(|p| p.number);
         complete_upload(
@@ -776,7 +776,7 @@ impl S3Writer {
     /// is aborted.
     pub async fn seal(mut self) -> Result<SealedUpload> {
         if matches!(self.state, State::Closed) {
-            return Err(Error::Cancelled(format!(
+            return Err(Error::Internal(format!(
                 "seal of s3://{}/{} after the writer was closed",
                 self.bucket, self.key
             )));
@@ -787,7 +787,7 @@ impl S3Writer {
         }
         let State::Multipart { upload_id } = std::mem::replace(&mut self.state, State::Closed)
         else {
-            return Err(Error::Cancelled("no multipart upload to seal".into()));
+            return Err(Error::Internal("no multipart upload to seal".into()));
         };
         self.done.sort_by_key(|p| p.number);
         Ok(SealedUpload {
@@ -834,7 +834,7 @@ impl SealedUpload {
     /// Completes the object. On error the upload is aborted.
     pub async fn complete(mut self) -> Result<WriteOutcome> {
         let Some(upload_id) = self.upload_id.take() else {
-            return Err(Error::Cancelled("sealed upload already closed".into()));
+            return Err(Error::Internal("sealed upload already closed".into()));
         };
         let res = complete_upload(
             &self.client,

@@ -38,7 +38,7 @@ pub enum Work {
         /// What it names, as far as it could be read (`s3://bucket/raw-key`, the message id).
         object: String,
         /// `errorType`.
-        error_type: &'static str,
+        error_type: String,
         /// What is wrong, naming the key or field.
         message: String,
     },
@@ -48,7 +48,7 @@ impl Work {
     fn fail(object: impl Into<String>, e: &Error) -> Work {
         Work::Fail {
             object: object.into(),
-            error_type: e.error_type(),
+            error_type: e.error_type().to_owned(),
             message: e.to_string(),
         }
     }

@@ -13,13 +13,13 @@ pub mod event;
 pub mod footer;
 pub mod naming;
 pub mod records;
+pub mod response;
 pub mod types;
 
 use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{info, warn};
 use tributary::observability::Metrics;
 use tributary::{Env, Error, ObjectRef};
@@ -29,30 +29,7 @@ use crate::convert::Summary;
 use crate::convert::manifest::Manifest;
 use crate::event::{Item, Source, Target, Work};
 use crate::naming::Names;
-
-/// What happened to one object.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Converted.
-    Converted(Summary),
-    /// Nothing to do, and why.
-    Skipped {
-        /// The object, when the event named one.
-        object: Option<String>,
-        /// Why.
-        reason: String,
-    },
-    /// Failed; everything it started was aborted.
-    Failed {
-        /// The object.
-        object: String,
-        /// `errorType`.
-        error_type: &'static str,
-        /// Why.
-        message: String,
-    },
-}
+pub use crate::response::{ItemFailure, Outcome, Response};
 
 /// The function: configuration and the S3 client, built once per cold start.
 #[derive(Debug, Clone)]
@@ -77,53 +54,47 @@ impl Converter {
     }
 
     /// The Lambda handler.
-    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Response, Error> {
         let (payload, ctx) = event.into_parts();
         let (source, items) = event::parse(&payload)?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut failed_messages = Vec::new();
+        let mut results = Vec::with_capacity(items.len());
+        let mut failed_messages: Vec<ItemFailure> = Vec::new();
         for item in items {
             let outcome = self.process(&item).await;
             if let (Outcome::Failed { .. }, Some(id)) = (&outcome, &item.message_id)
-                && !failed_messages.contains(id)
+                && !failed_messages.iter().any(|f| &f.item_identifier == id)
             {
-                failed_messages.push(id.clone());
+                failed_messages.push(ItemFailure {
+                    item_identifier: id.clone(),
+                });
             }
-            outcomes.push(outcome);
+            results.push(outcome);
         }
-        info!(request_id = %ctx.request_id, objects = outcomes.len(), "event processed");
+        info!(request_id = %ctx.request_id, objects = results.len(), "event processed");
         if source == Source::Sqs {
-            let failures: Vec<Value> = failed_messages
-                .iter()
-                .map(|id| json!({"itemIdentifier": id}))
-                .collect();
-            return Ok(json!({"batchItemFailures": failures, "results": outcomes}));
-        }
-        let failures: Vec<&Outcome> = outcomes
-            .iter()
-            .filter(|o| matches!(o, Outcome::Failed { .. }))
-            .collect();
-        if let Some(Outcome::Failed { error_type, .. }) = failures.first() {
-            let text = failures
-                .iter()
-                .filter_map(|o| match o {
-                    Outcome::Failed {
-                        object, message, ..
-                    } => Some(format!("{object}: {message}")),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::Batch {
-                error_type,
-                message: format!(
-                    "{} of {} objects failed: {text}",
-                    failures.len(),
-                    outcomes.len()
-                ),
+            return Ok(Response {
+                batch_item_failures: Some(failed_messages),
+                results,
             });
         }
-        Ok(json!({"results": outcomes}))
+        let failures: Vec<(&str, String)> = results
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Failed {
+                    object,
+                    error_type,
+                    message,
+                } => Some((error_type.as_str(), format!("{object}: {message}"))),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            return Err(Error::batch(failures, results.len(), "objects"));
+        }
+        Ok(Response {
+            batch_item_failures: None,
+            results,
+        })
     }
 
     /// The S3 notification S3 would send for an existing object (size and ETag from
@@ -165,7 +136,7 @@ impl Converter {
                 warn!(object = %object, error_type = %error_type, "unreadable event record: {message}");
                 return Outcome::Failed {
                     object: object.clone(),
-                    error_type,
+                    error_type: error_type.clone(),
                     message: message.clone(),
                 };
             }
@@ -183,7 +154,7 @@ impl Converter {
                 warn!(object = %target.object, error_type = e.error_type(), "conversion failed: {e}");
                 Outcome::Failed {
                     object: target.object.to_string(),
-                    error_type: e.error_type(),
+                    error_type: e.error_type().to_owned(),
                     message: e.to_string(),
                 }
             }

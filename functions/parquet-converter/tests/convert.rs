@@ -14,8 +14,8 @@ use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
 use common::{
-    assert_fails_leaving_nothing, converter, put_and_convert, python_over_parquet, read_parquet,
-    rows, s3_event, venv_python,
+    assert_fails_leaving_nothing, converted, converter, put_and_convert, python_over_parquet,
+    read_parquet, rows, s3_event, venv_python,
 };
 
 const S3_PUT: &str = include_str!("../../../events/parquet-converter/s3-put.json");
@@ -60,7 +60,7 @@ async fn csv_becomes_day_partitioned_parquet_with_exact_types() {
         taxi_csv(3000),
     )
     .await;
-    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    assert_eq!(out.results[0].status(), "converted", "{out}");
     let files = read_parquet(&s3, &bucket, "processed/").await;
     let keys: Vec<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(files.len(), 3, "{keys:?}");
@@ -130,7 +130,7 @@ async fn late_type_drift_widens_the_column_and_drops_nothing() {
         s.push_str(&format!("{i},{amount},row{i}\n"));
     }
     let out = put_and_convert(&s3, &c, &bucket, "raw/drift/d.csv", s.into_bytes()).await;
-    assert_eq!(out["results"][0]["type_widenings"], 2, "{out}");
+    assert_eq!(converted(&out).type_widenings, 2, "{out}");
     let files = read_parquet(&s3, &bucket, "processed/drift/").await;
     assert_eq!(rows(&files), 60_000);
     let batches = &files[0].1;
@@ -183,8 +183,8 @@ async fn json_lines_concatenated_json_tsv_and_compressed_inputs() {
     ];
     for (key, body) in cases {
         let out = put_and_convert(&s3, &c, &bucket, key, body).await;
-        assert_eq!(out["results"][0]["status"], "converted", "{key}: {out}");
-        assert_eq!(out["results"][0]["rows"], 500, "{key}");
+        assert_eq!(out.results[0].status(), "converted", "{key}: {out}");
+        assert_eq!(converted(&out).rows, 500, "{key}");
     }
     let fh = s3.keys(&bucket, "processed/events/").await;
     assert_eq!(fh.len(), 1);
@@ -264,14 +264,14 @@ async fn the_converter_never_converts_its_own_outputs() {
             ))
             .await
             .expect("skips are not errors");
-        assert_eq!(out["results"][0]["status"], "skipped", "{key}: {out}");
+        assert_eq!(out.results[0].status(), "skipped", "{key}: {out}");
     }
     let delete: Value = serde_json::from_str(DELETE).expect("sample");
     let out = c
         .handle(LambdaEvent::new(delete, Context::default()))
         .await
         .expect("delete");
-    assert_eq!(out["results"][0]["status"], "skipped");
+    assert_eq!(out.results[0].status(), "skipped");
     assert!(
         s3.keys(&bucket, "processed/")
             .await
@@ -310,7 +310,16 @@ async fn an_s3_failure_mid_write_leaves_no_outputs_and_no_uploads() {
         Calls::From(3),
         Action::Status(403, "AccessDenied"),
     );
-    assert_fails_leaving_nothing(&s3, &c, &bucket, "raw/taxi/big.csv", body.len(), &etag).await;
+    assert_fails_leaving_nothing(
+        &s3,
+        &c,
+        &bucket,
+        "raw/taxi/big.csv",
+        body.len(),
+        &etag,
+        "S3Error",
+    )
+    .await;
     assert_eq!(
         faults.calls(Op::DeleteObject),
         1,
@@ -344,12 +353,12 @@ async fn sample_events_route_as_expected() {
         .handle(LambdaEvent::new(retarget(S3_PUT), Context::default()))
         .await
         .expect("put");
-    assert_eq!(out["results"][0]["rows"], 2, "{out}");
+    assert_eq!(converted(&out).rows, 2, "{out}");
     let out = c
         .handle(LambdaEvent::new(retarget(SPECIAL), Context::default()))
         .await
         .expect("special");
-    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    assert_eq!(out.results[0].status(), "converted", "{out}");
     assert!(
         s3.keys(&bucket, "processed/taxi/")
             .await
@@ -360,22 +369,18 @@ async fn sample_events_route_as_expected() {
         .handle(LambdaEvent::new(retarget(MULTI), Context::default()))
         .await
         .expect("multi");
-    assert_eq!(out["results"].as_array().map(Vec::len), Some(2));
+    assert_eq!(Some(out.results.len()), Some(2));
     let out = c
         .handle(LambdaEvent::new(retarget(EVENTBRIDGE), Context::default()))
         .await
         .expect("eb");
-    assert_eq!(out["results"][0]["status"], "converted", "{out}");
+    assert_eq!(out.results[0].status(), "converted", "{out}");
     // SQS: the second message names a missing object and is reported for redelivery.
     let out = c
         .handle(LambdaEvent::new(retarget(SQS), Context::default()))
         .await
         .expect("sqs");
-    assert_eq!(
-        out["batchItemFailures"],
-        json!([{"itemIdentifier": "msg-2-missing"}]),
-        "{out}"
-    );
+    assert_eq!(out.failed_messages(), ["msg-2-missing"], "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

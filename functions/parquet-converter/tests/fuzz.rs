@@ -11,7 +11,7 @@ use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestCaseError, Test
 use tributary_testkit::TestS3;
 
 mod common;
-use common::{converter, put_and_handle, read_parquet};
+use common::{converted, converter, put_and_handle, read_parquet};
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -136,12 +136,12 @@ fn generated_csv_converts_exactly_or_is_counted_bad() {
                 let out = put_and_handle(&s3, &c, &bucket, &key, doc.text())
                     .await
                     .map_err(|e| TestCaseError::fail(format!("{e}")))?;
-                let r = &out["results"][0];
+                let r = converted(&out);
                 let good: Vec<&Vec<String>> =
                     doc.rows.iter().filter(|r| !r.1).map(|r| &r.0).collect();
                 let bad = doc.rows.len() - good.len();
-                prop_assert_eq!(r["bad_rows"].as_u64(), Some(bad as u64), "{}", out);
-                prop_assert_eq!(r["rows"].as_u64(), Some(good.len() as u64), "{}", out);
+                prop_assert_eq!(r.bad_rows, bad as u64, "{}", out);
+                prop_assert_eq!(r.rows, good.len() as u64, "{}", out);
                 let files = read_parquet(&s3, &bucket, &format!("processed/fuzz{n}/")).await;
                 let mut got: Vec<Vec<String>> = Vec::new();
                 for b in files.iter().flat_map(|f| &f.1) {
@@ -186,12 +186,8 @@ fn arbitrary_bytes_never_panic_and_always_answer() {
             rt.block_on(async {
                 match put_and_handle(&s3, &c, &bucket, &key, body).await {
                     Ok(v) => {
-                        let r = &v["results"][0];
-                        prop_assert!(
-                            r["status"] == "converted" || r["status"] == "skipped",
-                            "{}",
-                            v
-                        );
+                        let r = &v.results[0];
+                        prop_assert!(matches!(r.status(), "converted" | "skipped"), "{}", v);
                     }
                     // A failure names what was wrong; it never leaves an upload open.
                     Err(e) => {
@@ -211,7 +207,7 @@ fn arbitrary_bytes_never_panic_and_always_answer() {
 }
 
 /// (rows, bad rows), or the error type.
-type Outcome = Result<(u64, u64), &'static str>;
+type Outcome = Result<(u64, u64), String>;
 
 /// Converts `body` under a fresh key; (rows, bad rows), or the error type.
 async fn rows_and_bad(
@@ -223,12 +219,9 @@ async fn rows_and_bad(
 ) -> Outcome {
     let out = put_and_handle(s3, c, bucket, key, body.to_vec())
         .await
-        .map_err(|e| e.error_type())?;
-    let r = &out["results"][0];
-    Ok((
-        r["rows"].as_u64().unwrap_or_default(),
-        r["bad_rows"].as_u64().unwrap_or_default(),
-    ))
+        .map_err(|e| e.error_type().to_owned())?;
+    let r = out.results[0].summary();
+    Ok((r.map_or(0, |r| r.rows), r.map_or(0, |r| r.bad_rows)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +242,7 @@ async fn the_decoding_path_reads_what_it_should() {
             b"t\n2024-01-01\n2024-01-01 10:00\nlater\n",
             Ok((3, 0)),
         ),
-        ("h.json", b"[{\"a\":1}]", Err("DecodeError")),
+        ("h.json", b"[{\"a\":1}]", Err("DecodeError".to_owned())),
         // A later JSON field of another shape, and a new one: drift, never a bad row.
         (
             "i.json",

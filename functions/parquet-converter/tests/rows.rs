@@ -12,8 +12,8 @@ use tributary_testkit::{Action, Calls, Op, TestS3};
 
 mod common;
 use common::{
-    assert_fails_leaving_nothing, convert_err, converter, put_and_convert, read_parquet, rows,
-    s3_event,
+    assert_fails_leaving_nothing, convert_err, converted, converter, put_and_convert, read_parquet,
+    rows, s3_event,
 };
 
 fn all_batches(files: &[(String, Vec<RecordBatch>)]) -> Vec<RecordBatch> {
@@ -83,10 +83,9 @@ async fn bad_rows_are_quarantined_with_their_line_and_text() {
         }
     }
     let out = put_and_convert(&s3, &c, &bucket, "raw/rows/bad.csv", csv.into_bytes()).await;
-    let r = &out["results"][0];
-    assert_eq!(r["status"], "converted", "{out}");
-    assert_eq!(r["rows"], good);
-    assert_eq!(r["bad_rows"], 3);
+    let r = converted(&out);
+    assert_eq!(r.rows, good as u64);
+    assert_eq!(r.bad_rows, 3);
     let files = read_parquet(&s3, &bucket, "processed/rows/").await;
     assert_eq!(rows(&files), good as usize);
     let bad = quarantined(&s3, &bucket).await;
@@ -118,7 +117,7 @@ async fn bad_rows_are_quarantined_with_their_line_and_text() {
             .ends_with("raw/rows/bad.csv")
     }));
     assert_eq!(
-        r["bad_rows_file"]["key"].as_str().expect("key"),
+        r.bad_rows_file.as_ref().expect("a quarantine file").key,
         s3.keys(&bucket, "errors/").await[0]
     );
     // The manifest counts them too.
@@ -173,7 +172,7 @@ async fn schema_fixes_types_and_adds_missing_columns() {
                10001,0.05,2024-02-29,2024-03-07 01:00:00,2\n\
                ,NULL,,,\n";
     let out = put_and_convert(&s3, &c, &bucket, "raw/s/typed.csv", csv.as_bytes().to_vec()).await;
-    assert_eq!(out["results"][0]["rows"], 3, "{out}");
+    assert_eq!(converted(&out).rows, 3, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/s/").await);
     let b = &batches[0];
     let schema = b.schema();
@@ -299,10 +298,7 @@ async fn files_rotate_at_the_target_size_and_open_files_are_limited() {
         assert!(key.ends_with(&format!("-{i:04}.parquet")), "{key}");
     }
     assert_eq!(rows(&files), 60_000);
-    assert_eq!(
-        out["results"][0]["files"].as_array().expect("files").len(),
-        files.len()
-    );
+    assert_eq!(converted(&out).files.len(), files.len());
     let ids: Vec<i64> = all_batches(&files)
         .iter()
         .flat_map(|b| column::<Int64Array>(b, "i").values().to_vec())
@@ -364,7 +360,16 @@ async fn a_failure_after_files_were_closed_leaves_nothing() {
         Calls::From(2),
         Action::Status(500, "InternalError"),
     );
-    assert_fails_leaving_nothing(&s3, &c, &bucket, "raw/w/big.csv", body.len(), &etag).await;
+    assert_fails_leaving_nothing(
+        &s3,
+        &c,
+        &bucket,
+        "raw/w/big.csv",
+        body.len(),
+        &etag,
+        "S3Unavailable",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,10 +387,10 @@ async fn a_json_field_first_seen_after_the_sample_becomes_a_column() {
     }
     body.push_str("{\"id\": \"broken\n");
     let out = put_and_convert(&s3, &c, &bucket, "raw/j/late.jsonl", body.into_bytes()).await;
-    let r = &out["results"][0];
-    assert_eq!(r["rows"], 200, "{out}");
-    assert_eq!(r["bad_rows"], 1);
-    assert!(r["type_widenings"].as_u64().expect("n") >= 1);
+    let r = converted(&out);
+    assert_eq!(r.rows, 200, "{out}");
+    assert_eq!(r.bad_rows, 1);
+    assert!(r.type_widenings >= 1);
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/j/").await);
     let late = batches
         .iter()
@@ -432,8 +437,8 @@ async fn a_json_field_mixing_objects_and_text_is_kept_as_json_text() {
     }
     body.push_str("{\"id\":100,\"message\":\"x\",\"detail\":[1,2]}\n");
     let out = put_and_convert(&s3, &c, &bucket, "raw/logs/mixed.ndjson", body.into_bytes()).await;
-    assert_eq!(out["results"][0]["rows"], 101, "{out}");
-    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    assert_eq!(converted(&out).rows, 101, "{out}");
+    assert_eq!(converted(&out).bad_rows, 0, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/logs/").await);
     let mut messages = Vec::new();
     let mut details = Vec::new();
@@ -480,9 +485,9 @@ async fn a_spreadsheet_csv_with_bom_crlf_and_quoted_line_breaks_keeps_every_row(
         expect.push((i, name, note));
     }
     let out = put_and_convert(&s3, &c, &bucket, "raw/excel/export.csv", csv.into_bytes()).await;
-    let r = &out["results"][0];
-    assert_eq!(r["rows"], 300, "{out}");
-    assert_eq!(r["bad_rows"], 0, "{out}");
+    let r = converted(&out);
+    assert_eq!(r.rows, 300, "{out}");
+    assert_eq!(r.bad_rows, 0, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/excel/").await);
     let schema = batches[0].schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -568,8 +573,8 @@ async fn offset_timestamps_partition_on_their_utc_instant() {
         let c = converter(&s3, &env).await;
         let key = format!("raw/tz{n}/offsets.csv");
         let out = put_and_convert(&s3, &c, &bucket, &key, csv.as_bytes().to_vec()).await;
-        let r = &out["results"][0];
-        assert_eq!(r["default_partition_rows"], 0, "{spec}: {out}");
+        let r = converted(&out);
+        assert_eq!(r.default_partition_rows, 0, "{spec}: {out}");
         let prefix = format!("processed/tz{n}/");
         let mut paths: Vec<String> = Vec::new();
         for (key, batches) in read_parquet(&s3, &bucket, &prefix).await {
@@ -617,8 +622,8 @@ async fn a_stray_quote_fails_with_its_line_instead_of_swallowing_rows() {
     // A quote inside an unquoted field is an ordinary character, as the decoder reads it.
     let inches = b"id,size\n1,5\" screen\n2,7\"\n3,x\n".to_vec();
     let out = put_and_convert(&s3, &c, &bucket, "raw/q/inches.csv", inches).await;
-    assert_eq!(out["results"][0]["rows"], 3, "{out}");
-    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    assert_eq!(converted(&out).rows, 3, "{out}");
+    assert_eq!(converted(&out).bad_rows, 0, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/q/").await);
     assert_eq!(
         column::<StringArray>(&batches[0], "size").value(0),
@@ -641,9 +646,9 @@ async fn a_json_field_with_text_before_objects_in_the_sample_is_kept_as_json_tex
         body.into_bytes(),
     )
     .await;
-    assert_eq!(out["results"][0]["status"], "converted", "{out}");
-    assert_eq!(out["results"][0]["rows"], 5, "{out}");
-    assert_eq!(out["results"][0]["bad_rows"], 0, "{out}");
+    assert_eq!(out.results[0].status(), "converted", "{out}");
+    assert_eq!(converted(&out).rows, 5, "{out}");
+    assert_eq!(converted(&out).bad_rows, 0, "{out}");
     let batches = all_batches(&read_parquet(&s3, &bucket, "processed/shape/").await);
     let v = column::<StringArray>(&batches[0], "v");
     let got: Vec<Option<&str>> = (0..v.len())
@@ -681,9 +686,9 @@ async fn numbers_that_do_not_fit_are_kept_as_text_not_rounded() {
     csv.push_str("100,-9223372036854775809,1e400\n");
     for (key, body) in [("raw/n/j.ndjson", json), ("raw/n/c.csv", csv)] {
         let out = put_and_convert(&s3, &c, &bucket, key, body.into_bytes()).await;
-        let r = &out["results"][0];
-        assert_eq!(r["rows"], 101, "{out}");
-        assert_eq!(r["bad_rows"], 0, "{out}");
+        let r = converted(&out);
+        assert_eq!(r.rows, 101, "{out}");
+        assert_eq!(r.bad_rows, 0, "{out}");
     }
     for (file, cols) in [
         (
@@ -736,7 +741,7 @@ async fn limits_are_named_when_a_record_or_value_is_too_big() {
         "{{\"id\":1,\"p\":\"a\",\"blob\":\"{big}\"}}\n{{\"id\":2,\"p\":\"a\",\"blob\":\"y\"}}\n"
     );
     let out = put_and_convert(&s3, &c, &bucket, "raw/lim/long.ndjson", body.into_bytes()).await;
-    assert_eq!(out["results"][0]["rows"], 2, "{out}");
+    assert_eq!(converted(&out).rows, 2, "{out}");
     // Nesting beyond the JSON parser's depth limit, in the first rows: the limit is named.
     let deep = format!(
         "{{\"id\":1,\"p\":\"a\",\"v\":{}1{}}}\n",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use parquet_converter::{Outcome, Response};
 use serde_json::Value;
 use tributary_testkit::TestS3;
 use tributary_testkit::runtime::{Answer, RuntimeApi};
@@ -61,14 +62,9 @@ async fn the_binary_answers_every_sample_event() {
             ("PARTITION_BY", "tpep_pickup_datetime:day"),
         ],
     );
-    let statuses = |r: &Value| -> Vec<String> {
-        r["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|o| o["status"].as_str().expect("status").to_owned())
-            .collect()
-    };
+    // The function's answer, read back through the type it serialises.
+    let response = |r: Value| -> Response { serde_json::from_value(r).expect("a Response") };
+    let statuses = |r: &Response| -> Vec<&str> { r.results.iter().map(Outcome::status).collect() };
     for (name, want) in [
         ("s3-put", vec!["converted"]),
         ("s3-put-special-key", vec!["converted"]),
@@ -79,9 +75,10 @@ async fn the_binary_answers_every_sample_event() {
         let Answer::Response(r) = api.invoke(sample(name, &etag)).await else {
             panic!("{name}: the invocation failed");
         };
+        let r = response(r);
         assert_eq!(statuses(&r), want, "{name}: {r}");
         if name == "s3-put-special-key" {
-            let key = r["results"][0]["files"][0]["key"].as_str().expect("key");
+            let key = &r.results[0].summary().expect("converted").files[0].key;
             assert!(
                 key.starts_with("processed/taxi/year=2024/") && key.contains("/택시 데이터-"),
                 "{key}"
@@ -93,12 +90,10 @@ async fn the_binary_answers_every_sample_event() {
     let Answer::Response(r) = api.invoke(event.clone()).await else {
         panic!("sqs: the invocation failed");
     };
+    let r = response(r);
     assert_eq!(statuses(&r), ["converted", "failed"], "{r}");
     let failed_id = event["Records"][1]["messageId"].as_str().expect("id");
-    assert_eq!(
-        r["batchItemFailures"],
-        serde_json::json!([{"itemIdentifier": failed_id}])
-    );
+    assert_eq!(r.failed_messages(), [failed_id]);
     child.kill().expect("stop the function");
     let _ = child.wait();
 }

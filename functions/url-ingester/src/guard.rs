@@ -280,6 +280,19 @@ impl GuardedResolver {
     }
 }
 
+/// A connection the policy refused, as the resolver reports it to the HTTP client: the
+/// download fails for good (not [`tributary::Error::SourceUnavailable`]).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
@@ -305,7 +318,7 @@ impl Resolve for GuardedResolver {
             }
             if allowed.is_empty() {
                 let why = refusal.unwrap_or_else(|| "no addresses".to_owned());
-                return Err(format!("host {host} resolves to {why}").into());
+                return Err(Refused(format!("host {host} resolves to {why}")).into());
             }
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)

@@ -504,7 +504,7 @@ impl Ingester {
             } else if upload.bytes == 0 {
                 ResumableSha256::default()
             } else {
-                return Err(Error::Cancelled(format!(
+                return Err(Error::Internal(format!(
                     "checkpoint at byte {} does not match the last part boundary {}",
                     upload.bytes, boundary.0
                 )));
@@ -637,15 +637,12 @@ impl Ingester {
         })?;
         lambda
             .invoke()
-            .function_name(arn)
+            .function_name(&arn)
             .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
             .payload(aws_sdk_lambda::primitives::Blob::new(payload))
             .send()
             .await
-            .map_err(|e| Error::InvalidInput {
-                what: "asynchronous continuation (lambda:InvokeFunction)".into(),
-                reason: aws_sdk_lambda::error::DisplayErrorContext(&e).to_string(),
-            })?;
+            .map_err(|e| Error::invoke(arn.as_str(), e))?;
         Ok(true)
     }
 

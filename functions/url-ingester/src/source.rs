@@ -51,11 +51,51 @@ pub fn redact(url: &reqwest::Url) -> String {
     u.to_string()
 }
 
+/// A download that cannot succeed as asked (a 4xx, a refused host, a resource that changed):
+/// the request must change first.
 fn source_error(url: &reqwest::Url, reason: impl Into<String>) -> Error {
     Error::InvalidInput {
         what: format!("download of {}", redact(url)),
         reason: reason.into(),
     }
+}
+
+/// A download that failed in a way that can pass (5xx, 429, a reset, a timeout): retryable.
+fn unavailable(
+    url: &reqwest::Url,
+    reason: impl Into<String>,
+    source: Option<reqwest::Error>,
+) -> Error {
+    Error::SourceUnavailable {
+        what: format!("download of {}", redact(url)),
+        reason: reason.into(),
+        source: source.map(|e| Box::new(e) as tributary::error::Cause),
+    }
+}
+
+/// A failed status as an error: 5xx, 429 and 408 can pass, the rest cannot.
+fn status_error(url: &reqwest::Url, status: StatusCode, reason: String) -> Error {
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        unavailable(url, reason, None)
+    } else {
+        source_error(url, reason)
+    }
+}
+
+/// A request that got no response: refused by the policy (for good), or a connection, DNS or
+/// timeout failure (retryable).
+fn send_error(url: &reqwest::Url, e: reqwest::Error) -> Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cur {
+        if let Some(refused) = c.downcast_ref::<crate::guard::Refused>() {
+            return source_error(url, refused.0.clone());
+        }
+        cur = c.source();
+    }
+    unavailable(url, error_chain(&e), Some(e))
 }
 
 /// An open download.
@@ -163,17 +203,19 @@ impl Source {
             };
             let validator = self.validator().map(str::to_owned);
             if !self.accept_ranges || validator.is_none() {
-                return Err(source_error(
+                return Err(unavailable(
                     &self.url,
                     format!(
                         "{cut}; the server does not support resuming (no Accept-Ranges: bytes and validator)"
                     ),
+                    None,
                 ));
             }
             if self.resumes >= MAX_RESUMES {
-                return Err(source_error(
+                return Err(unavailable(
                     &self.url,
                     format!("{cut}; gave up after {MAX_RESUMES} resumes"),
+                    None,
                 ));
             }
             self.resumes += 1;
@@ -223,10 +265,7 @@ async fn request(
                 req = req.header(header::IF_RANGE, v);
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| source_error(&url, error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| send_error(&url, e))?;
         if !resp.status().is_redirection() {
             break resp;
         }
@@ -260,8 +299,9 @@ async fn request(
             ));
         }
         if status != StatusCode::PARTIAL_CONTENT {
-            return Err(source_error(
+            return Err(status_error(
                 &final_url,
+                status,
                 format!("HTTP {status} when continuing at byte {start}"),
             ));
         }
@@ -281,7 +321,7 @@ async fn request(
         return Ok((resp, total));
     }
     if !status.is_success() {
-        return Err(source_error(&final_url, format!("HTTP {status}")));
+        return Err(status_error(&final_url, status, format!("HTTP {status}")));
     }
     // For a 200 the body's announced length is the resource's size (absent when chunked).
     let total = resp.content_length();

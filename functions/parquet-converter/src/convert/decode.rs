@@ -322,11 +322,9 @@ pub(super) fn is_integer(v: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub(super) fn arrow_err(e: &ArrowError) -> Error {
-    Error::Decode {
-        what: "a record batch".into(),
-        reason: scrub(&e.to_string()),
-    }
+/// An arrow error as ours: its message scrubbed of row content, the error kept as the source.
+pub(super) fn arrow_err(e: ArrowError) -> Error {
+    Error::decode("a record batch", e, scrub)
 }
 
 #[cfg(test)]

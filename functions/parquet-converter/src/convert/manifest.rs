@@ -141,12 +141,13 @@ impl Manifest {
                 }
             }
         };
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| Error::Decode {
-                what: format!("s3://{bucket}/{key} (the previous run's manifest)"),
-                reason: e.to_string(),
-            })
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            Error::decode(
+                format!("s3://{bucket}/{key} (the previous run's manifest)"),
+                e,
+                str::to_owned,
+            )
+        })
     }
 
     /// Writes this manifest (after every output was completed), then deletes what the

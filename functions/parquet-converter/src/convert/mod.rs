@@ -105,10 +105,8 @@ pub async fn convert(
         .input_format
         .or(from_key)
         .unwrap_or_else(|| sniff_format(&sample));
-    let mut plan = Plan::infer(cfg, format, &sample).map_err(|reason| Error::Decode {
-        what: object.to_string(),
-        reason,
-    })?;
+    let mut plan = Plan::infer(cfg, format, &sample)
+        .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
     let out_bucket = cfg
         .output_bucket
         .clone()
@@ -133,10 +131,10 @@ pub async fn convert(
                 run.abort().await;
                 widenings += 1;
                 if widenings as usize >= MAX_PASSES {
-                    return Err(Error::Decode {
-                        what: object.to_string(),
-                        reason: format!("types still do not fit after {widenings} widenings"),
-                    });
+                    return Err(Error::undecodable(
+                        object.to_string(),
+                        format!("types still do not fit after {widenings} widenings"),
+                    ));
                 }
                 info!(object = %object, change = %change.describe(&plan), "a value does not fit the inferred types: widening and reading again");
                 plan.apply(change);
@@ -199,7 +197,7 @@ impl<'a> Run<'a> {
         mut reader: tributary::reader::ObjectReader,
         sample: Vec<u8>,
     ) -> Result<u64, Failure> {
-        let mut decoding = Decoding::new(self.plan, Types::Plan).map_err(|e| arrow_err(&e))?;
+        let mut decoding = Decoding::new(self.plan, Types::Plan).map_err(arrow_err)?;
         let mut splitter = Splitter::new(self.plan.framing);
         let mut pending = sample;
         let mut chunk = vec![0u8; READ_CHUNK];
@@ -231,6 +229,7 @@ impl<'a> Run<'a> {
                 .split(&pending, scanned, eof, want, &mut recs)
                 .map_err(|t| Error::Decode {
                     what: self.object.to_string(),
+                    source: None,
                     reason: if t.unclosed {
                         format!(
                             "the quoted field of the record starting at line {} never closes (a stray quote?)",
@@ -313,7 +312,7 @@ impl<'a> Run<'a> {
                         ));
                     }
                 }
-                filter_record_batch(&out, &BooleanArray::from(keep)).map_err(|e| arrow_err(&e))?
+                filter_record_batch(&out, &BooleanArray::from(keep)).map_err(arrow_err)?
             };
             let groups = self.partitioner.groups(&out)?;
             self.outputs.write(out, groups).await?;

@@ -174,7 +174,7 @@ impl<'a> Outputs<'a> {
             let part = if single {
                 batch.clone()
             } else {
-                take_record_batch(&batch, &UInt32Array::from(rows)).map_err(|e| arrow_err(&e))?
+                take_record_batch(&batch, &UInt32Array::from(rows)).map_err(arrow_err)?
             };
             self.append(&path, part).await?;
         }
@@ -203,9 +203,9 @@ impl<'a> Outputs<'a> {
         };
         out.rows += batch.num_rows() as u64;
         out.last_write = tick;
-        out.parquet.write(&batch).map_err(|e| parquet_err(&e))?;
+        out.parquet.write(&batch).map_err(parquet_err)?;
         if out.parquet.in_progress_size() >= limit {
-            out.parquet.flush().map_err(|e| parquet_err(&e))?;
+            out.parquet.flush().map_err(parquet_err)?;
         }
         Self::drain(out).await?;
         let size = out.parquet.bytes_written() + out.parquet.in_progress_size();
@@ -231,7 +231,7 @@ impl<'a> Outputs<'a> {
             self.schema.clone(),
             Some(self.props.clone()),
         )
-        .map_err(|e| parquet_err(&e))?;
+        .map_err(parquet_err)?;
         let upload = S3Writer::new(
             self.client.clone(),
             self.bucket,
@@ -309,7 +309,7 @@ impl<'a> Outputs<'a> {
             };
             if flushable && let Some(out) = self.open.get_mut(&path) {
                 // A smaller row group first; the file goes on.
-                out.parquet.flush().map_err(|e| parquet_err(&e))?;
+                out.parquet.flush().map_err(parquet_err)?;
                 Self::drain(out).await?;
                 if out.held() + MIB < self.cfg.memory_budget / self.open.len().max(1) {
                     continue;
@@ -439,16 +439,14 @@ fn close_file(
     upload: &S3Writer,
     key: &str,
 ) -> Result<Vec<u8>, Error> {
-    let mut tail = parquet.into_inner().map_err(|e| parquet_err(&e))?;
+    let mut tail = parquet.into_inner().map_err(parquet_err)?;
     if let Err(reason) = crate::footer::amend_float_statistics(&mut tail, upload.bytes_written()) {
         warn!(key, reason = %reason, "float statistics left in the total order only newer readers use");
     }
     Ok(tail)
 }
 
-fn parquet_err(e: &parquet::errors::ParquetError) -> Error {
-    Error::Decode {
-        what: "Parquet output".into(),
-        reason: e.to_string(),
-    }
+/// A parquet error as ours, the error kept as the source.
+fn parquet_err(e: parquet::errors::ParquetError) -> Error {
+    Error::decode("Parquet output", e, str::to_owned)
 }

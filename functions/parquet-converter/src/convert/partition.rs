@@ -192,7 +192,7 @@ fn time_segments(
             .map(|d| d.and_then(|d| d.checked_mul(1_000)))
             .collect(),
         _ => {
-            let text = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
+            let text = cast(col, &DataType::Utf8).map_err(arrow_err)?;
             text.as_string::<i32>()
                 .iter()
                 .map(|v| {
@@ -224,13 +224,12 @@ fn time_segments(
 
 fn value_segments(batch: &RecordBatch, name: &str) -> Result<Segments, Error> {
     let col = column(batch, name)?;
-    let strings = cast(col, &DataType::Utf8).map_err(|e| arrow_err(&e))?;
+    let strings = cast(col, &DataType::Utf8).map_err(arrow_err)?;
     let strings = strings
         .as_any()
         .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::Decode {
-            what: format!("partition column {name}"),
-            reason: "cannot be read as text".into(),
+        .ok_or_else(|| {
+            Error::undecodable(format!("partition column {name}"), "cannot be read as text")
         })?;
     let key = partition::escape(name).unwrap_or_else(|| HIVE_DEFAULT_PARTITION.to_owned());
     let mut dict: HashMap<Option<&str>, u32> = HashMap::new();

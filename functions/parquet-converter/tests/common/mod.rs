@@ -3,7 +3,8 @@
 
 use lambda_runtime::{Context, LambdaEvent};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet_converter::{Config, Converter};
+use parquet_converter::convert::Summary;
+use parquet_converter::{Config, Converter, Response};
 use serde_json::Value;
 use tributary::Env;
 use tributary::s3::S3Settings;
@@ -35,7 +36,7 @@ pub async fn put_and_handle(
     bucket: &str,
     key: &str,
     body: Vec<u8>,
-) -> Result<Value, tributary::Error> {
+) -> Result<Response, tributary::Error> {
     let size = body.len();
     let etag = s3.put(bucket, key, body).await.unwrap_or_default();
     c.handle(LambdaEvent::new(
@@ -51,10 +52,16 @@ pub async fn put_and_convert(
     bucket: &str,
     key: &str,
     body: Vec<u8>,
-) -> Value {
+) -> Response {
     put_and_handle(s3, c, bucket, key, body)
         .await
         .unwrap_or_else(|e| panic!("convert {key}: {e}"))
+}
+
+/// The summary of the one object `out` converted.
+pub fn converted(out: &Response) -> &Summary {
+    out.only_converted()
+        .unwrap_or_else(|| panic!("exactly one object converted: {out}"))
 }
 
 /// Every Parquet file under `prefix`: (key, batches).
@@ -86,8 +93,9 @@ pub fn rows(files: &[(String, Vec<arrow::array::RecordBatch>)]) -> usize {
         .sum()
 }
 
-/// Converts `key` (already stored, `size` bytes, `etag`) expecting an S3 failure; then checks
-/// that nothing was left behind: no output, no open multipart upload.
+/// Converts `key` (already stored, `size` bytes, `etag`) expecting an S3 failure of
+/// `error_type` (`S3Error`, or `S3Unavailable` when retrying can help); then checks that
+/// nothing was left behind: no output, no open multipart upload.
 pub async fn assert_fails_leaving_nothing(
     s3: &TestS3,
     c: &Converter,
@@ -95,6 +103,7 @@ pub async fn assert_fails_leaving_nothing(
     key: &str,
     size: usize,
     etag: &str,
+    error_type: &str,
 ) {
     let err = c
         .handle(LambdaEvent::new(
@@ -103,7 +112,7 @@ pub async fn assert_fails_leaving_nothing(
         ))
         .await
         .expect_err("S3 keeps failing");
-    assert_eq!(err.error_type(), "S3Error", "{err}");
+    assert_eq!(err.error_type(), error_type, "{err}");
     let clean = tributary_testkit::s3::eventually(std::time::Duration::from_secs(5), || async {
         s3.open_uploads(bucket).await.is_empty()
     })

@@ -11,12 +11,18 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -34,6 +40,8 @@ struct State {
     queue: VecDeque<(String, Vec<u8>)>,
     waiting: HashMap<String, oneshot::Sender<Answer>>,
     init_error: Option<(String, String)>,
+    /// When the function first asked for an invocation.
+    first_poll: Option<Instant>,
     next: u64,
 }
 
@@ -77,7 +85,10 @@ impl RuntimeApi {
                 };
                 let (st, nt) = (st.clone(), nt.clone());
                 tokio::spawn(async move {
-                    let _ = serve(stream, st, nt).await;
+                    let svc = service_fn(move |req| answer(req, st.clone(), nt.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -157,6 +168,26 @@ impl RuntimeApi {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// When the function first asked for an invocation (its init done), waiting up to
+    /// `timeout` for it.
+    pub async fn first_poll(&self, timeout: Duration) -> Option<Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let polled = self
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .first_poll;
+            if polled.is_some() {
+                return polled;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 fn error_fields(body: &[u8], header_type: Option<&str>) -> (String, String) {
@@ -171,121 +202,81 @@ fn error_fields(body: &[u8], header_type: Option<&str>) -> (String, String) {
     )
 }
 
-/// One keep-alive connection: requests one after another.
-async fn serve(
-    stream: TcpStream,
+/// Answers one request of the Runtime API.
+async fn answer(
+    req: Request<Incoming>,
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    loop {
-        let mut line = String::new();
-        if read.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or_default().to_owned(),
-            parts.next().unwrap_or_default().to_owned(),
-        );
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            read.read_line(&mut h).await?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let error_type = parts
+        .headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok());
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let base = "/2018-06-01/runtime";
+    let path = parts.uri.path();
+    let mut resp = Response::builder().header(http::header::CONTENT_TYPE, "application/json");
+    let (status, out) = if parts.method == Method::GET && path == format!("{base}/invocation/next")
+    {
+        lock().first_poll.get_or_insert_with(Instant::now);
+        let (id, payload) = loop {
+            let waiter = notify.notified();
+            if let Some(next) = lock().queue.pop_front() {
+                break next;
             }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-            }
-        }
-        let len: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        read.read_exact(&mut body).await?;
-        let base = "/2018-06-01/runtime";
-        let (status, extra, out): (u16, String, Vec<u8>) = if method == "GET"
-            && path == format!("{base}/invocation/next")
-        {
-            let (id, payload) = loop {
-                let waiter = notify.notified();
-                if let Some(next) = state
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .queue
-                    .pop_front()
-                {
-                    break next;
-                }
-                waiter.await;
-            };
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() + 300_000)
-                .unwrap_or_default();
-            (
-                200,
-                format!(
-                    "Lambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                     Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:tributary-test\r\n\
-                     Lambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n"
-                ),
-                payload,
-            )
-        } else if method == "POST" && path == format!("{base}/init/error") {
-            let e = error_fields(
-                &body,
-                headers
-                    .get("lambda-runtime-function-error-type")
-                    .map(String::as_str),
-            );
-            state.lock().unwrap_or_else(|p| p.into_inner()).init_error = Some(e);
-            (202, String::new(), b"{}".to_vec())
-        } else if let Some(rest) = path.strip_prefix(&format!("{base}/invocation/")) {
-            let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
-            let answer = match what {
-                "response" => Some(Answer::Response(
-                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-                )),
-                "error" => {
-                    let (t, m) = error_fields(
-                        &body,
-                        headers
-                            .get("lambda-runtime-function-error-type")
-                            .map(String::as_str),
-                    );
-                    Some(Answer::Error(t, m))
-                }
-                _ => None,
-            };
-            match answer {
-                Some(a) => {
-                    if let Some(tx) = state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .waiting
-                        .remove(id)
-                    {
-                        let _ = tx.send(a);
-                    }
-                    (202, String::new(), b"{}".to_vec())
-                }
-                None => (404, String::new(), b"{}".to_vec()),
-            }
-        } else {
-            (404, String::new(), b"{}".to_vec())
+            waiter.await;
         };
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
-            if status < 300 { "OK" } else { "Not Found" },
-            out.len()
-        );
-        write.write_all(head.as_bytes()).await?;
-        write.write_all(&out).await?;
-        write.flush().await?;
-    }
+        let deadline = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() + 300_000)
+            .unwrap_or_default();
+        resp = resp
+            .header("Lambda-Runtime-Aws-Request-Id", id)
+            .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
+            .header(
+                "Lambda-Runtime-Invoked-Function-Arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:tributary-test",
+            )
+            .header(
+                "Lambda-Runtime-Trace-Id",
+                "Root=1-00000000-000000000000000000000000;Sampled=0",
+            );
+        (StatusCode::OK, Bytes::from(payload))
+    } else if parts.method == Method::POST && path == format!("{base}/init/error") {
+        lock().init_error = Some(error_fields(&body, error_type));
+        (StatusCode::ACCEPTED, Bytes::from_static(b"{}"))
+    } else if let Some(rest) = path.strip_prefix(&format!("{base}/invocation/")) {
+        let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
+        let answer = match what {
+            "response" => Some(Answer::Response(
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            )),
+            "error" => {
+                let (t, m) = error_fields(&body, error_type);
+                Some(Answer::Error(t, m))
+            }
+            _ => None,
+        };
+        match answer {
+            Some(a) => {
+                if let Some(tx) = lock().waiting.remove(id) {
+                    let _ = tx.send(a);
+                }
+                (StatusCode::ACCEPTED, Bytes::from_static(b"{}"))
+            }
+            None => (StatusCode::NOT_FOUND, Bytes::from_static(b"{}")),
+        }
+    } else {
+        (StatusCode::NOT_FOUND, Bytes::from_static(b"{}"))
+    };
+    Ok(resp
+        .status(status)
+        .body(Full::new(out))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}")))))
 }

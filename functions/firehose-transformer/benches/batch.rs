@@ -9,9 +9,7 @@
 //!
 //! `BENCH_JSON=path` also writes the figures as JSON (for BENCHMARKS.md).
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -80,32 +78,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Spawns the binary against a fake Runtime API; returns ms until its first `next` request.
+/// Spawns the binary against the testkit's Runtime API emulator; returns ms until its first
+/// `next` request.
 fn cold_start_ms(bin: &str) -> Option<f64> {
-    let listener = TcpListener::bind("127.0.0.1:0").ok()?;
-    let addr = listener.local_addr().ok()?;
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("TRANSFORM", r#"{"drop":["debug"]}"#)
-        .env("PARTITION_TIMESTAMP_FIELD", "ts")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .ok()?;
-    let (mut conn, _) = listener.accept().ok()?;
-    let mut buf = [0u8; 512];
-    let _ = conn.read(&mut buf);
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let _ = conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n");
-    let _ = child.kill();
-    let _ = child.wait();
-    Some(ms)
+    rt.block_on(async {
+        let api = tributary_testkit::runtime::RuntimeApi::start().await;
+        let t0 = Instant::now();
+        let mut child = api.spawn(
+            bin,
+            &[
+                ("TRANSFORM", r#"{"drop":["debug"]}"#),
+                ("PARTITION_TIMESTAMP_FIELD", "ts"),
+            ],
+        );
+        let polled = api.first_poll(Duration::from_secs(10)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        Some(polled?.duration_since(t0).as_secs_f64() * 1000.0)
+    })
 }
 
 fn python_peer_ms(batch_path: &std::path::Path) -> Option<f64> {

@@ -47,7 +47,7 @@ RSS_GROWTH = 1.3
 TOOLS = ["ours", "pyarrow", "duckdb", "polars"]
 LABELS = {"ours": "parquet-converter", "pyarrow": "pyarrow", "duckdb": "DuckDB", "polars": "Polars"}
 
-# The generated table's columns (tests/src/taxi.rs) and the types the peers are told.
+# The generated table's columns (tests/src/data/taxi.rs) and the types the peers are told.
 SCHEMA = [
     ("VendorID", "int64"), ("tpep_pickup_datetime", "timestamp"), ("tpep_dropoff_datetime", "timestamp"),
     ("passenger_count", "int64"), ("trip_distance", "float64"), ("RatecodeID", "int64"),

@@ -142,7 +142,7 @@ def ingester_section(doc, when):
             f"part size {doc['part_mib']} MiB, concurrency {doc['concurrency']}; each tool its own process under "
             f"`/usr/bin/time`, and every stored object checked against the source's SHA-256. Results from {when}.", ""]
     out += ["The store runs on the same 2 cores as the clients, so its cost per byte shapes every figure. "
-            "The targets are checked on the **lean store** (`local-s3 --lean`, `tests/src/lean_s3.rs`): it "
+            "The targets are checked on the **lean store** (`local-s3 --lean`, `tests/src/bench_store.rs`): it "
             "writes each body once and completes a multipart upload by joining the part files in the kernel, "
             "as S3 completes one without re-reading the data. The test store **s3s-fs** re-reads and "
             "MD5-hashes the whole object on CompleteMultipartUpload (about 3 s per GiB here, while every "

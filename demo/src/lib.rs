@@ -23,7 +23,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tributary::Env;
 use tributary::s3::S3Settings;
-use tributary_testkit::taxi::{TaxiOptions, write_csv};
+use tributary_testkit::data::taxi::{TaxiOptions, write_csv};
 
 /// The sample Firehose batches the demo replays.
 pub const FIREHOSE_EVENTS: [(&str, &str); 4] = [

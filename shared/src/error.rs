@@ -478,4 +478,79 @@ mod tests {
         assert!(!s3(Some("AccessDenied")).is_transient());
         assert!(!Error::Limit("x".into()).is_transient());
     }
+
+    #[test]
+    fn an_error_type_is_retryable_or_not_never_both() {
+        let s3 = |code: &str| Error::S3 {
+            operation: "PutObject",
+            bucket: "b".into(),
+            key: "k".into(),
+            code: Some(code.to_owned()),
+            message: "m".into(),
+        };
+        let invoke = |code: Option<&str>| Error::Invoke {
+            function: "f".into(),
+            code: code.map(str::to_owned),
+            message: "m".into(),
+        };
+        let unavailable = Error::SourceUnavailable {
+            what: "download of https://example.com/x".into(),
+            reason: "HTTP 503".into(),
+            source: None,
+        };
+        let cases = [
+            (s3("SlowDown"), "S3Unavailable"),
+            (s3("AccessDenied"), "S3Error"),
+            (
+                invoke(Some("TooManyRequestsException")),
+                "InvokeUnavailable",
+            ),
+            (invoke(Some("AccessDeniedException")), "InvokeFailed"),
+            (unavailable, "SourceUnavailable"),
+            (Error::invalid_input("url", "HTTP 404"), "InvalidInput"),
+            (Error::Internal("bug".into()), "InternalError"),
+            (Error::undecodable("x", "bad"), "DecodeError"),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.error_type(), want, "{err}");
+            assert_eq!(
+                err.is_transient(),
+                RETRYABLE_ERROR_TYPES.contains(&want),
+                "{want}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_reports_a_retryable_failure_first_so_a_retry_policy_retries_it() {
+        let err = Error::batch(
+            [
+                ("DecodeError", "a.csv: bad".to_owned()),
+                ("S3Unavailable", "b.csv: slow down".to_owned()),
+            ],
+            3,
+            "objects",
+        );
+        assert_eq!(err.error_type(), "S3Unavailable");
+        assert!(err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "2 of 3 objects failed: a.csv: bad; b.csv: slow down"
+        );
+        let err = Error::batch([("DecodeError", "a.csv: bad".to_owned())], 1, "objects");
+        assert_eq!(err.error_type(), "DecodeError");
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn a_library_error_is_kept_as_the_source() {
+        let parse = serde_json::from_str::<u8>("x").expect_err("not a number");
+        let err = Error::decode("a manifest", parse, str::to_owned);
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        assert!(
+            err.to_string().starts_with("cannot decode a manifest: "),
+            "{err}"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::io::BufWriter;
 
-use tributary_testkit::taxi::{TaxiOptions, write_csv};
+use tributary_testkit::data::taxi::{TaxiOptions, write_csv};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -3,7 +3,7 @@
 //! `local-s3 [--lean] DIR [PORT] [BUCKET...]` creates the buckets (folders), prints
 //! `endpoint=http://127.0.0.1:PORT` and serves until killed. Keys: `tributary-test` /
 //! `tributary-test-secret` (SigV4 is checked). `--lean` serves the benchmark store
-//! ([`tributary_testkit::lean_s3`]) instead of s3s-fs.
+//! ([`tributary_testkit::bench_store`]) instead of s3s-fs.
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ async fn main() {
     }
     let root = std::path::Path::new(&dir);
     let served = if lean {
-        match tributary_testkit::lean_s3::LeanStore::new(root) {
+        match tributary_testkit::bench_store::BenchStore::new(root) {
             Ok(store) => tributary_testkit::s3::serve_store(store, port).await,
             Err(e) => Err(e),
         }

@@ -1,5 +1,6 @@
-//! A lean S3 store for throughput benchmarks: the S3 protocol (`s3s`, SigV4 checked) over plain
-//! files, doing as little work per byte as a store can.
+//! The benchmark store (`local-s3 --lean`), a lean S3 store for throughput benchmarks: the S3
+//! protocol (`s3s`, SigV4 checked) over plain files, doing as little work per byte as a store
+//! can.
 //!
 //! Why it exists: a benchmark of an uploader on one 2-core machine shares those cores with the
 //! store, so the store's own cost per byte decides much of the result. Real S3 runs elsewhere
@@ -36,7 +37,7 @@ const WRITE_BATCH: usize = 4 << 20;
 const MIN_PART: u64 = 5 << 20;
 
 /// The store: objects are files at `root/bucket/key`; uploads live under `root/.lean-uploads`.
-pub struct LeanStore {
+pub struct BenchStore {
     root: PathBuf,
     next: AtomicU64,
     uploads: Mutex<HashMap<String, Upload>>,
@@ -50,20 +51,20 @@ struct Upload {
     parts: BTreeMap<i32, (u64, String)>,
 }
 
-impl std::fmt::Debug for LeanStore {
+impl std::fmt::Debug for BenchStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeanStore")
+        f.debug_struct("BenchStore")
             .field("root", &self.root)
             .finish()
     }
 }
 
-impl LeanStore {
+impl BenchStore {
     /// A store over `root` (which must exist; buckets are its folders).
-    pub fn new(root: &Path) -> std::io::Result<LeanStore> {
+    pub fn new(root: &Path) -> std::io::Result<BenchStore> {
         std::fs::create_dir_all(root.join(".lean-uploads"))?;
         std::fs::create_dir_all(root.join(".lean-tmp"))?;
-        Ok(LeanStore {
+        Ok(BenchStore {
             root: root.to_path_buf(),
             next: AtomicU64::new(1),
             uploads: Mutex::new(HashMap::new()),
@@ -155,7 +156,7 @@ async fn write_body(body: Option<StreamingBlob>, path: PathBuf) -> S3Result<(u64
 }
 
 #[async_trait::async_trait]
-impl S3 for LeanStore {
+impl S3 for BenchStore {
     async fn head_bucket(
         &self,
         req: S3Request<HeadBucketInput>,
@@ -385,7 +386,7 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("bkt")).expect("bucket");
-        let store = LeanStore::new(dir.path()).expect("store");
+        let store = BenchStore::new(dir.path()).expect("store");
         let (addr, _, server) = crate::s3::serve_store(store, 0).await.expect("serve");
         let client = crate::s3::client_for(
             &format!("http://{addr}"),

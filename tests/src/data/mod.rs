@@ -1,4 +1,7 @@
-//! Deterministic test data and digests.
+//! Deterministic test data and digests: random bytes here, a NYC-taxi-like trip table in
+//! [`taxi`].
+
+pub mod taxi;
 
 use rand::{Rng, SeedableRng};
 

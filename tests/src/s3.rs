@@ -11,7 +11,7 @@
 //! endpoint: they then print that they were skipped and return.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -86,12 +86,7 @@ impl TestS3 {
     /// An embedded server even when `TEST_S3_ENDPOINT` is set.
     pub async fn embedded() -> TestS3 {
         let root = tempfile::tempdir().expect("temp dir for the embedded S3 server");
-        Self::embedded_at(root).await
-    }
-
-    /// An embedded server storing its data in `root` (kept until the `TestS3` is dropped).
-    pub async fn embedded_at(root: tempfile::TempDir) -> TestS3 {
-        let (addr, faults, server) = serve(root.path())
+        let (addr, faults, server) = serve_on(root.path(), 0)
             .await
             .expect("start the embedded S3 server");
         let endpoint = format!("http://{addr}");
@@ -135,7 +130,7 @@ impl TestS3 {
     }
 
     /// Whether this is the embedded server (fault injection, data on disk).
-    pub fn is_embedded(&self) -> bool {
+    fn is_embedded(&self) -> bool {
         self.embedded.is_some()
     }
 
@@ -326,11 +321,6 @@ fn upload_records(root: &Path) -> Vec<String> {
     found
 }
 
-/// Starts s3s-fs on `root`, behind a fault plan, on a free loopback port.
-pub async fn serve(root: &Path) -> std::io::Result<(SocketAddr, FaultPlan, JoinHandle<()>)> {
-    serve_on(root, 0).await
-}
-
 /// Starts s3s-fs on `root`, behind a fault plan, on `127.0.0.1:port` (0: any free port).
 pub async fn serve_on(
     root: &Path,
@@ -420,9 +410,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A path inside the embedded server's store for `bucket/key` (s3s-fs keeps objects as files).
-pub fn object_path(root: &Path, bucket: &str, key: &str) -> PathBuf {
-    root.join(bucket).join(key)
 }

@@ -325,6 +325,24 @@ impl Error {
         }
     }
 
+    /// An error reading the data stream of `what` (an object): damaged or truncated
+    /// compressed data (`InvalidData`, `UnexpectedEof`) is [`Error::Decode`], which no retry
+    /// mends; anything else (the connection) is [`Error::Io`].
+    pub fn read(what: impl fmt::Display, source: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        if matches!(
+            source.kind(),
+            ErrorKind::InvalidData | ErrorKind::UnexpectedEof
+        ) {
+            return Error::Decode {
+                what: what.to_string(),
+                reason: source.to_string(),
+                source: Some(Box::new(source)),
+            };
+        }
+        Error::io(format!("reading {what}"), source)
+    }
+
     /// Shorthand for [`Error::Io`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -761,3 +761,33 @@ async fn limits_are_named_when_a_record_or_value_is_too_big() {
     assert!(written.iter().all(|k| k.contains("long-")), "{written:?}");
     assert!(s3.open_uploads(&bucket).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_truncated_gzip_input_is_a_decode_error_not_a_retryable_one() {
+    use std::io::Write;
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    let mut csv = String::from("id,name\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("{i},name-{}\n", i * 7919 % 10_007));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(csv.as_bytes()).expect("gzip");
+    let whole = gz.finish().expect("gzip");
+    let mut damaged = whole.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid..mid + 64].fill(0xAA);
+    let truncated = whole[..whole.len() / 2].to_vec();
+    for (key, body) in [
+        ("raw/gz/damaged.csv.gz", damaged),
+        ("raw/gz/cut.csv.gz", truncated),
+    ] {
+        let err = convert_err(&s3, &c, &bucket, key, body).await;
+        assert_eq!(err.error_type(), "DecodeError", "{key}: {err}");
+        assert!(!err.is_transient(), "{key}: {err}");
+        assert!(err.to_string().contains(key), "{key}: {err}");
+    }
+    assert!(s3.keys(&bucket, "processed/").await.is_empty());
+    assert!(s3.open_uploads(&bucket).await.is_empty());
+}

@@ -100,7 +100,7 @@ pub async fn convert(
     let from_key = format_from_key(&object.key);
     let mut reader = open(client, object, Compression::Auto).await?;
     let mut sample = Vec::with_capacity(MIB);
-    read_sample(&mut reader, &mut sample, cfg.infer_rows).await?;
+    read_sample(object, &mut reader, &mut sample, cfg.infer_rows).await?;
     let format = cfg
         .input_format
         .or(from_key)
@@ -211,7 +211,7 @@ impl<'a> Run<'a> {
                 let n = reader
                     .read(&mut chunk)
                     .await
-                    .map_err(|e| Error::io("reading the input", e))?;
+                    .map_err(|e| Error::read(self.object, e))?;
                 eof = n == 0;
                 pending.extend_from_slice(&chunk[..n]);
             }

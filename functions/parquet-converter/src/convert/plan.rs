@@ -75,6 +75,7 @@ pub(super) fn sniff_format(sample: &[u8]) -> Format {
 /// Reads about `rows` lines into `sample`: at most 8 MiB, unless fewer than two lines (a
 /// header and a record) have arrived by then; then on up to the longest record.
 pub(super) async fn read_sample(
+    object: &tributary::ObjectRef,
     reader: &mut tributary::reader::ObjectReader,
     sample: &mut Vec<u8>,
     rows: usize,
@@ -88,7 +89,7 @@ pub(super) async fn read_sample(
         let n = reader
             .read(&mut chunk)
             .await
-            .map_err(|e| Error::io("reading the input", e))?;
+            .map_err(|e| Error::read(object, e))?;
         if n == 0 {
             break;
         }

@@ -94,11 +94,6 @@ impl ObjectReader {
     pub fn raw_bytes_read(&self) -> u64 {
         self.raw_bytes.load(Ordering::Relaxed)
     }
-
-    /// A handle on the raw byte counter that outlives a move of the reader.
-    pub fn raw_bytes_counter(&self) -> Arc<AtomicU64> {
-        self.raw_bytes.clone()
-    }
 }
 
 impl AsyncRead for ObjectReader {

@@ -3,14 +3,14 @@
 //! It records the open multipart upload (id, parts with their ETags and CRCs, part size), the
 //! byte offset the parts cover, the source's validator (ETag / Last-Modified, sent back as
 //! `If-Range` so a changed source is never stitched to the old bytes) and the running SHA-256
-//! at that offset. Request headers are never part of it (they may hold credentials).
+//! at that offset. Request headers are never part of it (they may hold credentials). It is
+//! checked, before a resume moves any byte, in [`crate::request::resume`].
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2_resumable::Digest;
 use sha2_resumable::digest::common::hazmat::{SerializableState, SerializedState};
-use tributary::Error;
-use tributary::writer::{WriterCheckpoint, WriterConfig};
+use tributary::writer::WriterCheckpoint;
 
 /// Where an interrupted ingestion stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,48 +49,6 @@ pub const VERSION: u32 = 1;
 const STATE_LEN: usize = 32 + 8 + 1 + 63;
 
 impl Checkpoint {
-    /// Checks the whole checkpoint against the writer configuration it will resume with,
-    /// before any byte moves: the upload (see [`WriterCheckpoint::validate`]), the total size,
-    /// the source validator, and the hash state, which must have hashed exactly `upload.bytes`
-    /// bytes. Returns the restored hash. Errors are `InvalidInput` naming the field
-    /// (`resume.upload.parts[3].len`, `resume.sha256_state`, ...).
-    pub fn validate(&self, cfg: &WriterConfig) -> Result<ResumableSha256, Error> {
-        let bytes = self.upload.bytes;
-        if self.version != VERSION {
-            return Err(Error::invalid_input(
-                "resume.version",
-                format!("checkpoint version {} is not {VERSION}", self.version),
-            ));
-        }
-        self.upload
-            .validate(cfg, self.total_bytes)
-            .map_err(|p| Error::invalid_input(format!("resume.upload.{}", p.field), p.reason))?;
-        if let Some(total) = self.total_bytes
-            && bytes > total
-        {
-            return Err(Error::invalid_input(
-                "resume.total_bytes",
-                format!("is {total}, below the {bytes} bytes the upload already holds"),
-            ));
-        }
-        if bytes > 0 && self.validator().is_none() {
-            return Err(Error::invalid_input(
-                "resume.source_etag",
-                "the checkpoint has no strong source ETag or Last-Modified to continue safely with",
-            ));
-        }
-        let hash = ResumableSha256::restore(&self.sha256_state)
-            .map_err(|e| Error::invalid_input("resume.sha256_state", e))?;
-        let hashed = hash.bytes_hashed();
-        if hashed != bytes {
-            return Err(Error::invalid_input(
-                "resume.sha256_state",
-                format!("has hashed {hashed} bytes, the upload holds {bytes}"),
-            ));
-        }
-        Ok(hash)
-    }
-
     /// The validator to send as `If-Range`: a strong ETag, else Last-Modified.
     pub fn validator(&self) -> Option<&str> {
         self.source_etag

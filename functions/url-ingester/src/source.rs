@@ -163,11 +163,6 @@ impl Source {
         &self.url
     }
 
-    /// Bytes of the resource delivered so far (counting from its first byte).
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     /// Times the download was continued after a cut.
     pub fn resumes(&self) -> u32 {
         self.resumes

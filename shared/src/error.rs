@@ -173,6 +173,31 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The data does not fit the dataset's table (the schema contract) in a way no row-level
+    /// quarantine can fix: input columns that differ only by case, a new column under
+    /// `SCHEMA_EVOLUTION=fail`, partition keys other than the table's, a `SCHEMA` type that
+    /// disagrees with the table.
+    #[error("schema mismatch with table {table}: {reason}")]
+    SchemaMismatch {
+        /// `database.table`.
+        table: String,
+        /// What does not fit, naming the columns.
+        reason: String,
+    },
+
+    /// A Data Catalog (Glue) call failed.
+    #[error("Glue {operation} of {table} failed: {message}")]
+    Catalog {
+        /// The operation (e.g. `UpdateTable`).
+        operation: &'static str,
+        /// `database.table`.
+        table: String,
+        /// The service error code, if Glue sent one (e.g. `ThrottlingException`).
+        code: Option<String>,
+        /// The rendered error chain.
+        message: String,
+    },
+
     /// An invariant of ours did not hold (a bug, not the input): a task panicked, a writer was
     /// used after it closed, a checkpoint fell between part boundaries.
     #[error("internal error: {0}")]
@@ -197,6 +222,7 @@ impl Error {
         match self {
             Error::S3 { .. } if self.is_transient() => "S3Unavailable",
             Error::Invoke { .. } if self.is_transient() => "InvokeUnavailable",
+            Error::Catalog { .. } if self.is_transient() => "CatalogUnavailable",
             Error::Config { .. } => "ConfigError",
             Error::InvalidKey { .. } => "InvalidObjectKey",
             Error::InvalidInput { .. } => "InvalidInput",
@@ -212,6 +238,8 @@ impl Error {
             Error::Limit(_) => "LimitExceeded",
             Error::Io { .. } => "IoError",
             Error::Json { .. } => "JsonError",
+            Error::SchemaMismatch { .. } => "SchemaMismatch",
+            Error::Catalog { .. } => "CatalogError",
             Error::Internal(_) => "InternalError",
             Error::Batch { error_type, .. } => error_type,
         }
@@ -222,6 +250,7 @@ impl Error {
         match self {
             Error::S3 { code, .. } => code.as_deref().is_none_or(is_transient_s3_code),
             Error::Invoke { code, .. } => code.as_deref().is_none_or(is_transient_lambda_code),
+            Error::Catalog { code, .. } => code.as_deref().is_none_or(is_transient_glue_code),
             Error::Io { .. } | Error::SourceUnavailable { .. } => true,
             Error::Batch { error_type, .. } => RETRYABLE_ERROR_TYPES.contains(&error_type.as_str()),
             _ => false,
@@ -274,6 +303,25 @@ impl Error {
             what: what.into(),
             reason: reason.to_string(),
             source: None,
+        }
+    }
+
+    /// Builds an [`Error::Catalog`] from a Glue SDK error (every AWS SDK shares one `SdkError`
+    /// type); `table` is `database.table`.
+    pub fn catalog<E>(
+        operation: &'static str,
+        table: &str,
+        err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        Error::Catalog {
+            operation,
+            table: table.to_owned(),
+            code: err.code().map(str::to_owned),
+            message: aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
         }
     }
 
@@ -433,12 +481,26 @@ fn is_transient_lambda_code(code: &str) -> bool {
     )
 }
 
+/// Glue error codes after which the same call may succeed later (a concurrent modification
+/// is retried by the caller, re-reading the table, before it ever becomes an error).
+fn is_transient_glue_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "InternalServiceException"
+            | "OperationTimeoutException"
+            | "ConcurrentModificationException"
+            | "ResourceNotReadyException"
+    )
+}
+
 /// Every `errorType` after which trying the same work again can succeed; any other one means
 /// the input, the configuration or the code must change first.
 pub const RETRYABLE_ERROR_TYPES: &[&str] = &[
     "S3Unavailable",
     "SourceUnavailable",
     "InvokeUnavailable",
+    "CatalogUnavailable",
     "IoError",
 ];
 
@@ -527,6 +589,31 @@ mod tests {
             (unavailable, "SourceUnavailable"),
             (Error::invalid_input("url", "HTTP 404"), "InvalidInput"),
             (Error::Internal("bug".into()), "InternalError"),
+            (
+                Error::SchemaMismatch {
+                    table: "lake.taxi".into(),
+                    reason: "columns a and A".into(),
+                },
+                "SchemaMismatch",
+            ),
+            (
+                Error::Catalog {
+                    operation: "GetTable",
+                    table: "lake.taxi".into(),
+                    code: Some("ThrottlingException".into()),
+                    message: "m".into(),
+                },
+                "CatalogUnavailable",
+            ),
+            (
+                Error::Catalog {
+                    operation: "CreateTable",
+                    table: "lake.taxi".into(),
+                    code: Some("AccessDeniedException".into()),
+                    message: "m".into(),
+                },
+                "CatalogError",
+            ),
             (Error::undecodable("x", "bad"), "DecodeError"),
         ];
         for (err, want) in cases {

@@ -9,9 +9,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestRunner};
 use serde_json::{Value, json};
 use tributary::Env;
-use tributary::s3::S3Settings;
 use tributary_testkit::TestS3;
-use url_ingester::Ingester;
+
+mod common;
 
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -86,17 +86,11 @@ fn any_request_to_a_refused_source_is_an_error_and_moves_no_byte() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let s3 = rt.block_on(TestS3::start());
     let bucket = rt.block_on(s3.bucket());
-    let ing = rt.block_on(async {
-        let env = Env::from_pairs([
-            ("DEFAULT_BUCKET", bucket.as_str()),
-            ("CONNECT_TIMEOUT_SECS", "2"),
-        ]);
-        let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
-        settings.force_path_style = s3.path_style;
-        settings.region = Some(s3.region.clone());
-        let config = url_ingester::Config::from_env(&env).expect("config");
-        Ingester::new(config, settings.build_client().await, None).expect("ingester")
-    });
+    let env = Env::from_pairs([
+        ("DEFAULT_BUCKET", bucket.as_str()),
+        ("CONNECT_TIMEOUT_SECS", "2"),
+    ]);
+    let ing = rt.block_on(async { common::ingester_for(&env, common::s3_client(&s3).await) });
     let mut runner = TestRunner::new(RunnerConfig {
         cases: cases(96),
         rng_seed: RngSeed::Fixed(20261201),

@@ -12,54 +12,19 @@ use aws_sdk_s3::primitives::SdkBody;
 
 use lambda_runtime::{Context, LambdaEvent};
 use tributary::Env;
-use tributary::s3::S3Settings;
 use tributary_testkit::data::{MIB, random_bytes, sha256_hex};
-use tributary_testkit::s3::eventually;
-use tributary_testkit::{Action, Calls, HttpFault, HttpServer, Op, Resource, TestS3};
+use tributary_testkit::{Action, Calls, HttpFault, Op, Resource};
 use url_ingester::{IngestRequest, IngestResponse, Ingester};
+
+mod common;
+use common::World;
 
 const BASIC: &str = include_str!("../../../events/url-ingester/basic.json");
 const WITH_CHECKSUM: &str = include_str!("../../../events/url-ingester/with-checksum.json");
 const WITH_HEADERS: &str = include_str!("../../../events/url-ingester/with-headers.json");
 const RESUME: &str = include_str!("../../../events/url-ingester/resume.json");
 
-struct World {
-    s3: TestS3,
-    http: HttpServer,
-    bucket: String,
-}
-
 impl World {
-    async fn new() -> World {
-        let s3 = TestS3::start().await;
-        let bucket = s3.bucket().await;
-        World {
-            http: HttpServer::start().await,
-            s3,
-            bucket,
-        }
-    }
-
-    async fn ingester(&self, extra: &[(&str, &str)]) -> Ingester {
-        let mut env = Env::from_pairs([
-            ("DEFAULT_BUCKET", self.bucket.as_str()),
-            ("ALLOW_PRIVATE_NETWORKS", "127.0.0.1/32"),
-            ("PART_SIZE_MIB", "5"),
-            ("CONCURRENCY", "3"),
-            ("READ_TIMEOUT_SECS", "5"),
-        ]);
-        for (k, v) in extra {
-            env = env.with(*k, *v);
-        }
-        let mut settings =
-            S3Settings::for_endpoint(&self.s3.endpoint, &self.s3.access_key, &self.s3.secret_key);
-        settings.force_path_style = self.s3.path_style;
-        settings.region = Some(self.s3.region.clone());
-        let client = settings.build_client().await;
-        let config = url_ingester::Config::from_env(&env).expect("config");
-        Ingester::new(config, client, None).expect("ingester")
-    }
-
     fn request(&self, path: &str, key: &str) -> IngestRequest {
         IngestRequest {
             url: self.http.url(path),
@@ -69,15 +34,7 @@ impl World {
     }
 
     async fn assert_clean(&self, key: &str) {
-        let clean = eventually(Duration::from_secs(5), || async {
-            self.s3.open_uploads(&self.bucket).await.is_empty()
-        })
-        .await;
-        assert!(
-            clean,
-            "uploads left: {:?}",
-            self.s3.open_uploads(&self.bucket).await
-        );
+        self.assert_no_uploads_left().await;
         assert!(
             !self.s3.exists(&self.bucket, key).await,
             "{key} must not exist"
@@ -95,7 +52,7 @@ fn complete(r: IngestResponse) -> url_ingester::Completed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_arrives_intact_at_every_size() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     for (len, parts) in [(0usize, 1u32), (1, 1), (5 * MIB, 1), (23 * MIB + 17, 5)] {
         let body = random_bytes(len, len as u64);
         let path = format!("/sizes/{len}.bin");
@@ -136,7 +93,7 @@ async fn content_arrives_intact_at_every_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_key_comes_from_the_url_and_the_sample_event_works() {
     let w = World::new().await;
-    let ing = w.ingester(&[("DEFAULT_PREFIX", "raw/taxi/")]).await;
+    let ing = w.ingester(&[("DEFAULT_PREFIX", "raw/taxi/")]);
     w.http.serve(
         "/trips%202024.csv",
         Resource::new(b"a,b\n1,2\n".to_vec()).content_type("text/csv"),
@@ -168,7 +125,7 @@ async fn default_key_comes_from_the_url_and_the_sample_event_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_failures_abort_and_say_why() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     let body = random_bytes(11 * MIB, 5);
     w.http.serve(
         "/trunc",
@@ -209,7 +166,7 @@ async fn source_failures_abort_and_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_connection_continues_with_a_range_request() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     let body = random_bytes(13 * MIB + 3, 6);
     w.http.serve(
         "/cut",
@@ -239,7 +196,7 @@ async fn a_cut_connection_continues_with_a_range_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_followed_within_limits_and_checked_at_every_hop() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     let body = random_bytes(1000, 7);
     w.http.serve("/target.bin", Resource::new(body.clone()));
     let first = w.http.redirect_chain("ok", 3, &w.http.url("/target.bin"));
@@ -276,7 +233,7 @@ async fn redirects_are_followed_within_limits_and_checked_at_every_hop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_addresses_are_refused_by_default() {
     let w = World::new().await;
-    let ing = w.ingester(&[("ALLOW_PRIVATE_NETWORKS", "false")]).await;
+    let ing = w.ingester(&[("ALLOW_PRIVATE_NETWORKS", "false")]);
     w.http.serve("/x", Resource::new(b"x".to_vec()));
     for url in [
         w.http.url("/x"),
@@ -304,7 +261,7 @@ async fn private_addresses_are_refused_by_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksum_or_size_mismatch_aborts_and_creates_nothing() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     let body = random_bytes(12 * MIB, 8);
     w.http.serve("/f.bin", Resource::new(body.clone()));
     let mut req = w.request("/f.bin", "raw/f.bin");
@@ -336,7 +293,7 @@ async fn s3_part_failures_are_retried_and_persistent_ones_abort() {
             "needs fault injection (embedded server)",
         );
     };
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     let body = random_bytes(16 * MIB, 9);
     w.http.serve("/g.bin", Resource::new(body.clone()));
     faults.add(
@@ -364,7 +321,7 @@ async fn s3_part_failures_are_retried_and_persistent_ones_abort() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_checkpoint_then_resume_gives_the_identical_object() {
     let w = World::new().await;
-    let ing = w.ingester(&[("DEADLINE_MARGIN_SECS", "1")]).await;
+    let ing = w.ingester(&[("DEADLINE_MARGIN_SECS", "1")]);
     let body = random_bytes(40 * MIB + 11, 10);
     // ~20 MiB/s: the first leg gets through a few parts before its deadline.
     w.http.serve(
@@ -423,7 +380,7 @@ async fn deadline_checkpoint_then_resume_gives_the_identical_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_reach_the_source_but_never_an_error_message() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     w.http
         .serve("/private.bin", Resource::new(b"secret data".to_vec()));
     let mut req = w.request("/private.bin", "raw/private.bin");
@@ -444,7 +401,7 @@ async fn headers_reach_the_source_but_never_an_error_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_none_match_refuses_to_overwrite_and_bad_requests_are_named() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     w.s3.put(&w.bucket, "raw/exists.bin", b"old".to_vec()).await;
     w.http
         .serve("/new.bin", Resource::new(random_bytes(100, 1)));
@@ -554,11 +511,9 @@ async fn continue_async_reinvokes_the_function_with_the_checkpoint() {
         ("DEADLINE_MARGIN_SECS", "1"),
         ("CONTINUE_ASYNC", "true"),
     ]);
-    let mut settings = S3Settings::for_endpoint(&w.s3.endpoint, &w.s3.access_key, &w.s3.secret_key);
-    settings.force_path_style = w.s3.path_style;
     let ing = Ingester::new(
         url_ingester::Config::from_env(&env).expect("config"),
-        settings.build_client().await,
+        w.client.clone(),
         Some(lambda),
     )
     .expect("ingester");
@@ -686,12 +641,9 @@ async fn part_buffers_still_held_by_the_http_stack_are_waited_for_not_reallocate
         hold: Duration::from_millis(300),
         held: Arc::default(),
     };
-    let mut settings = S3Settings::for_endpoint(&w.s3.endpoint, &w.s3.access_key, &w.s3.secret_key);
-    settings.force_path_style = w.s3.path_style;
-    settings.region = Some(w.s3.region.clone());
-    let base = settings.build_client().await;
     let client = aws_sdk_s3::Client::from_conf(
-        base.config()
+        w.client
+            .config()
             .to_builder()
             .interceptor(holder.clone())
             .build(),
@@ -702,8 +654,7 @@ async fn part_buffers_still_held_by_the_http_stack_are_waited_for_not_reallocate
         ("PART_SIZE_MIB", "5"),
         ("CONCURRENCY", "3"),
     ]);
-    let config = url_ingester::Config::from_env(&env).expect("config");
-    let ing = Ingester::new(config, client, None).expect("ingester");
+    let ing = common::ingester_for(&env, client);
     let body = random_bytes(60 * MIB + 3, 21);
     w.http.serve("/held.bin", Resource::new(body.clone()));
     let out = complete(
@@ -730,7 +681,7 @@ async fn part_buffers_still_held_by_the_http_stack_are_waited_for_not_reallocate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_headers_do_not_follow_a_cross_origin_redirect() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     // Another port is another origin.
     let other = tributary_testkit::HttpServer::start().await;
     other.serve("/data.bin", Resource::new(b"elsewhere".to_vec()));
@@ -786,7 +737,7 @@ async fn custom_headers_do_not_follow_a_cross_origin_redirect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_supplied_host_header_is_refused() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     w.http.serve("/h.bin", Resource::new(b"h".to_vec()));
     let mut req = w.request("/h.bin", "raw/h.bin");
     req.headers = Some([("host".to_owned(), "metadata.internal".to_owned())].into());
@@ -799,7 +750,7 @@ async fn a_caller_supplied_host_header_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_1024_bytes_is_invalid_input_before_any_byte_moves() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     w.http.serve("/k.bin", Resource::new(random_bytes(1000, 3)));
     let long = format!("raw/{}", "k".repeat(1021));
     assert_eq!(long.len(), 1025);
@@ -815,7 +766,7 @@ async fn a_key_over_1024_bytes_is_invalid_input_before_any_byte_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_bucket_name_is_invalid_input_before_any_byte_moves() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     w.http.serve("/b.bin", Resource::new(random_bytes(1000, 4)));
     for bucket in [
         "Bad_Bucket",
@@ -837,7 +788,7 @@ async fn an_invalid_bucket_name_is_invalid_input_before_any_byte_moves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_that_is_not_a_request_object_is_invalid_event() {
     let w = World::new().await;
-    let ing = w.ingester(&[]).await;
+    let ing = w.ingester(&[]);
     for payload in [
         serde_json::json!("x"),
         serde_json::json!(42),
@@ -861,12 +812,10 @@ async fn a_configured_proxy_still_refuses_what_the_guard_refuses() {
     let w = World::new().await;
     let proxy = tributary_testkit::HttpServer::start().await;
     let proxy_url = proxy.url("");
-    let ing = w
-        .ingester(&[
-            ("ALLOW_PRIVATE_NETWORKS", "false"),
-            ("SOURCE_PROXY", proxy_url.as_str()),
-        ])
-        .await;
+    let ing = w.ingester(&[
+        ("ALLOW_PRIVATE_NETWORKS", "false"),
+        ("SOURCE_PROXY", proxy_url.as_str()),
+    ]);
     for url in [
         format!("http://localhost:{}/x", w.http.addr.port()),
         "http://169.254.169.254/latest/meta-data/".to_owned(),

@@ -7,56 +7,20 @@ use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
-use tributary::s3::S3Settings;
+use tributary::Error;
 use tributary::writer::{S3Writer, WriterConfig, abort_upload};
-use tributary::{Env, Error};
+use tributary_testkit::Resource;
 use tributary_testkit::data::{MIB, random_bytes, sha256_hex};
-use tributary_testkit::s3::eventually;
-use tributary_testkit::{HttpServer, Resource, TestS3};
 use url_ingester::checkpoint::{Checkpoint, ResumableSha256, VERSION};
-use url_ingester::{IngestRequest, IngestResponse, Ingester};
+use url_ingester::{IngestRequest, IngestResponse};
+
+mod common;
+use common::World;
 
 /// Part size of every upload here (the smallest S3 allows).
 const PART: usize = 5 * MIB;
 
-struct World {
-    s3: TestS3,
-    http: HttpServer,
-    bucket: String,
-    client: aws_sdk_s3::Client,
-}
-
 impl World {
-    async fn new() -> World {
-        let s3 = TestS3::start().await;
-        let bucket = s3.bucket().await;
-        let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
-        settings.force_path_style = s3.path_style;
-        settings.region = Some(s3.region.clone());
-        let client = settings.build_client().await;
-        World {
-            http: HttpServer::start().await,
-            s3,
-            bucket,
-            client,
-        }
-    }
-
-    fn ingester(&self, extra: &[(&str, &str)]) -> Ingester {
-        let mut env = Env::from_pairs([
-            ("DEFAULT_BUCKET", self.bucket.as_str()),
-            ("ALLOW_PRIVATE_NETWORKS", "127.0.0.1/32"),
-            ("PART_SIZE_MIB", "5"),
-            ("CONCURRENCY", "3"),
-            ("READ_TIMEOUT_SECS", "5"),
-        ]);
-        for (k, v) in extra {
-            env = env.with(*k, *v);
-        }
-        let config = url_ingester::Config::from_env(&env).expect("config");
-        Ingester::new(config, self.client.clone(), None).expect("ingester")
-    }
-
     /// Serves `body` at `path` and returns the resource's ETag.
     fn serve(&self, path: &str, body: &[u8]) -> Option<String> {
         let res = Resource::new(body.to_vec());
@@ -115,18 +79,6 @@ impl World {
                 .await
                 .expect("abort");
         }
-    }
-
-    async fn assert_no_uploads_left(&self) {
-        let clean = eventually(Duration::from_secs(5), || async {
-            self.s3.open_uploads(&self.bucket).await.is_empty()
-        })
-        .await;
-        assert!(
-            clean,
-            "uploads left: {:?}",
-            self.s3.open_uploads(&self.bucket).await
-        );
     }
 }
 

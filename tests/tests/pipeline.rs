@@ -57,17 +57,15 @@ async fn convert(
     converter: &parquet_converter::Converter,
     bucket: &str,
     key: &str,
-) -> Value {
+) -> parquet_converter::convert::Summary {
     let event = put_event(s3, bucket, key).await;
     let out = converter
         .handle(LambdaEvent::new(event, Context::default()))
         .await
         .unwrap_or_else(|e| panic!("convert {key}: {}: {e}", e.error_type()));
-    let out = serde_json::to_value(&out).expect("the response is JSON");
-    let results = out["results"].as_array().cloned().unwrap_or_default();
-    assert_eq!(results.len(), 1, "{out}");
-    assert_eq!(results[0]["status"], "converted", "{out}");
-    results[0].clone()
+    out.only_converted()
+        .unwrap_or_else(|| panic!("{key} converted: {out}"))
+        .clone()
 }
 
 /// Every Parquet file under `prefix`: (key, rows as column name -> displayed value).
@@ -236,9 +234,10 @@ async fn a_csv_from_a_url_becomes_partitioned_parquet_with_every_row_and_value()
         .handle(LambdaEvent::new(request, Context::default()))
         .await
         .unwrap_or_else(|e| panic!("ingest: {}: {e}", e.error_type()));
-    let ingested = serde_json::to_value(&ingested).expect("json");
-    assert_eq!(ingested["status"], "complete", "{ingested}");
-    assert_eq!(ingested["key"], raw_key);
+    let url_ingester::IngestResponse::Complete(ingested) = ingested else {
+        panic!("the ingestion completes in one invocation: {ingested:?}");
+    };
+    assert_eq!(ingested.key, raw_key);
     assert_eq!(s3.sha256(&bucket, raw_key).await, sha256_hex(&csv));
 
     // parquet-converter on the notification S3 would send: raw/ -> processed/.
@@ -247,12 +246,8 @@ async fn a_csv_from_a_url_becomes_partitioned_parquet_with_every_row_and_value()
         client.clone(),
     );
     let result = convert(&s3, &converter, &bucket, raw_key).await;
-    assert_eq!(result["rows"].as_u64(), Some(good), "{result}");
-    assert_eq!(
-        result["bad_rows"].as_u64(),
-        Some(stats.bad_rows),
-        "{result}"
-    );
+    assert_eq!(result.rows, good, "{result:?}");
+    assert_eq!(result.bad_rows, stats.bad_rows, "{result:?}");
     let days: Vec<(usize, u64)> = stats
         .rows_per_day
         .iter()
@@ -260,11 +255,7 @@ async fn a_csv_from_a_url_becomes_partitioned_parquet_with_every_row_and_value()
         .enumerate()
         .filter(|(_, n)| *n > 0)
         .collect();
-    assert_eq!(
-        result["partitions"].as_u64(),
-        Some(days.len() as u64),
-        "{result}"
-    );
+    assert_eq!(result.partitions, days.len(), "{result:?}");
 
     // Read back: each day's rows in its partition, every value as in the source.
     let files = read_parquet(&s3, &bucket, "processed/taxi/").await;
@@ -428,7 +419,7 @@ async fn firehose_output_delivered_under_raw_converts_with_its_partitions() {
         let key = format!("{prefix}events-1-2024-03-07-00-00-00-pipeline.gz");
         s3.put(&bucket, &key, gz.finish().expect("gzip")).await;
         let result = convert(&s3, &converter, &bucket, &key).await;
-        assert_eq!(result["rows"].as_u64(), Some(20), "{result}");
+        assert_eq!(result.rows, 20, "{result:?}");
     }
 
     // Each hour's records under its partition, values as sent.

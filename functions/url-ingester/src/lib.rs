@@ -176,15 +176,15 @@ impl Ingester {
 
     /// One ingestion (or one leg of it), in four steps:
     ///
-    /// 1. [`begin`](Self::begin): validate the request, the URL (SSRF guard) and, on resume,
+    /// 1. `begin`: validate the request, the URL (SSRF guard) and, on resume,
     ///    the checkpoint; open the download (continuing at the checkpoint's offset with
     ///    `Range`/`If-Range`) and the upload (or continue the checkpoint's);
-    /// 2. [`stream`](Self::stream): the body into the upload, hashing as it goes, logging
+    /// 2. `stream`: the body into the upload, hashing as it goes, logging
     ///    progress, until it ends or the deadline nears;
-    /// 3. at the end, [`verify_and_finish`](Self::verify_and_finish): check length,
+    /// 3. at the end, `verify_and_finish`: check length,
     ///    `expected_size` and `expected_sha256`, then complete; on any failure abort the
     ///    upload, so nothing is half-written;
-    /// 4. when the deadline nears, [`checkpoint`](Self::checkpoint): finish the parts in
+    /// 4. when the deadline nears, `checkpoint`: finish the parts in
     ///    flight and return a checkpoint (and re-invoke asynchronously with it when
     ///    `CONTINUE_ASYNC=true`).
     pub async fn run(

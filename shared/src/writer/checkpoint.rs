@@ -17,7 +17,7 @@ pub struct DonePart {
 }
 
 /// Where an unfinished multipart upload stands, to continue it later (possibly in another
-/// process) with [`S3Writer::resume`]. The bytes after `bytes` must be written again.
+/// process) with [`S3Writer::resume`](super::S3Writer::resume). The bytes after `bytes` must be written again.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WriterCheckpoint {
     /// The open multipart upload; `None` when no part was uploaded yet (start over).

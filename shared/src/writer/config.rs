@@ -16,7 +16,7 @@ pub const MAX_PARTS: u32 = 10_000;
 const PARTS_PER_TIER: u32 = 1_000;
 pub(super) const MIB: usize = 1024 * 1024;
 
-/// How an [`S3Writer`] cuts, uploads and checks its parts.
+/// How an [`S3Writer`](super::S3Writer) cuts, uploads and checks its parts.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Size of each part (the last may be smaller). Clamped to 5 MiB..=5 GiB.

@@ -10,7 +10,7 @@ use super::{DonePart, WriteOutcome, WriterConfig};
 use crate::checksum::{ChecksumAlgorithm, FullObjectChecksum};
 use crate::error::{Error, Result};
 
-/// A multipart upload with every part uploaded, from [`S3Writer::seal`]: complete it to make
+/// A multipart upload with every part uploaded, from [`S3Writer::seal`](super::S3Writer::seal): complete it to make
 /// the object appear, or abort it. Dropped without either, it is aborted.
 #[derive(Debug)]
 pub struct SealedUpload {

@@ -1,9 +1,9 @@
 //! The request and every check made of it, in one place.
 //!
-//! [`IngestRequest`] is the invocation payload; [`Plan::new`] validates it against the
+//! [`IngestRequest`] is the invocation payload; `Plan::new` validates it against the
 //! configuration (URL and SSRF policy, bucket name, key, part size, concurrency, headers, and
-//! on resume that the checkpoint is for this object) into the [`Plan`] an ingestion follows;
-//! [`Plan::total`] checks what the source announces. The checkpoint of a resume is checked in
+//! on resume that the checkpoint is for this object) into the `Plan` an ingestion follows;
+//! `Plan::total` checks what the source announces. The checkpoint of a resume is checked in
 //! [`resume`]: as a document, against the writer configuration, then against S3, all before
 //! any byte moves.
 

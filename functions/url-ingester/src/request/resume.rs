@@ -1,7 +1,7 @@
 //! The checkpoint of a resume, checked before any byte moves: that it is for the requested
-//! object ([`check_target`]), that it holds together and matches the writer configuration it
+//! object (`check_target`), that it holds together and matches the writer configuration it
 //! resumes with ([`Checkpoint::validate`]), and that S3 still has its upload and parts as
-//! listed ([`check`]). Every error is `InvalidInput` naming the field (`resume.version`,
+//! listed (`check`). Every error is `InvalidInput` naming the field (`resume.version`,
 //! `resume.upload.parts[3].len`, `resume.sha256_state`, ...).
 
 use std::collections::BTreeMap;

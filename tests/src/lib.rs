@@ -4,6 +4,8 @@
 //! * [`s3`]: a real S3 endpoint: an `s3s` + `s3s-fs` server embedded in the test process on
 //!   127.0.0.1 (SigV4 checked), or an external one named by `TEST_S3_ENDPOINT` (SeaweedFS in CI).
 //! * [`faults`]: fault injection on the embedded server (error statuses, delays, resets).
+//! * [`glue`]: a real Glue API on loopback (`moto_server` from the test venv), optionally behind
+//!   a proxy that injects Glue errors, counts calls and enforces UpdateTable's `VersionId`.
 //! * [`http`]: a raw HTTP/1.1 file server with fault modes, for download tests.
 //! * [`runtime`]: a Lambda Runtime API emulator that runs a function's real binary.
 //! * [`data`]: deterministic test data and digests; [`data::taxi`], the NYC-taxi-like trip
@@ -16,6 +18,7 @@
 pub mod bench_store;
 pub mod data;
 pub mod faults;
+pub mod glue;
 pub mod http;
 pub mod runtime;
 pub mod s3;

@@ -7,6 +7,7 @@
 //! invocation then fails with that object's `errorType` (or, from SQS, reports it in
 //! `batchItemFailures`) so the platform retries it.
 
+pub mod catalog;
 pub mod config;
 pub mod convert;
 pub mod event;

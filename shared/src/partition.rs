@@ -66,6 +66,14 @@ pub fn escape_within(value: &str, max_bytes: usize) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The value a path segment escaped with [`escape`] stands for (`%XX` decoded; what the
+/// catalog records as the partition's value).
+pub fn unescape(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// A level of the time layout: `year=YYYY/month=MM/day=DD/hour=HH` (UTC, zero-padded), cut
 /// after this level. `Year` is the coarsest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,8 +179,7 @@ mod tests {
             (HIVE_DEFAULT_PARTITION, HIVE_DEFAULT_PARTITION),
         ] {
             assert_eq!(escape(value).as_deref(), Some(want), "{value:?}");
-            let back = percent_encoding::percent_decode_str(want).decode_utf8_lossy();
-            assert_eq!(back, value, "{want} unescapes to the value");
+            assert_eq!(unescape(want), value, "{want} unescapes to the value");
         }
         assert_eq!(escape(""), None);
     }

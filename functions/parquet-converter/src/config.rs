@@ -11,7 +11,7 @@ use tributary::config::{UnknownChoice, choice};
 use tributary::partition::TimeLevel;
 use tributary::{Env, Error};
 
-use crate::types::{ColumnSpec, check_format, parse_schema};
+use crate::types::{Schemas, check_format, parse_schemas};
 
 /// What happens to a row that cannot be read (`BAD_ROWS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +212,9 @@ pub struct Config {
     pub concurrency: usize,
     /// EMF namespace (`METRICS_NAMESPACE`, default `Tributary`).
     pub metrics_namespace: String,
-    /// Column types fixed by `SCHEMA`; other columns are inferred.
-    pub schema: Vec<ColumnSpec>,
+    /// Column types fixed by `SCHEMA` (for every dataset, or per dataset); other columns are
+    /// inferred.
+    pub schema: Schemas,
     /// Extra timestamp/date formats, chrono `strftime` syntax (`TIMESTAMP_FORMATS`).
     pub timestamp_formats: Vec<String>,
     /// `BAD_ROWS`: quarantine (default) or fail.
@@ -226,6 +227,107 @@ pub struct Config {
     /// Bytes of output held in memory at most (`MEMORY_BUDGET_MB`; default 25% of
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, or 64 MB outside Lambda).
     pub memory_budget: usize,
+    /// The Glue Data Catalog as each dataset's schema contract (`GLUE_DATABASE` set).
+    pub catalog: Option<CatalogSettings>,
+}
+
+/// What happens to an input column its dataset's table lacks (`SCHEMA_EVOLUTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evolution {
+    /// Appended to the table (its type inferred) before the files complete.
+    Add,
+    /// Not written; counted in the response and the metrics.
+    Ignore,
+    /// The object fails with `SchemaMismatch` naming the columns.
+    Fail,
+}
+
+impl FromStr for Evolution {
+    type Err = UnknownChoice;
+
+    /// `add`, `ignore` or `fail`, any case.
+    fn from_str(s: &str) -> Result<Evolution, UnknownChoice> {
+        choice(
+            s,
+            &[
+                ("add", Evolution::Add),
+                ("ignore", Evolution::Ignore),
+                ("fail", Evolution::Fail),
+            ],
+            &["add", "ignore", "fail"],
+        )
+    }
+}
+
+/// The catalog contract's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogSettings {
+    /// `GLUE_DATABASE`: the database holding one table per dataset.
+    pub database: String,
+    /// `GLUE_CATALOG_ID`: another account's catalog (default: this account's).
+    pub catalog_id: Option<String>,
+    /// `TABLE_PREFIX`: put before each dataset's table name (default none).
+    pub table_prefix: String,
+    /// `SCHEMA_EVOLUTION` (default `add`).
+    pub evolution: Evolution,
+    /// `CATALOG_CACHE_SECS`: how long a table read stays good in a warm container (default 60).
+    pub cache: std::time::Duration,
+}
+
+impl CatalogSettings {
+    /// The table of `dataset`: `TABLE_PREFIX` + the name made a valid Athena name (lowercase,
+    /// anything outside `[a-z0-9_]` becomes `_`).
+    pub fn table_name(&self, dataset: &str) -> String {
+        format!("{}{dataset}", self.table_prefix)
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '_') => c,
+                _ => '_',
+            })
+            .collect()
+    }
+
+    fn from_env(env: &Env) -> tributary::Result<Option<CatalogSettings>> {
+        let Some(database) = env.get("GLUE_DATABASE").filter(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        let valid = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if database.len() > 255 || !valid(database) {
+            return Err(Error::config(
+                "GLUE_DATABASE",
+                database,
+                "not a database name Athena can query",
+                "1-255 lowercase letters, digits and _",
+            ));
+        }
+        let table_prefix = env.string_or("TABLE_PREFIX", "");
+        if !valid(&table_prefix) {
+            return Err(Error::config(
+                "TABLE_PREFIX",
+                &table_prefix,
+                "table names Athena can query",
+                "lowercase letters, digits and _",
+            ));
+        }
+        Ok(Some(CatalogSettings {
+            database: database.to_owned(),
+            catalog_id: env
+                .get("GLUE_CATALOG_ID")
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+            table_prefix,
+            evolution: env.choice_or("SCHEMA_EVOLUTION", Evolution::Add)?,
+            cache: std::time::Duration::from_secs(env.int_in(
+                "CATALOG_CACHE_SECS",
+                60u64,
+                0,
+                86_400,
+            )?),
+        }))
+    }
 }
 
 impl Config {
@@ -280,15 +382,15 @@ impl Config {
         let partition_by = env.parse_list("PARTITION_BY", PartitionSpec::EXPECTED)?;
         let compression = env.choice_or("COMPRESSION", Codec::Zstd)?.compression();
         let schema = match env.get("SCHEMA") {
-            Some(text) => parse_schema(text).map_err(|why| {
+            Some(text) => parse_schemas(text).map_err(|why| {
                 Error::config(
                     "SCHEMA",
                     text,
                     why,
-                    r#"[{"name": "...", "type": "int64|float64|bool|string|date|timestamp|timestamp_tz|decimal(p,s)"}]"#,
+                    r#"[{"name": "...", "type": "int64|float64|bool|string|date|timestamp|timestamp_tz|decimal(p,s)"}], or {"dataset": [...], ...}"#,
                 )
             })?,
-            None => Vec::new(),
+            None => Schemas::default(),
         };
         let timestamp_formats = match env.get("TIMESTAMP_FORMATS") {
             Some(text) if text.trim_start().starts_with('[') => {
@@ -322,6 +424,7 @@ impl Config {
         // dictionaries), on top of ~60 MB of decoding: a quarter of the function's memory.
         let default_budget = lambda_mb.map_or(64, |mb| (mb / 4).max(16));
         Ok(Config {
+            catalog: CatalogSettings::from_env(env)?,
             schema,
             timestamp_formats,
             bad_rows,

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod contract;
 pub mod convert;
 pub mod event;
 pub mod footer;
@@ -17,6 +18,7 @@ pub mod records;
 pub mod response;
 pub mod types;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
@@ -25,33 +27,61 @@ use tracing::{info, warn};
 use tributary::observability::Metrics;
 use tributary::{Env, Error, ObjectRef};
 
+use crate::catalog::{Catalog, GlueCatalog, GlueSettings};
 pub use crate::config::Config;
+use crate::contract::Contract;
 use crate::convert::Summary;
 use crate::convert::manifest::Manifest;
 use crate::event::{Item, Source, Target, Work};
 use crate::naming::Names;
 pub use crate::response::{ItemFailure, Outcome, Response};
 
-/// The function: configuration and the S3 client, built once per cold start.
+/// The function: configuration, the S3 client and the catalog contract, built once per cold
+/// start (so tables read stay cached across the invocations of a warm container).
 #[derive(Debug, Clone)]
 pub struct Converter {
     config: Config,
     s3: aws_sdk_s3::Client,
+    contract: Option<Arc<Contract>>,
 }
 
 impl Converter {
-    /// A converter with `config`, writing through `s3`.
+    /// A converter with `config`, writing through `s3`; with `GLUE_DATABASE` set, give it a
+    /// catalog with [`Converter::with_catalog`].
     pub fn new(config: Config, s3: aws_sdk_s3::Client) -> Converter {
-        Converter { config, s3 }
+        Converter {
+            config,
+            s3,
+            contract: None,
+        }
     }
 
-    /// Reads the configuration and builds the client.
+    /// The catalog the contract (`GLUE_DATABASE`) is kept in; without `GLUE_DATABASE` the
+    /// converter does not use it.
+    pub fn with_catalog(mut self, catalog: Arc<dyn Catalog>) -> Converter {
+        self.contract = self
+            .config
+            .catalog
+            .clone()
+            .map(|settings| Arc::new(Contract::new(settings, catalog)));
+        self
+    }
+
+    /// Reads the configuration and builds the clients (Glue's only with `GLUE_DATABASE`).
     pub async fn from_env(env: &Env) -> tributary::Result<Converter> {
         let config = Config::from_env(env)?;
         let s3 = tributary::s3::S3Settings::from_env(env)?
             .build_client()
             .await;
-        Ok(Converter::new(config, s3))
+        let glue = match &config.catalog {
+            Some(_) => Some(GlueCatalog::from_settings(&GlueSettings::from_env(env)?).await),
+            None => None,
+        };
+        let converter = Converter::new(config, s3);
+        Ok(match glue {
+            Some(g) => converter.with_catalog(Arc::new(g)),
+            None => converter,
+        })
     }
 
     /// The Lambda handler.
@@ -150,7 +180,7 @@ impl Converter {
             };
         }
         match self.convert(&target.object).await {
-            Ok(summary) => Outcome::Converted(summary),
+            Ok(summary) => Outcome::Converted(Box::new(summary)),
             Err(e) => {
                 warn!(object = %target.object, error_type = e.error_type(), "conversion failed: {e}");
                 Outcome::Failed {
@@ -213,7 +243,14 @@ impl Converter {
             .unwrap_or_else(|| object.bucket.clone());
         let manifest_key = names.manifest_key(&self.config.output_prefix);
         let previous = Manifest::read(&self.s3, &out_bucket, &manifest_key).await?;
-        let summary = convert::convert(&self.s3, &self.config, object, &names).await?;
+        let summary = convert::convert(
+            &self.s3,
+            &self.config,
+            object,
+            &names,
+            self.contract.as_deref(),
+        )
+        .await?;
         Manifest::of(object, &summary)
             .commit(&self.s3, &out_bucket, &manifest_key, previous.as_ref())
             .await?;
@@ -228,6 +265,13 @@ impl Converter {
             .bytes("BytesOut", summary.bytes_out)
             .duration("Duration", elapsed)
             .property("Object", object.to_string());
+        if let Some(t) = &summary.table {
+            m.count("ColumnsAdded", t.columns_added.len() as u64)
+                .count("ColumnsIgnored", t.columns_ignored.len() as u64)
+                .count("CastBadRows", t.cast_bad_rows)
+                .count("TablesCreated", u64::from(t.created))
+                .property("Table", t.table.clone());
+        }
         m.emit();
         info!(object = %object, rows = summary.rows, bad_rows = summary.bad_rows, files = summary.files.len(),
             bytes_in = summary.bytes_in, bytes_out = summary.bytes_out,

@@ -34,7 +34,7 @@ pub struct ItemFailure {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// Converted.
-    Converted(Summary),
+    Converted(Box<Summary>),
     /// Nothing to do, and why.
     Skipped {
         /// The object, when the event named one.

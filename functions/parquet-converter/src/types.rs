@@ -115,10 +115,54 @@ pub struct ColumnSpec {
     pub ty: ColType,
 }
 
-/// Parses `SCHEMA`: `[{"name": "...", "type": "int64|...|decimal(p,s)"}, ...]`.
+/// `SCHEMA`: column types for every dataset, and per dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schemas {
+    /// The array form: every dataset without an entry of its own.
+    pub all: Vec<ColumnSpec>,
+    /// The object form: `{"taxi": [...], "events": [...]}`, by dataset name.
+    pub by_dataset: std::collections::BTreeMap<String, Vec<ColumnSpec>>,
+}
+
+impl Schemas {
+    /// The entries for `dataset`: its own, else the array form's.
+    pub fn of(&self, dataset: &str) -> &[ColumnSpec] {
+        self.by_dataset.get(dataset).unwrap_or(&self.all)
+    }
+}
+
+/// Parses `SCHEMA`: `[{"name": "...", "type": "int64|...|decimal(p,s)"}, ...]` for every
+/// dataset, or `{"dataset": [...], ...}` per dataset. Names match columns in any case.
+pub fn parse_schemas(text: &str) -> Result<Schemas, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut by_dataset = std::collections::BTreeMap::new();
+            for (dataset, entries) in map {
+                let specs = parse_entries(&entries).map_err(|e| format!("{dataset:?}: {e}"))?;
+                by_dataset.insert(dataset, specs);
+            }
+            Ok(Schemas {
+                all: Vec::new(),
+                by_dataset,
+            })
+        }
+        other => Ok(Schemas {
+            all: parse_entries(&other)?,
+            by_dataset: Default::default(),
+        }),
+    }
+}
+
+/// Parses the array form of `SCHEMA`.
 pub fn parse_schema(text: &str) -> Result<Vec<ColumnSpec>, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    parse_entries(&value)
+}
+
+fn parse_entries(value: &serde_json::Value) -> Result<Vec<ColumnSpec>, String> {
     let items = value
         .as_array()
         .ok_or("expected a JSON array of {\"name\", \"type\"} objects")?;
@@ -138,7 +182,7 @@ pub fn parse_schema(text: &str) -> Result<Vec<ColumnSpec>, String> {
         {
             return Err(format!("entry {i} ({name}): unknown field {k:?}"));
         }
-        if out.iter().any(|c| c.name == name) {
+        if out.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
             return Err(format!("column {name:?} appears twice"));
         }
         out.push(ColumnSpec {

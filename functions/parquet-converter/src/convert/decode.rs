@@ -71,7 +71,7 @@ impl Decoding {
                 Types::Only(..) => DataType::Utf8,
             };
             map.push(Some(fields.len()));
-            fields.push(Field::new(&c.name, dt, true));
+            fields.push(Field::new(c.input_name(), dt, true));
         }
         Ok(Decoding {
             format: plan.format,
@@ -176,6 +176,9 @@ impl Decoding {
         let mut failures = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(plan.columns.len());
         for (ci, c) in plan.columns.iter().enumerate() {
+            if !c.written {
+                continue;
+            }
             let Some(di) = decoding.map[ci] else {
                 arrays.push(new_null_array(&c.data_type, n));
                 continue;

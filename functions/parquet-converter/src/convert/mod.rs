@@ -18,9 +18,15 @@
 //!    it reaches `TARGET_FILE_MB`, when more than `MAX_OPEN_PARTITIONS` are open (the least
 //!    recently written one), or when the bytes held exceed `MEMORY_BUDGET_MB` (idle files
 //!    first, then the largest row group is flushed, then the largest file is closed).
-//! 6. **Finish**: only when the whole input decoded are the files completed; a failure aborts
-//!    every upload, and a failure while completing deletes what was already completed.
+//! 6. **Table** (`GLUE_DATABASE`, [`crate::contract`]): the dataset's table types the columns
+//!    it has (values that do not fit are bad rows, never drift); when the pass is done and
+//!    before any file completes, the table is created or given the new columns; a table that
+//!    changed under us means another pass under it.
+//! 7. **Finish**: only when the whole input decoded are the files completed; a failure aborts
+//!    every upload, and a failure while completing deletes what was already completed. Then
+//!    the files' partitions are registered in the table.
 
+mod conform;
 mod decode;
 pub mod manifest;
 mod outputs;
@@ -41,7 +47,9 @@ use self::decode::{
 use self::outputs::{BadRow, Outputs};
 use self::partition::Partitioner;
 use self::plan::{Change, Plan, format_from_key, read_sample, sniff_format};
-use crate::config::{Config, Format};
+use crate::catalog::{PartitionSpec, TableColumn};
+use crate::config::{Config, Evolution, Format};
+use crate::contract::{Commit, Contract, Desired};
 use crate::naming::Names;
 use crate::records::{Rec, Splitter};
 
@@ -75,6 +83,26 @@ pub struct Summary {
     pub type_widenings: u32,
     /// The schema written, `name: type`.
     pub schema: Vec<String>,
+    /// The dataset's table, when the catalog contract is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableUse>,
+}
+
+/// What the conversion did with its dataset's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableUse {
+    /// `database.table`.
+    pub table: String,
+    /// This object created the table.
+    pub created: bool,
+    /// Columns this object appended to the table.
+    pub columns_added: Vec<String>,
+    /// Input columns the table lacks, not written (`SCHEMA_EVOLUTION=ignore`).
+    pub columns_ignored: Vec<String>,
+    /// Rows quarantined because a value does not fit its table column's type.
+    pub cast_bad_rows: u64,
+    /// Partitions registered (existing ones included).
+    pub partitions: usize,
 }
 
 /// One file written.
@@ -90,12 +118,14 @@ pub struct OutputFile {
     pub bytes: u64,
 }
 
-/// Converts one object (already checked to be a valid input).
+/// Converts one object (already checked to be a valid input), under its dataset's table when
+/// `contract` is given.
 pub async fn convert(
     client: &aws_sdk_s3::Client,
     cfg: &Config,
     object: &ObjectRef,
     names: &Names,
+    contract: Option<&Contract>,
 ) -> Result<Summary, Error> {
     let from_key = format_from_key(&object.key);
     let mut reader = open(client, object, Compression::Auto).await?;
@@ -105,12 +135,24 @@ pub async fn convert(
         .input_format
         .or(from_key)
         .unwrap_or_else(|| sniff_format(&sample));
-    let mut plan = Plan::infer(cfg, format, &sample)
+    let inferred = Plan::infer(cfg, &names.dataset, format, &sample)
         .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
     let out_bucket = cfg
         .output_bucket
         .clone()
         .unwrap_or_else(|| object.bucket.clone());
+    let mut plan = inferred.clone();
+    let mut table = None;
+    if let Some(contract) = contract {
+        let name = contract.settings().table_name(&names.dataset);
+        table = contract.table(&name).await?;
+        plan.conform(
+            table.as_ref().map(|t| &t.def),
+            contract.settings().evolution,
+            cfg.schema.of(&names.dataset),
+            &contract.qualified(&name),
+        )?;
+    }
     let mut widenings = 0;
     // The first pass reuses the open reader and its sample; later passes read the object again.
     let mut first = Some((reader, sample));
@@ -122,10 +164,88 @@ pub async fn convert(
         let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan);
         match run.decode_all(reader, sample).await {
             Ok(bytes_in) => {
+                let mut used = None;
+                if let Some(contract) = contract {
+                    let name = contract.settings().table_name(&names.dataset);
+                    let desired = desired(cfg, names, &out_bucket, &plan, &run).map_err(|reason| {
+                        Error::SchemaMismatch {
+                            table: contract.qualified(&name),
+                            reason,
+                        }
+                    });
+                    let commit = match desired {
+                        Ok(d) => contract.commit(&name, &d, table.take()).await,
+                        Err(e) => Err(e),
+                    };
+                    match commit {
+                        Ok(Commit::Ready {
+                            table: t,
+                            created,
+                            added,
+                        }) => {
+                            used = Some((t, created, added, run.cast_bad_rows));
+                        }
+                        Ok(Commit::Changed(t)) => {
+                            run.abort().await;
+                            widenings += 1;
+                            if widenings as usize >= MAX_PASSES {
+                                return Err(Error::undecodable(
+                                    object.to_string(),
+                                    format!("the table kept changing over {widenings} passes"),
+                                ));
+                            }
+                            info!(object = %object, table = %contract.qualified(&name), "the table changed while converting: reading again under it");
+                            plan = inferred.clone();
+                            plan.conform(
+                                Some(&t.def),
+                                contract.settings().evolution,
+                                cfg.schema.of(&names.dataset),
+                                &contract.qualified(&name),
+                            )?;
+                            table = Some(t);
+                            continue;
+                        }
+                        Err(e) => {
+                            run.abort().await;
+                            return Err(e);
+                        }
+                    }
+                }
                 let mut summary = run.finish().await?;
                 summary.bytes_in = bytes_in;
                 summary.type_widenings = widenings;
+                if let (Some(contract), Some((t, created, added, cast_bad_rows))) = (contract, used)
+                {
+                    let partitions = partitions_of(cfg, names, &out_bucket, &summary);
+                    contract.register(&t.def, &partitions).await?;
+                    summary.table = Some(TableUse {
+                        table: contract.qualified(&t.def.name),
+                        created,
+                        columns_added: added,
+                        columns_ignored: plan
+                            .columns
+                            .iter()
+                            .filter(|c| !c.written)
+                            .map(|c| c.name.clone())
+                            .collect(),
+                        cast_bad_rows,
+                        partitions: partitions.len(),
+                    });
+                }
                 return Ok(summary);
+            }
+            Err(Failure::Drift(Change::Add(field))) if plan.evolution == Some(Evolution::Fail) => {
+                run.abort().await;
+                let name = contract.map_or_else(String::new, |c| {
+                    c.qualified(&c.settings().table_name(&names.dataset))
+                });
+                return Err(Error::SchemaMismatch {
+                    table: name,
+                    reason: format!(
+                        "new column {:?} and SCHEMA_EVOLUTION=fail",
+                        field.name().to_ascii_lowercase()
+                    ),
+                });
             }
             Err(Failure::Drift(change)) => {
                 run.abort().await;
@@ -147,6 +267,69 @@ pub async fn convert(
     }
 }
 
+/// What the files of a finished pass need from their table: the written columns (less the
+/// ones the layout makes partition keys), the partition keys, the location.
+fn desired(
+    cfg: &Config,
+    names: &Names,
+    bucket: &str,
+    plan: &Plan,
+    run: &Run<'_>,
+) -> Result<Desired, String> {
+    let partition_keys: Vec<TableColumn> = run
+        .partitioner
+        .keys()
+        .into_iter()
+        .map(|(k, t)| TableColumn::new(k, t))
+        .collect();
+    let columns = plan
+        .table_columns()?
+        .into_iter()
+        .filter(|(name, _)| {
+            !partition_keys
+                .iter()
+                .any(|k| k.name.eq_ignore_ascii_case(name))
+        })
+        .map(|(name, ty)| TableColumn::new(name, ty))
+        .collect();
+    Ok(Desired {
+        columns,
+        partition_keys,
+        location: format!("s3://{bucket}/{}{}/", cfg.output_prefix, names.dataset),
+    })
+}
+
+/// The partitions the files went to: values (unescaped) and `s3://` location of each.
+fn partitions_of(
+    cfg: &Config,
+    names: &Names,
+    bucket: &str,
+    summary: &Summary,
+) -> Vec<PartitionSpec> {
+    let base = format!("{}{}/", cfg.output_prefix, names.dataset);
+    let mut out: Vec<PartitionSpec> = Vec::new();
+    for f in &summary.files {
+        let Some(rest) = f.key.strip_prefix(&base) else {
+            continue;
+        };
+        let Some((path, _file)) = rest.rsplit_once('/') else {
+            continue;
+        };
+        let values: Vec<String> = path
+            .split('/')
+            .filter_map(|seg| {
+                seg.split_once('=')
+                    .map(|(_, v)| tributary::partition::unescape(v))
+            })
+            .collect();
+        let location = format!("s3://{bucket}/{base}{path}/");
+        if !out.iter().any(|(_, l)| *l == location) {
+            out.push((values, location));
+        }
+    }
+    out
+}
+
 /// Why a pass stopped.
 enum Failure {
     /// The types must change; the object is read again.
@@ -163,6 +346,8 @@ impl From<Error> for Failure {
 
 /// One pass over the object with one plan.
 struct Run<'a> {
+    /// Rows quarantined because a value does not fit a table column's type.
+    cast_bad_rows: u64,
     cfg: &'a Config,
     object: &'a ObjectRef,
     plan: &'a Plan,
@@ -182,6 +367,7 @@ impl<'a> Run<'a> {
     ) -> Self {
         let schema = plan.output_schema();
         Run {
+            cast_bad_rows: 0,
             cfg,
             object,
             plan,
@@ -284,7 +470,14 @@ impl<'a> Run<'a> {
             if let Some(change) = self.drift_in(dbuf, &drecs[i]) {
                 return Err(Failure::Drift(change));
             }
-            bad_rows.push((i, scrub(&message)));
+            let reason = match self.plan.cast_failure(dbuf, &drecs[i]) {
+                Some(reason) => {
+                    self.cast_bad_rows += 1;
+                    reason
+                }
+                None => scrub(&message),
+            };
+            bad_rows.push((i, reason));
         }
         for (batch, range) in good {
             let (out, failures) = decoding.to_output(self.plan, &self.schema, &batch);
@@ -303,13 +496,16 @@ impl<'a> Run<'a> {
                     if keep[*row] {
                         keep[*row] = false;
                         let c = &self.plan.columns[*col];
-                        bad_rows.push((
-                            range.start + row,
+                        let reason = if self.plan.evolution.is_some() && c.fixed {
+                            self.cast_bad_rows += 1;
+                            self.plan.cast_message(*col, value)
+                        } else {
                             format!(
                                 "cannot read {value:?} as {} (column {:?})",
                                 c.data_type, c.name
-                            ),
-                        ));
+                            )
+                        };
+                        bad_rows.push((range.start + row, reason));
                     }
                 }
                 filter_record_batch(&out, &BooleanArray::from(keep)).map_err(arrow_err)?

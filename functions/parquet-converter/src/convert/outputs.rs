@@ -404,6 +404,7 @@ impl<'a> Outputs<'a> {
             files,
             default_partition_rows: 0,
             type_widenings: 0,
+            table: None,
             schema: self
                 .schema
                 .fields()

@@ -29,7 +29,11 @@ pub(super) struct Partitioner {
 
 impl Partitioner {
     pub(super) fn new(cfg: &Config, plan: &Plan, names: &Names) -> Partitioner {
-        let has = |c: &str| plan.columns.iter().any(|col| col.name == c);
+        let has = |c: &str| {
+            plan.columns
+                .iter()
+                .any(|col| col.name.eq_ignore_ascii_case(c) || col.input_name() == c)
+        };
         let specs = if cfg.partition_by.iter().any(|spec| match spec {
             PartitionSpec::Time { column, .. } | PartitionSpec::Value { column } => has(column),
         }) {
@@ -43,6 +47,40 @@ impl Partitioner {
             formats: plan.formats.clone(),
             default_rows: 0,
         }
+    }
+
+    /// The partition keys of the paths this partitioner writes, with their Athena types
+    /// (the time levels as `int`, values as `string`), outermost first.
+    pub(super) fn keys(&self) -> Vec<(String, &'static str)> {
+        let kind = |name: &str| {
+            if TimeLevel::ACCEPTED.contains(&name) {
+                "int"
+            } else {
+                "string"
+            }
+        };
+        if self.specs.is_empty() {
+            return self
+                .key_partitions
+                .split('/')
+                .filter_map(|seg| seg.split_once('=').map(|(k, _)| k.to_ascii_lowercase()))
+                .map(|k| {
+                    let t = kind(&k);
+                    (k, t)
+                })
+                .collect();
+        }
+        self.specs
+            .iter()
+            .flat_map(|spec| match spec {
+                PartitionSpec::Time { level, .. } => level
+                    .levels()
+                    .iter()
+                    .map(|l| (l.name().to_owned(), "int"))
+                    .collect::<Vec<_>>(),
+                PartitionSpec::Value { column } => vec![(column.to_ascii_lowercase(), "string")],
+            })
+            .collect()
     }
 
     /// The batch's rows grouped by partition path, paths in order. Each distinct value is
@@ -112,7 +150,18 @@ impl Partitioner {
 }
 
 fn column<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, Error> {
-    batch.column_by_name(name).ok_or_else(|| {
+    let schema = batch.schema_ref();
+    let found = schema
+        .index_of(name)
+        .ok()
+        .or_else(|| {
+            schema
+                .fields()
+                .iter()
+                .position(|f| f.name().eq_ignore_ascii_case(name))
+        })
+        .map(|i| batch.column(i));
+    found.ok_or_else(|| {
         Error::config(
             "PARTITION_BY",
             name,

@@ -116,9 +116,33 @@ pub(super) struct Column {
     /// JSON: nested values are kept as JSON text (the field mixes objects or arrays with
     /// other values, so no one Arrow type holds it).
     pub(super) json_text: bool,
+    /// The input's spelling of the name, when the output spells it otherwise (the table's
+    /// spelling, under the catalog contract).
+    pub(super) source: Option<String>,
+    /// Written to the file (`false`: a new column under `SCHEMA_EVOLUTION=ignore`, decoded
+    /// only to keep the other columns in place).
+    pub(super) written: bool,
 }
 
 impl Column {
+    /// An input column of `name`, written, typed by `data_type`.
+    pub(super) fn new(name: impl Into<String>, data_type: DataType, fixed: bool) -> Column {
+        Column {
+            name: name.into(),
+            data_type,
+            fixed,
+            in_input: true,
+            json_text: false,
+            source: None,
+            written: true,
+        }
+    }
+
+    /// The name as the input spells it.
+    pub(super) fn input_name(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.name)
+    }
+
     pub(super) fn temporal(&self) -> Option<ColType> {
         ColType::of_arrow(&self.data_type).filter(|t| t.is_temporal())
     }
@@ -143,11 +167,18 @@ pub(super) struct Plan {
     pub(super) columns: Vec<Column>,
     /// CSV: the first record is the header.
     pub(super) header: bool,
+    /// Under a table (the catalog contract): what a column the table lacks becomes.
+    pub(super) evolution: Option<crate::config::Evolution>,
 }
 
 impl Plan {
     /// Infers the plan from the sample (whole records only: the last may be cut).
-    pub(super) fn infer(cfg: &Config, format: Format, sample: &[u8]) -> Result<Plan, String> {
+    pub(super) fn infer(
+        cfg: &Config,
+        dataset: &str,
+        format: Format,
+        sample: &[u8],
+    ) -> Result<Plan, String> {
         let data = strip_bom(sample);
         let delimiter = match format {
             Format::Tsv => b'\t',
@@ -183,23 +214,25 @@ impl Plan {
             formats: cfg.timestamp_formats.clone(),
             columns: Vec::new(),
             header: matches!(format, Format::Csv | Format::Tsv),
+            evolution: None,
         };
         match format {
             Format::Csv | Format::Tsv => plan.infer_csv(data, &recs)?,
             Format::Json => plan.infer_json(data, &recs)?,
         }
-        for spec in &cfg.schema {
-            match plan.columns.iter_mut().find(|c| c.name == spec.name) {
+        for spec in cfg.schema.of(dataset) {
+            match plan
+                .columns
+                .iter_mut()
+                .find(|c| c.name.eq_ignore_ascii_case(&spec.name))
+            {
                 Some(c) => {
                     c.data_type = spec.ty.arrow();
                     c.fixed = true;
                 }
                 None => plan.columns.push(Column {
-                    name: spec.name.clone(),
-                    data_type: spec.ty.arrow(),
-                    fixed: true,
                     in_input: format == Format::Json,
-                    json_text: false,
+                    ..Column::new(&spec.name, spec.ty.arrow(), true)
                 }),
             }
         }
@@ -228,13 +261,7 @@ impl Plan {
             let n = seen.entry(base.clone()).or_insert(0);
             *n += 1;
             let name = if *n == 1 { base } else { format!("{base}_{n}") };
-            self.columns.push(Column {
-                name,
-                data_type: DataType::Utf8,
-                fixed: false,
-                in_input: true,
-                json_text: false,
-            });
+            self.columns.push(Column::new(name, DataType::Utf8, false));
         }
         // Decode the sampled rows as text and look at every value.
         let mut text = Decoding::new(self, Types::Text).map_err(|e| e.to_string())?;
@@ -374,11 +401,8 @@ impl Plan {
                 data_type = DataType::Utf8;
             }
             self.columns.push(Column {
-                name: f.name().clone(),
-                data_type,
-                fixed: false,
-                in_input: true,
                 json_text,
+                ..Column::new(f.name(), data_type, false)
             });
         }
         Ok(())
@@ -399,13 +423,19 @@ impl Plan {
                 }
             }
             Change::Text(i) => self.columns[i].data_type = DataType::Utf8,
-            Change::Add(f) => self.columns.push(Column {
-                name: f.name().clone(),
-                data_type: normalise(f.data_type()),
-                fixed: false,
-                in_input: true,
-                json_text: false,
-            }),
+            Change::Add(f) => {
+                let mut c = Column::new(f.name(), normalise(f.data_type()), false);
+                if let Some(evolution) = self.evolution {
+                    // Under a table: named as the table will name it, or not written.
+                    c.source = Some(c.name.clone());
+                    c.name = c.name.to_ascii_lowercase();
+                    c.written = evolution != crate::config::Evolution::Ignore;
+                    if let DataType::Timestamp(unit, Some(_)) = &c.data_type {
+                        c.data_type = DataType::Timestamp(*unit, None);
+                    }
+                }
+                self.columns.push(c);
+            }
         }
     }
 
@@ -422,7 +452,7 @@ impl Plan {
         self.columns
             .iter()
             .filter(|c| c.json_text)
-            .map(|c| c.name.as_str())
+            .map(|c| c.input_name())
             .collect()
     }
 
@@ -434,7 +464,7 @@ impl Plan {
             serde_json::from_slice(body).ok()?;
         let (name, value) = object
             .iter()
-            .find(|(k, _)| !self.columns.iter().any(|c| &c.name == *k))?;
+            .find(|(k, _)| !self.columns.iter().any(|c| c.input_name() == *k))?;
         let one = serde_json::to_vec(&serde_json::json!({ name: value })).ok()?;
         let (schema, _) =
             arrow::json::reader::infer_json_schema(std::io::Cursor::new(one), None).ok()?;
@@ -445,6 +475,7 @@ impl Plan {
         Arc::new(Schema::new(
             self.columns
                 .iter()
+                .filter(|c| c.written)
                 .map(|c| Field::new(&c.name, c.data_type.clone(), true))
                 .collect::<Vec<_>>(),
         ))

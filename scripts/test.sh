@@ -13,6 +13,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tributary/target}
 export TRIBUTARY_VENV=${TRIBUTARY_VENV:-$HOME/.cache/tributary/venv}
 export PATH="$TRIBUTARY_VENV/bin:$PATH"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The catalog tests need moto's Glue API from the venv: here they fail instead of skipping.
+export TEST_GLUE_REQUIRED=${TEST_GLUE_REQUIRED:-1}
 # Tests talk to 127.0.0.1 only: never route them through a proxy.
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 

@@ -537,3 +537,76 @@ async fn a_concurrent_modification_while_adding_a_column_is_read_again_and_retri
     let (columns, _, _) = table(&glue, &db, "conflict").await;
     assert_eq!(columns, pairs(&[("id", "bigint"), ("more", "string")]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_changed_since_it_was_cached_is_read_again_before_rows_are_quarantined() {
+    let Some(glue) = TestGlue::start_with_faults("contract_stale_cache").await else {
+        return;
+    };
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let db = glue.database().await;
+    let c = converter(&s3, &glue, &db, &[]).await;
+    put_and_convert(
+        &s3,
+        &c,
+        &bucket,
+        "raw/stale/a.csv",
+        b"id,amount\n1,2\n".to_vec(),
+    )
+    .await;
+    // Warm the cache, then widen `amount` by hand, as an operator would (the converter never
+    // changes a column's type).
+    put_and_convert(
+        &s3,
+        &c,
+        &bucket,
+        "raw/stale/b.csv",
+        b"id,amount\n2,3\n".to_vec(),
+    )
+    .await;
+    let (_, _, t) = table(&glue, &db, "stale").await;
+    let mut input = t.clone();
+    for k in [
+        "DatabaseName",
+        "CreateTime",
+        "UpdateTime",
+        "CreatedBy",
+        "IsRegisteredWithLakeFormation",
+        "CatalogId",
+        "VersionId",
+    ] {
+        input.as_object_mut().expect("table").remove(k);
+    }
+    input["StorageDescriptor"]["Columns"][1]["Type"] = json!("double");
+    let (status, body) = glue
+        .call(
+            "UpdateTable",
+            json!({"DatabaseName": db, "TableInput": input}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = put_and_convert(
+        &s3,
+        &c,
+        &bucket,
+        "raw/stale/c.csv",
+        b"id,amount\n3,4.5\n".to_vec(),
+    )
+    .await;
+    let s = converted(&out);
+    assert_eq!((s.rows, s.bad_rows), (1, 0), "{out}");
+    assert!(
+        s.schema.contains(&"amount: Float64".to_owned()),
+        "{:?}",
+        s.schema
+    );
+    // The manifest records the table too.
+    let manifests = s3.keys(&bucket, "processed/_manifests/stale/").await;
+    let last = manifests
+        .iter()
+        .find(|k| k.contains("/c-"))
+        .expect("c's manifest");
+    let m: Value = serde_json::from_slice(&s3.get(&bucket, last).await).expect("json");
+    assert_eq!(m["table"]["table"], format!("{db}.stale"), "{m}");
+}

@@ -43,6 +43,9 @@ pub struct Manifest {
     /// The schema written, `name: type`.
     #[serde(default)]
     pub schema: Vec<String>,
+    /// The dataset's table, under the catalog contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<super::TableUse>,
 }
 
 /// The input a manifest describes.
@@ -78,6 +81,7 @@ impl Manifest {
             bad_rows: s.bad_rows,
             bad_rows_file: s.bad_rows_file.clone(),
             schema: s.schema.clone(),
+            table: s.table.clone(),
         }
     }
 

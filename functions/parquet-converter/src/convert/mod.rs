@@ -146,6 +146,17 @@ pub async fn convert(
     if let Some(contract) = contract {
         let name = contract.settings().table_name(&names.dataset);
         table = contract.table(&name).await?;
+        if let Some(t) = &table
+            && !t.format.is_parquet()
+        {
+            return Err(Error::SchemaMismatch {
+                table: contract.qualified(&name),
+                reason: format!(
+                    "the table is not stored as Parquet (SerDe {:?}): its files could not be read",
+                    t.format.serde_library.as_deref().unwrap_or("none")
+                ),
+            });
+        }
         plan.conform(
             table.as_ref().map(|t| &t.def),
             contract.settings().evolution,
@@ -154,6 +165,8 @@ pub async fn convert(
         )?;
     }
     let mut widenings = 0;
+    // A table from the cache is read again once before rows are quarantined as casts.
+    let mut rechecked = false;
     // The first pass reuses the open reader and its sample; later passes read the object again.
     let mut first = Some((reader, sample));
     loop {
@@ -173,8 +186,19 @@ pub async fn convert(
                             reason,
                         }
                     });
+                    let mut current = table.take();
+                    if run.cast_bad_rows > 0 && !rechecked {
+                        rechecked = true;
+                        match contract.fresh(&name).await {
+                            Ok(fresh) => current = fresh,
+                            Err(e) => {
+                                run.abort().await;
+                                return Err(e);
+                            }
+                        }
+                    }
                     let commit = match desired {
-                        Ok(d) => contract.commit(&name, &d, table.take()).await,
+                        Ok(d) => contract.commit(&name, &d, current).await,
                         Err(e) => Err(e),
                     };
                     match commit {

@@ -105,23 +105,37 @@ async fn athena_reads(
 import json, os, re, sys
 import pyarrow as pa, pyarrow.parquet as pq
 declared = json.loads({declared:?})
-def ok(athena, field, col):
-    t = field.type
-    phys = col.physical_type
-    logical = str(col.logical_type)
-    if athena == "bigint": return pa.types.is_int64(t) and phys == "INT64"
-    if athena == "int": return pa.types.is_int32(t) and phys == "INT32"
-    if athena == "smallint": return pa.types.is_int16(t) and phys == "INT32"
-    if athena == "tinyint": return pa.types.is_int8(t) and phys == "INT32"
-    if athena == "double": return pa.types.is_float64(t) and phys == "DOUBLE"
-    if athena == "float": return pa.types.is_float32(t) and phys == "FLOAT"
-    if athena == "boolean": return pa.types.is_boolean(t) and phys == "BOOLEAN"
-    if athena == "string" or athena.startswith("varchar"): return pa.types.is_string(t) and phys == "BYTE_ARRAY" and logical.startswith("String")
-    if athena == "date": return pa.types.is_date32(t) and phys == "INT32"
-    if athena == "timestamp": return pa.types.is_timestamp(t) and phys in ("INT64", "INT96")
-    m = re.fullmatch(r"decimal\((\d+),(\d+)\)", athena)
-    if m: return pa.types.is_decimal(t) and (t.precision, t.scale) == (int(m[1]), int(m[2]))
-    return False
+def athena_of(t):
+    if pa.types.is_int64(t): return "bigint"
+    if pa.types.is_int32(t): return "int"
+    if pa.types.is_int16(t): return "smallint"
+    if pa.types.is_int8(t): return "tinyint"
+    if pa.types.is_float64(t): return "double"
+    if pa.types.is_float32(t): return "float"
+    if pa.types.is_boolean(t): return "boolean"
+    if pa.types.is_string(t) or pa.types.is_large_string(t): return "string"
+    if pa.types.is_date32(t): return "date"
+    if pa.types.is_timestamp(t): return "timestamp"
+    if pa.types.is_decimal(t): return f"decimal({{t.precision}},{{t.scale}})"
+    if pa.types.is_list(t) or pa.types.is_large_list(t): return f"array<{{athena_of(t.value_type)}}>"
+    if pa.types.is_struct(t): return "struct<" + ",".join(f"{{t.field(i).name.lower()}}:{{athena_of(t.field(i).type)}}" for i in range(t.num_fields)) + ">"
+    return str(t)
+# Physical types Athena reads for each scalar Athena type.
+PHYSICAL = {{"bigint": ("INT64",), "int": ("INT32",), "smallint": ("INT32",), "tinyint": ("INT32",),
+    "double": ("DOUBLE",), "float": ("FLOAT",), "boolean": ("BOOLEAN",), "string": ("BYTE_ARRAY",),
+    "date": ("INT32",), "timestamp": ("INT64", "INT96")}}
+def ok(athena, field, leaf):
+    want = re.sub(r"\s+", "", athena.lower())
+    want = re.sub(r"^(varchar|char)\(\d+\)$", "string", want)
+    if athena_of(field.type) != want:
+        return False
+    if leaf is None:
+        return True  # nested: its leaves were compared through the Arrow types
+    if want.startswith("decimal"):
+        return leaf.physical_type in ("INT32", "INT64", "FIXED_LEN_BYTE_ARRAY") and str(leaf.logical_type).startswith("Decimal")
+    if want == "string" and not str(leaf.logical_type).startswith("String"):
+        return False
+    return leaf.physical_type in PHYSICAL.get(want, ())
 problems = []
 files = sorted(os.listdir(sys.argv[1]))
 for name in files:
@@ -134,9 +148,11 @@ for name in files:
         if i is None:
             continue  # a column the file lacks reads as null
         field = schema.field(i)
-        col = f.schema.column(i)
-        if not ok(athena, field, col):
-            problems.append(f"{{name}}: column {{cname}} is {{field.type}} ({{col.physical_type}}, {{col.logical_type}}); the table declares {{athena}}")
+        leaves = {{f.schema.column(j).path: f.schema.column(j) for j in range(len(f.schema))}}
+        leaf = leaves.get(field.name)
+        if not ok(athena, field, leaf):
+            shown = f"{{leaf.physical_type}}, {{leaf.logical_type}}" if leaf is not None else "nested"
+            problems.append(f"{{name}}: column {{cname}} is {{field.type}} ({{shown}}); the table declares {{athena}}")
     # Readable under the declared names and types, with nothing cast.
     f.read(columns=[schema.names[by_name[c.lower()]] for c, _ in declared if c.lower() in by_name])
 print(json.dumps({{"files": len(files), "problems": problems}}))
@@ -238,10 +254,12 @@ async fn the_first_file_creates_the_table_and_later_files_are_written_under_its_
     // A later file whose inference differs: whole-number fares (int64 on their own), a note
     // that looks numeric, offset timestamps, a new column. Written under the table's types;
     // the new column is appended once.
+    // `paid` is empty in the whole type sample (10 rows), which alone would infer `string`.
     let mut later = String::from("vendorid,FARE_AMOUNT,note,pickup,paid,tip\n");
     for i in 0..30 {
+        let paid = if i < 12 { "" } else { "false" };
         later.push_str(&format!(
-            "{},{},{},2024-01-02T1{}:00:00+02:00,true,{}\n",
+            "{},{},{},2024-01-02T1{}:00:00+02:00,{paid},{}\n",
             i % 2,
             20 + i,
             7 * i,
@@ -609,4 +627,49 @@ async fn a_table_changed_since_it_was_cached_is_read_again_before_rows_are_quara
         .expect("c's manifest");
     let m: Value = serde_json::from_slice(&s3.get(&bucket, last).await).expect("json");
     assert_eq!(m["table"]["table"], format!("{db}.stale"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_json_fields_are_written_under_the_tables_struct_and_array_types() {
+    let Some(glue) = TestGlue::start_with_faults("contract_nested").await else {
+        return;
+    };
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let db = glue.database().await;
+    let c = converter(&s3, &glue, &db, &[]).await;
+    let first = b"{\"id\":1,\"page\":{\"path\":\"/a\",\"ms\":1.5},\"tags\":[\"x\"],\"ts\":\"2024-03-07T05:00:00Z\"}\n".to_vec();
+    put_and_convert(&s3, &c, &bucket, "raw/nested/a.json", first).await;
+    let (columns, _, _) = table(&glue, &db, "nested").await;
+    assert_eq!(
+        columns,
+        pairs(&[
+            ("id", "bigint"),
+            ("page", "struct<ms:double,path:string>"),
+            ("tags", "array<string>"),
+            ("ts", "timestamp"),
+        ])
+    );
+    // A whole-number `ms` (int64 alone), an id written as text in the JSON, a missing field.
+    let later =
+        b"{\"id\":2,\"page\":{\"path\":\"/b\",\"ms\":2},\"ts\":\"2024-03-07T06:00:00+01:00\"}\n"
+            .to_vec();
+    let out = put_and_convert(&s3, &c, &bucket, "raw/nested/b.json", later).await;
+    let s = converted(&out);
+    assert_eq!((s.rows, s.bad_rows), (1, 0), "{out}");
+    let problems = athena_reads(&s3, &bucket, "processed/nested/", &columns).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    let files = common::read_parquet(&s3, &bucket, "processed/nested/").await;
+    let schemas: Vec<String> = files
+        .iter()
+        .map(|(_, b)| {
+            format!(
+                "{:?}",
+                b[0].schema()
+                    .field_with_name("page")
+                    .map(|f| f.data_type().clone())
+            )
+        })
+        .collect();
+    assert!(schemas.windows(2).all(|w| w[0] == w[1]), "{schemas:#?}");
 }

@@ -72,80 +72,84 @@ impl<'a> Scanner<'a> {
     /// The top-level object, then nothing but whitespace.
     pub(super) fn object(mut self) -> Result<Fields<'a>, ScanError> {
         let mut entries = Vec::with_capacity(16);
-        self.skip_ws();
-        self.expect(b'{', "expected `{`")?;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
+        if self.open(b'{', b'}', "expected `{`")? {
             loop {
                 let key = self.key()?;
                 self.skip_ws();
-                let start = self.pos;
-                self.spaced = false;
-                self.value()?;
-                let value = Raw {
-                    json: &self.text[start..self.pos],
-                    compact: !self.spaced,
-                };
-                entries.push((key, value));
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_ws();
-                    }
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.unexpected("expected `,` or `}`")),
+                entries.push((key, self.raw()?));
+                if self.next_or_close(b'}', "expected `,` or `}`")? {
+                    break;
                 }
             }
         }
-        self.skip_ws();
-        if self.pos != self.bytes.len() {
-            return Err(("trailing data", self.pos));
-        }
+        self.end()?;
         Ok(Fields { entries })
     }
 
     /// One array, then nothing but whitespace: its elements as raw values.
     pub(super) fn array(mut self) -> Result<Vec<Raw<'a>>, ScanError> {
         let mut items = Vec::new();
-        self.skip_ws();
-        self.expect(b'[', "expected `[`")?;
-        self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-        } else {
+        if self.open(b'[', b']', "expected `[`")? {
             loop {
-                let start = self.pos;
-                self.spaced = false;
-                self.value()?;
-                items.push(Raw {
-                    json: &self.text[start..self.pos],
-                    compact: !self.spaced,
-                });
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_ws();
-                    }
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.unexpected("expected `,` or `]`")),
+                items.push(self.raw()?);
+                if self.next_or_close(b']', "expected `,` or `]`")? {
+                    break;
                 }
             }
         }
+        self.end()?;
+        Ok(items)
+    }
+
+    /// The top-level container's opening byte; `false` when it closes at once (empty).
+    fn open(&mut self, open: u8, close: u8, what: &'static str) -> Result<bool, ScanError> {
+        self.skip_ws();
+        self.expect(open, what)?;
+        self.skip_ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// One top-level member's value at `pos`, as its raw slice.
+    #[inline]
+    fn raw(&mut self) -> Result<Raw<'a>, ScanError> {
+        let start = self.pos;
+        self.spaced = false;
+        self.value()?;
+        Ok(Raw {
+            json: &self.text[start..self.pos],
+            compact: !self.spaced,
+        })
+    }
+
+    /// After a top-level member: `,` (another follows: `false`) or `close` (done: `true`).
+    #[inline]
+    fn next_or_close(&mut self, close: u8, what: &'static str) -> Result<bool, ScanError> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_ws();
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    /// Nothing but whitespace to the end of the text.
+    fn end(&mut self) -> Result<(), ScanError> {
         self.skip_ws();
         if self.pos != self.bytes.len() {
             return Err(("trailing data", self.pos));
         }
-        Ok(items)
+        Ok(())
     }
 
     /// A member name and its colon (whitespace before the value skipped).

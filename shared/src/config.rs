@@ -55,13 +55,6 @@ impl Env {
             .filter(|v| !v.is_empty())
     }
 
-    /// A required string.
-    pub fn require(&self, name: &str, expected: &str) -> Result<String> {
-        self.get(name)
-            .map(str::to_owned)
-            .ok_or_else(|| Error::config(name, "", "is not set", expected))
-    }
-
     /// A string with a default.
     pub fn string_or(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or(default).to_owned()
@@ -168,18 +161,6 @@ impl Env {
             })
             .collect()
     }
-
-    /// One of a fixed set of words (compared case-insensitively), or `default` when unset.
-    pub fn one_of<'a>(&self, name: &str, default: &'a str, choices: &[&'a str]) -> Result<&'a str> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => choices
-                .iter()
-                .copied()
-                .find(|c| c.eq_ignore_ascii_case(raw))
-                .ok_or_else(|| Error::config(name, raw, "unknown value", choices.join(", "))),
-        }
-    }
 }
 
 /// The error of a config choice's `FromStr`: a word that is none of the accepted ones.
@@ -241,7 +222,6 @@ mod tests {
         let env = Env::from_pairs([("EMPTY", "  ")]);
         assert_eq!(env.int_in("EMPTY", 8u64, 5, 10).ok(), Some(8));
         assert_eq!(env.int_in("MISSING", 8u64, 5, 10).ok(), Some(8));
-        assert!(env.require("EMPTY", "a bucket name").is_err());
     }
 
     #[test]
@@ -304,14 +284,12 @@ mod tests {
     }
 
     #[test]
-    fn booleans_lists_and_choices() {
+    fn booleans_and_lists() {
         let env = Env::from_pairs([
             ("A", "TRUE"),
             ("B", "off"),
             ("C", "maybe"),
             ("L", " a, ,b ,"),
-            ("M", "ZSTD"),
-            ("N", "brotli"),
         ]);
         assert!(env.bool_or("A", false).expect("valid"));
         assert!(!env.bool_or("B", true).expect("valid"));
@@ -323,15 +301,5 @@ mod tests {
         );
         assert_eq!(env.list("L"), vec!["a", "b"]);
         assert!(env.list("NONE").is_empty());
-        let choices = ["zstd", "snappy"];
-        assert_eq!(env.one_of("M", "snappy", &choices).expect("valid"), "zstd");
-        let err = env
-            .one_of("N", "zstd", &choices)
-            .expect_err("invalid")
-            .to_string();
-        assert!(
-            err.contains("N=\"brotli\"") && err.contains("zstd, snappy"),
-            "{err}"
-        );
     }
 }

@@ -45,7 +45,7 @@ where
 /// Reports that initialisation failed to the Runtime API (`/runtime/init/error`), so Lambda
 /// shows an init error with our `errorType` and the message naming the variable, instead of a
 /// bare exit. Does nothing outside Lambda; never fails (the caller exits next anyway).
-pub async fn report_init_error(err: &Error) {
+async fn report_init_error(err: &Error) {
     let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
         return;
     };

@@ -471,17 +471,6 @@ pub enum RecordResult {
     ProcessingFailed,
 }
 
-impl RecordResult {
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordResult::Ok => "Ok",
-            RecordResult::Dropped => "Dropped",
-            RecordResult::ProcessingFailed => "ProcessingFailed",
-        }
-    }
-}
-
 /// The answer to Firehose.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FirehoseResponse {

@@ -440,6 +440,29 @@ async fn new_columns_are_refused_or_ignored_as_schema_evolution_says() {
     let (columns, _, _) = table(&glue, &db, "evo").await;
     assert_eq!(columns, pairs(&[("id", "bigint"), ("name", "string")]));
 
+    // A per-dataset SCHEMA must agree with the table it meets.
+    let typed = converter(
+        &s3,
+        &glue,
+        &db,
+        &[("SCHEMA", r#"{"evo": [{"name": "ID", "type": "string"}]}"#)],
+    )
+    .await;
+    let err = put_and_handle(
+        &s3,
+        &typed,
+        &bucket,
+        "raw/evo/e.json",
+        b"{\"id\":5}\n".to_vec(),
+    )
+    .await
+    .expect_err("SCHEMA disagrees with the table");
+    assert_eq!(err.error_type(), "SchemaMismatch", "{err}");
+    assert!(
+        err.to_string().contains("bigint") && err.to_string().contains("string"),
+        "{err}"
+    );
+
     // Input columns that differ only by case cannot share one table column.
     let err = put_and_handle(
         &s3,

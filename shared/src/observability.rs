@@ -5,9 +5,28 @@
 //!   The level comes from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info`.
 //! * [`Metrics`] collects the figures of one unit of work and prints them as one EMF JSON line
 //!   on stdout, which CloudWatch turns into metrics without any API call.
+//!
+//! # Lambda's log-level filter
+//!
+//! With `LoggingConfig.LogFormat: JSON`, Lambda sets `AWS_LAMBDA_LOG_LEVEL` and filters
+//! application output itself ("Log-level filtering", AWS Lambda developer guide,
+//! `monitoring-cloudwatchlogs-log-level`): a line on stdout or stderr is kept when it is a JSON
+//! object whose `level` is at or above `ApplicationLogLevel` (TRACE < DEBUG < INFO < WARN <
+//! ERROR < FATAL). "If the `level` value field is invalid or missing, Lambda will assign the log
+//! output the level INFO", and a line without a valid RFC 3339 `timestamp` is also assigned
+//! INFO (Lambda then adds a timestamp). So at WARN or ERROR every line without both fields is
+//! dropped before CloudWatch Logs sees it, and an EMF document that never reaches CloudWatch
+//! Logs is never turned into metrics. Hence:
+//!
+//! * every JSON tracing line carries `timestamp` (RFC 3339, UTC) and `level`;
+//! * every EMF line carries a `timestamp` and the level Lambda keeps at the configured
+//!   threshold: `INFO` at TRACE, DEBUG and INFO (an ordinary line there), else the threshold
+//!   itself (`WARN`, `ERROR`, `FATAL`), so no application log level filters a metric out. The
+//!   two keys are plain EMF properties (the metric timestamp stays `_aws.Timestamp`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use tracing_subscriber::EnvFilter;
 
@@ -23,6 +42,9 @@ pub fn init_tracing(env: &Env) {
                 .map(|l| l.to_ascii_lowercase())
         })
         .unwrap_or_else(|| "info".to_owned());
+    // `EnvFilter` has no FATAL (Lambda's highest level): the closest is error.
+    let level = level.replace("fatal", "error");
+    let _ = EMF_LEVEL.set(emf_level(env.get("AWS_LAMBDA_LOG_LEVEL")));
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = env
         .get("AWS_LAMBDA_LOG_FORMAT")
@@ -38,7 +60,8 @@ pub fn init_tracing(env: &Env) {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .without_time()
+            // Keep the timer: Lambda's filter needs an RFC 3339 `timestamp` beside `level`
+            // (see the module docs); the default timer writes one, in UTC.
             .try_init()
     } else if in_lambda {
         // Lambda adds its own timestamps and does not render colours.
@@ -134,9 +157,20 @@ impl Metrics {
             .map(|(_, v, _)| *v)
     }
 
-    /// The EMF JSON document, stamped with `timestamp_ms`.
+    /// The EMF JSON document, stamped with `timestamp_ms`, at log level `INFO`.
     pub fn to_json(&self, timestamp_ms: u64) -> Value {
+        self.to_json_at(timestamp_ms, "INFO")
+    }
+
+    /// The EMF JSON document, stamped with `timestamp_ms` (as `_aws.Timestamp` and as the
+    /// RFC 3339 `timestamp` Lambda's log filter reads) and carrying `level`.
+    pub fn to_json_at(&self, timestamp_ms: u64, level: &str) -> Value {
         let mut root = self.properties.clone();
+        let rfc3339 = DateTime::<Utc>::from_timestamp_millis(timestamp_ms as i64)
+            .unwrap_or_default()
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        root.insert("timestamp".to_owned(), Value::String(rfc3339));
+        root.insert("level".to_owned(), Value::String(level.to_owned()));
         for (k, v) in &self.dimensions {
             root.insert(k.clone(), Value::String(v.clone()));
         }
@@ -169,7 +203,24 @@ impl Metrics {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        println!("{}", self.to_json(now));
+        let level = EMF_LEVEL
+            .get_or_init(|| emf_level(std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref()));
+        println!("{}", self.to_json_at(now, level));
+    }
+}
+
+/// The level EMF lines carry, set from `AWS_LAMBDA_LOG_LEVEL` at the first [`init_tracing`]
+/// (or the first [`Metrics::emit`]).
+static EMF_LEVEL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// The level an EMF line needs to pass Lambda's filter at `threshold` (`AWS_LAMBDA_LOG_LEVEL`,
+/// any case): INFO up to INFO, the threshold above it; INFO when unset or not a level.
+fn emf_level(threshold: Option<&str>) -> &'static str {
+    match threshold.map(|l| l.trim().to_ascii_uppercase()).as_deref() {
+        Some("WARN" | "WARNING") => "WARN",
+        Some("ERROR") => "ERROR",
+        Some("FATAL" | "CRITICAL") => "FATAL",
+        _ => "INFO",
     }
 }
 
@@ -212,5 +263,28 @@ mod tests {
         assert_eq!(names, ["RecordsIn", "BytesIn", "Duration"]);
         assert_eq!(cw["Metrics"][1]["Unit"], "Bytes");
         assert_eq!(m.get("BytesIn"), Some(1024.0));
+        assert_eq!(doc["level"], "INFO");
+        assert_eq!(doc["timestamp"], "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn emf_lines_are_at_a_level_lambda_keeps_at_every_threshold() {
+        let rank = |l: &str| {
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+                .iter()
+                .position(|x| *x == l)
+                .expect("a Lambda level")
+        };
+        for threshold in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"] {
+            let level = emf_level(Some(threshold));
+            assert!(rank(level) >= rank(threshold), "{threshold}: {level}");
+            assert!(rank(level) >= rank("INFO"), "{threshold}: {level}");
+        }
+        assert_eq!(emf_level(Some("warn")), "WARN");
+        assert_eq!(emf_level(None), "INFO");
+        assert_eq!(emf_level(Some("bogus")), "INFO");
+        let doc = Metrics::new("N", "f").to_json_at(0, "ERROR");
+        assert_eq!(doc["level"], "ERROR");
+        assert_eq!(doc["timestamp"], "1970-01-01T00:00:00.000Z");
     }
 }

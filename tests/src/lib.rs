@@ -7,7 +7,8 @@
 //! * [`glue`]: a real Glue API on loopback (`moto_server` from the test venv), optionally behind
 //!   a proxy that injects Glue errors, counts calls and enforces UpdateTable's `VersionId`.
 //! * [`http`]: a raw HTTP/1.1 file server with fault modes, for download tests.
-//! * [`runtime`]: a Lambda Runtime API emulator that runs a function's real binary.
+//! * [`runtime`]: a Lambda Runtime API emulator that runs a function's real binary;
+//!   [`logs`]: the same with its output captured and Lambda's log-level filter applied.
 //! * [`data`]: deterministic test data and digests; [`data::taxi`], the NYC-taxi-like trip
 //!   table generator (binary `gen-taxi`).
 //! * [`bench_store`]: the benchmark store, a lean S3 server over plain files (binary
@@ -20,6 +21,7 @@ pub mod data;
 pub mod faults;
 pub mod glue;
 pub mod http;
+pub mod logs;
 pub mod runtime;
 pub mod s3;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Offline checks of template.yaml: cfn-lint, sam validate --lint, checkov. Any error or warning
-# fails. Needs no AWS account and sends nothing to AWS. Prints how long each check took.
+# Offline checks of template.yaml: cfn-lint, sam validate --lint, checkov, and the tests of the
+# SAM-expanded template (scripts/template_test.py). Any error or warning fails. Needs no AWS account and sends nothing to AWS. Prints how long each check took.
 #
 #   scripts/check-template.sh
 #
@@ -96,6 +96,9 @@ PY
 if step "SAM transform" sam_transform; then
   step "checkov (SAM expanded)" "$venv/checkov/bin/checkov" -f "$tmp/template.json" \
     --framework cloudformation --quiet --compact --skip-download || failed=1
+  # Each alarm, permission condition and KMS statement present exactly when its parameter asks
+  # for it; no dependency cycle (scripts/template_test.py).
+  step "template tests (expanded)" "$venv/sam/bin/python" scripts/template_test.py "$tmp/template.json" || failed=1
 else
   failed=1
 fi

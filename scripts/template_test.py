@@ -1,0 +1,409 @@
+"""Tests of template.yaml as SAM expands it (the "SAM transform" step of check-template.sh).
+
+    python scripts/template_test.py EXPANDED.json
+
+For several sets of parameter values, resolves the template's Conditions the way CloudFormation
+does (Fn::Equals / Not / And / Or / Condition over parameter values), drops the resources whose
+Condition is false, resolves Fn::If and AWS::NoValue, and checks that each alarm, permission
+and KMS statement is there exactly when its parameter asks for it. Also checks, for every
+parameter set, that the resources form no dependency cycle (Ref, GetAtt, Sub, DependsOn), which
+CloudFormation would refuse and no linter here reports. Standard library only; under a second.
+"""
+
+import copy
+import json
+import re
+import sys
+import unittest
+
+NO_VALUE = object()
+TEMPLATE = None  # the expanded template, loaded in main()
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
+FUNCTIONS = {
+    "FirehoseTransformer": "FirehoseTransformerLogGroup",
+    "ParquetConverter": "ParquetConverterLogGroup",
+    "UrlIngester": "UrlIngesterLogGroup",
+}
+ALARMS = [
+    "FailedInvocationsAlarm",
+    "FirehoseTransformerErrorsAlarm",
+    "FirehoseTransformerThrottlesAlarm",
+    "ParquetConverterErrorsAlarm",
+    "ParquetConverterThrottlesAlarm",
+    "UrlIngesterErrorsAlarm",
+    "UrlIngesterThrottlesAlarm",
+    "DeliveryFreshnessAlarm",
+    "DeliverySuccessAlarm",
+    "ProcessingSuccessAlarm",
+    "BadRowsAlarm",
+    "DefaultPartitionRowsAlarm",
+]
+
+
+def resolve(params):
+    """The template's resources under `params` (defaults for the rest)."""
+    t = copy.deepcopy(TEMPLATE)
+    values = {k: str(v.get("Default", "")) for k, v in t.get("Parameters", {}).items()}
+    for k, v in params.items():
+        assert k in values, f"no parameter {k}"
+        values[k] = str(v)
+    conditions = t.get("Conditions", {})
+    cache = {}
+
+    def value(x):
+        if isinstance(x, dict) and "Ref" in x:
+            return values[x["Ref"]]
+        assert isinstance(x, (str, int, float)), f"cannot evaluate {x!r}"
+        return str(x)
+
+    def cond(name):
+        if name not in cache:
+            cache[name] = evaluate(conditions[name])
+        return cache[name]
+
+    def evaluate(c):
+        ((fn, args),) = c.items()
+        if fn == "Fn::Equals":
+            return value(args[0]) == value(args[1])
+        if fn == "Fn::Not":
+            return not evaluate(args[0])
+        if fn == "Fn::And":
+            return all(evaluate(a) for a in args)
+        if fn == "Fn::Or":
+            return any(evaluate(a) for a in args)
+        if fn == "Condition":
+            return cond(args)
+        raise AssertionError(f"unknown condition function {fn}")
+
+    def walk(x):
+        if isinstance(x, dict):
+            if list(x) == ["Fn::If"]:
+                name, yes, no = x["Fn::If"]
+                return walk(yes if cond(name) else no)
+            if x == {"Ref": "AWS::NoValue"}:
+                return NO_VALUE
+            out = {}
+            for k, v in x.items():
+                v = walk(v)
+                if v is not NO_VALUE:
+                    out[k] = v
+            return out
+        if isinstance(x, list):
+            return [v for v in (walk(i) for i in x) if v is not NO_VALUE]
+        return x
+
+    resources = {}
+    for name, r in t["Resources"].items():
+        if "Condition" in r and not cond(r["Condition"]):
+            continue
+        resources[name] = walk(r)
+    return resources
+
+
+def references(x, found):
+    """Logical ids `x` refers to (Ref, GetAtt, ${...} in Sub)."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add(v[0] if isinstance(v, list) else v.split(".")[0])
+            elif k == "Fn::Sub":
+                text = v[0] if isinstance(v, list) else v
+                for m in re.finditer(r"\$\{([^!}][^}]*)\}", text):
+                    found.add(m.group(1).split(".")[0])
+                if isinstance(v, list):
+                    references(v[1], found)
+            else:
+                references(v, found)
+    elif isinstance(x, list):
+        for i in x:
+            references(i, found)
+    return found
+
+
+def cycle(resources):
+    """A dependency cycle among `resources` as a list of ids, or None."""
+    edges = {}
+    for name, r in resources.items():
+        deps = references(r.get("Properties", {}), set())
+        d = r.get("DependsOn", [])
+        deps |= set([d] if isinstance(d, str) else d)
+        edges[name] = {x for x in deps if x in resources}
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(edges[n]):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(edges):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def statements(role):
+    """(policy name, statement) of each inline policy statement of an IAM role."""
+    out = []
+    for p in role["Properties"].get("Policies", []):
+        st = p["PolicyDocument"]["Statement"]
+        for s in st if isinstance(st, list) else [st]:
+            out.append((p["PolicyName"], s))
+    return out
+
+
+def actions(s):
+    a = s.get("Action", [])
+    return [a] if isinstance(a, str) else a
+
+
+def kms_statements(resources):
+    """{role: [statement]} of every statement granting a kms: action."""
+    out = {}
+    for name, r in resources.items():
+        if r["Type"] == "AWS::IAM::Role":
+            for _, s in statements(r):
+                if any(a.startswith("kms:") for a in actions(s)):
+                    out.setdefault(name, []).append(s)
+    return out
+
+
+def lifecycle_rules(resources):
+    rules = resources["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    return {r["Id"]: r for r in rules}
+
+
+EVERYTHING_ON = {
+    "AlarmEmail": "ops@example.com",
+    "KmsKeyArn": KMS_KEY,
+    "ConverterReservedConcurrency": "5",
+    "RawLifecycleDays": "45",
+    "RawLifecycleAction": "GLACIER_IR",
+    "ErrorsExpirationDays": "14",
+}
+
+
+class Defaults(unittest.TestCase):
+    """Every optional parameter at its default: none of what it adds."""
+
+    def setUp(self):
+        self.r = resolve({})
+
+    def test_no_topic_and_alarms_without_actions(self):
+        self.assertNotIn("AlarmTopic", self.r)
+        self.assertNotIn("AlarmEmailSubscription", self.r)
+        self.assertNotIn("AlarmTopicPolicy", self.r)
+        for a in ALARMS:
+            self.assertIn(a, self.r)
+            self.assertNotIn("AlarmActions", self.r[a]["Properties"], a)
+            self.assertNotIn("OKActions", self.r[a]["Properties"], a)
+
+    def test_no_kms(self):
+        self.assertEqual(kms_statements(self.r), {})
+        sse = self.r["DataBucket"]["Properties"]["BucketEncryption"]
+        rule = sse["ServerSideEncryptionConfiguration"][0]
+        self.assertEqual(rule["ServerSideEncryptionByDefault"], {"SSEAlgorithm": "AES256"})
+        athena = self.r["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+        self.assertEqual(
+            athena["ResultConfiguration"]["EncryptionConfiguration"], {"EncryptionOption": "SSE_S3"}
+        )
+
+    def test_continue_async_on_by_default(self):
+        names = [p for p, _ in statements(self.r["UrlIngesterRole"])]
+        self.assertIn("continue-async", names)
+        self.assertEqual(self.r["UrlIngester"]["Properties"]["RecursiveLoop"], "Allow")
+
+    def test_no_reserved_concurrency(self):
+        self.assertNotIn("ReservedConcurrentExecutions", self.r["ParquetConverter"]["Properties"])
+
+    def test_no_raw_or_errors_lifecycle(self):
+        rules = lifecycle_rules(self.r)
+        for rid in ("raw-transition", "raw-expiration", "errors-expiration"):
+            self.assertNotIn(rid, rules)
+        self.assertIn("abort-incomplete-multipart-uploads", rules)
+
+
+class EverythingOn(unittest.TestCase):
+    """Every optional parameter set: each thing it adds, where it belongs and nowhere else."""
+
+    def setUp(self):
+        self.r = resolve(dict(EVERYTHING_ON, IngesterContinueAsync="false"))
+
+    def test_topic_subscription_and_alarm_actions(self):
+        sub = self.r["AlarmEmailSubscription"]["Properties"]
+        self.assertEqual(sub["Protocol"], "email")
+        self.assertEqual(sub["Endpoint"], {"Ref": "AlarmEmail"})
+        self.assertIn("AlarmTopic", self.r)
+        for a in ALARMS:
+            props = self.r[a]["Properties"]
+            self.assertEqual(props["AlarmActions"], [{"Ref": "AlarmTopic"}], a)
+            self.assertEqual(props["OKActions"], [{"Ref": "AlarmTopic"}], a)
+
+    def test_emf_alarms_use_namespace_dimension_and_threshold(self):
+        for a, metric, threshold in [
+            ("BadRowsAlarm", "BadRows", "BadRowsAlarmThreshold"),
+            ("DefaultPartitionRowsAlarm", "DefaultPartitionRows", "DefaultPartitionRowsAlarmThreshold"),
+        ]:
+            p = self.r[a]["Properties"]
+            self.assertEqual(p["MetricName"], metric)
+            self.assertEqual(p["Namespace"], {"Ref": "MetricsNamespace"})
+            self.assertEqual(p["Dimensions"], [{"Name": "Function", "Value": "parquet-converter"}])
+            self.assertEqual(p["Threshold"], {"Ref": threshold})
+            self.assertEqual(p["ComparisonOperator"], "GreaterThanThreshold")
+        for a, metric in [
+            ("DeliveryFreshnessAlarm", "DeliveryToS3.DataFreshness"),
+            ("DeliverySuccessAlarm", "DeliveryToS3.Success"),
+            ("ProcessingSuccessAlarm", "ExecuteProcessing.Success"),
+        ]:
+            self.assertEqual(self.r[a]["Properties"]["MetricName"], metric)
+            self.assertEqual(self.r[a]["Properties"]["Namespace"], "AWS/Firehose")
+
+    def test_kms_for_exactly_the_roles_that_use_the_bucket(self):
+        grants = kms_statements(self.r)
+        self.assertEqual(sorted(grants), ["FirehoseRole", "ParquetConverterRole", "UrlIngesterRole"])
+        for role, sts in grants.items():
+            self.assertEqual(len(sts), 1, role)
+            s = sts[0]
+            self.assertEqual(sorted(actions(s)), ["kms:Decrypt", "kms:GenerateDataKey"], role)
+            self.assertEqual(s["Resource"], {"Ref": "KmsKeyArn"}, role)
+            cond = s["Condition"]["StringEquals"]
+            self.assertIn("kms:ViaService", cond, role)
+            self.assertIn("kms:EncryptionContext:aws:s3:arn", cond, role)
+
+    def test_bucket_and_athena_use_the_key(self):
+        rule = self.r["DataBucket"]["Properties"]["BucketEncryption"][
+            "ServerSideEncryptionConfiguration"
+        ][0]
+        self.assertEqual(
+            rule["ServerSideEncryptionByDefault"],
+            {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "KmsKeyArn"}},
+        )
+        self.assertIs(rule["BucketKeyEnabled"], True)
+        enc = self.r["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"][
+            "ResultConfiguration"
+        ]["EncryptionConfiguration"]
+        self.assertEqual(enc, {"EncryptionOption": "SSE_KMS", "KmsKey": {"Ref": "KmsKeyArn"}})
+
+    def test_no_self_invoke_without_continue_async(self):
+        for _, s in statements(self.r["UrlIngesterRole"]):
+            self.assertNotIn("lambda:InvokeFunction", actions(s))
+        self.assertEqual(self.r["UrlIngester"]["Properties"]["RecursiveLoop"], "Terminate")
+
+    def test_reserved_concurrency(self):
+        self.assertEqual(
+            self.r["ParquetConverter"]["Properties"]["ReservedConcurrentExecutions"],
+            {"Ref": "ConverterReservedConcurrency"},
+        )
+
+    def test_lifecycle_rules(self):
+        rules = lifecycle_rules(self.r)
+        t = rules["raw-transition"]
+        self.assertEqual(t["Prefix"], "raw/")
+        self.assertEqual(
+            t["Transitions"],
+            [{"StorageClass": {"Ref": "RawLifecycleAction"}, "TransitionInDays": {"Ref": "RawLifecycleDays"}}],
+        )
+        self.assertNotIn("raw-expiration", rules)
+        e = rules["errors-expiration"]
+        self.assertEqual((e["Prefix"], e["ExpirationInDays"]), ("errors/", {"Ref": "ErrorsExpirationDays"}))
+
+
+class RawExpiration(unittest.TestCase):
+    def test_expire_instead_of_transition(self):
+        rules = lifecycle_rules(resolve({"RawLifecycleDays": "90", "RawLifecycleAction": "EXPIRE"}))
+        self.assertNotIn("raw-transition", rules)
+        self.assertEqual(rules["raw-expiration"]["ExpirationInDays"], {"Ref": "RawLifecycleDays"})
+        self.assertEqual(rules["raw-expiration"]["Prefix"], "raw/")
+        self.assertNotIn("errors-expiration", rules)
+
+
+class Always(unittest.TestCase):
+    """What holds under every parameter set."""
+
+    CASES = [{}, dict(EVERYTHING_ON, IngesterContinueAsync="false"), EVERYTHING_ON]
+
+    def test_no_dependency_cycle(self):
+        for params in self.CASES:
+            self.assertIsNone(cycle(resolve(params)), params)
+
+    def test_logs_only_in_the_functions_own_log_groups(self):
+        for params in self.CASES:
+            r = resolve(params)
+            for fn, group in FUNCTIONS.items():
+                props = r[fn]["Properties"]
+                role = props["Role"]["Fn::GetAtt"][0]
+                self.assertNotIn("ManagedPolicyArns", r[role]["Properties"], role)
+                logs = [s for _, s in statements(r[role]) if any(a.startswith("logs:") for a in actions(s))]
+                self.assertEqual(len(logs), 1, role)
+                self.assertEqual(logs[0]["Resource"], {"Fn::GetAtt": [group, "Arn"]}, role)
+                self.assertEqual(props["LoggingConfig"]["LogGroup"], {"Ref": group}, fn)
+            # No role other than the functions' may write their logs, nor any role logs anywhere.
+            for name, res in r.items():
+                if res["Type"] == "AWS::IAM::Role":
+                    for _, s in statements(res):
+                        if any(a.startswith("logs:") for a in actions(s)):
+                            self.assertNotEqual(s["Resource"], "*", name)
+
+    def test_every_lambda_permission_names_its_source(self):
+        for params in self.CASES:
+            perms = {n: p for n, p in resolve(params).items() if p["Type"] == "AWS::Lambda::Permission"}
+            self.assertIn("ParquetConverterS3InvokePermission", perms)
+            for name, p in perms.items():
+                props = p["Properties"]
+                self.assertIn("SourceArn", props, name)
+                self.assertEqual(props["SourceAccount"], {"Ref": "AWS::AccountId"}, name)
+            s3 = perms["ParquetConverterS3InvokePermission"]["Properties"]
+            self.assertEqual(s3["Principal"], "s3.amazonaws.com")
+            self.assertEqual(
+                s3["SourceArn"],
+                {"Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"},
+            )
+            self.assertEqual(
+                resolve(params)["DataBucket"]["Properties"]["BucketName"],
+                {"Fn::Sub": "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"},
+            )
+
+    def test_self_invoke_only_with_continue_async(self):
+        for flag in ("true", "false"):
+            r = resolve({"IngesterContinueAsync": flag})
+            invoke = [s for _, s in statements(r["UrlIngesterRole"]) if "lambda:InvokeFunction" in actions(s)]
+            self.assertEqual(len(invoke), 1 if flag == "true" else 0, flag)
+
+
+class Resolver(unittest.TestCase):
+    """The resolver itself: a cycle is found, conditions combine."""
+
+    def test_finds_a_cycle(self):
+        r = {
+            "A": {"Type": "X", "Properties": {"P": {"Fn::GetAtt": ["B", "Arn"]}}},
+            "B": {"Type": "X", "Properties": {"P": {"Fn::Sub": "x-${C}"}}},
+            "C": {"Type": "X", "DependsOn": "A", "Properties": {}},
+        }
+        self.assertEqual(cycle(r), ["A", "B", "C", "A"])
+        del r["C"]["DependsOn"]
+        self.assertIsNone(cycle(r))
+
+
+def main():
+    global TEMPLATE
+    path = sys.argv.pop(1)
+    with open(path) as f:
+        TEMPLATE = json.load(f)
+    unittest.main(verbosity=1)
+
+
+if __name__ == "__main__":
+    main()

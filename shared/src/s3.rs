@@ -94,40 +94,71 @@ impl S3Settings {
 
     /// Builds the client. Call once per process and clone the client (it is an `Arc`).
     pub async fn build_client(&self) -> aws_sdk_s3::Client {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(self.max_attempts.max(1))
-                    .with_initial_backoff(self.initial_backoff)
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .build(),
-            );
-        if let Some(region) = &self.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &self.endpoint_url {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        if let Some((ak, sk)) = &self.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                ak.clone(),
-                sk.clone(),
-                None,
-                None,
-                "tributary-static",
-            ));
-        }
-        let shared = loader.load().await;
+        let shared = sdk_config(Reach {
+            endpoint_url: self.endpoint_url.as_deref(),
+            region: self.region.as_deref(),
+            static_credentials: self.static_credentials.as_ref(),
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            read_timeout: Duration::from_secs(60),
+        })
+        .await;
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(self.force_path_style)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
+}
+
+/// How a client reaches an AWS API (S3 here, Glue in the converter): endpoint, region,
+/// credentials and the retry and timeout policy above.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// Custom endpoint; `None` leaves it to the SDK.
+    pub endpoint_url: Option<&'a str>,
+    /// Region override; `None` lets the default chain decide.
+    pub region: Option<&'a str>,
+    /// Static credentials (access key, secret key); `None` uses the default chain.
+    pub static_credentials: Option<&'a (String, String)>,
+    /// Total attempts per request, including the first.
+    pub max_attempts: u32,
+    /// Initial backoff of the standard retry mode (capped at 20 s).
+    pub initial_backoff: Duration,
+    /// Time to the first response byte of an attempt (connect: 5 s).
+    pub read_timeout: Duration,
+}
+
+/// The shared SDK configuration for `reach`.
+pub async fn sdk_config(reach: Reach<'_>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(reach.max_attempts.max(1))
+                .with_initial_backoff(reach.initial_backoff)
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(reach.read_timeout)
+                .build(),
+        );
+    if let Some(region) = reach.region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(endpoint) = reach.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some((ak, sk)) = reach.static_credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            ak.clone(),
+            sk.clone(),
+            None,
+            None,
+            "tributary-static",
+        ));
+    }
+    loader.load().await
 }
 
 #[cfg(test)]

@@ -20,10 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_sdk_glue::config::{Credentials, Region};
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{Column, PartitionInput, SerDeInfo, StorageDescriptor, TableInput};
 use tributary::Env;
@@ -134,35 +130,16 @@ impl GlueSettings {
 
     /// Builds the client. Call once per process and clone it (it is an `Arc`).
     pub async fn build_client(&self) -> aws_sdk_glue::Client {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(self.max_attempts.max(1))
-                    .with_initial_backoff(self.initial_backoff)
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(30))
-                    .build(),
-            );
-        if let Some(region) = &self.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &self.endpoint_url {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
-        if let Some((ak, sk)) = &self.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                ak.clone(),
-                sk.clone(),
-                None,
-                None,
-                "tributary-static",
-            ));
-        }
-        aws_sdk_glue::Client::new(&loader.load().await)
+        let shared = tributary::s3::sdk_config(tributary::s3::Reach {
+            endpoint_url: self.endpoint_url.as_deref(),
+            region: self.region.as_deref(),
+            static_credentials: self.static_credentials.as_ref(),
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            read_timeout: Duration::from_secs(30),
+        })
+        .await;
+        aws_sdk_glue::Client::new(&shared)
     }
 }
 

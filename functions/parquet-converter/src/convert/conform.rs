@@ -7,11 +7,15 @@
 use arrow::datatypes::{DataType, TimeUnit};
 use tributary::Error;
 
+use super::Summary;
 use super::decode::{fits, value_as_text};
 use super::plan::{Column, Plan};
-use crate::catalog::TableDef;
+use crate::catalog::{PartitionSpec, TableColumn, TableDef};
+use crate::config::Config;
 use crate::config::{Evolution, Format};
+use crate::contract::Desired;
 use crate::contract::types::{arrow_type, athena_type, same_type};
+use crate::naming::Names;
 use crate::records::Rec;
 use crate::types::ColumnSpec;
 use crate::types::Inference;
@@ -163,6 +167,68 @@ impl Plan {
             .map(|c| Ok((c.name.clone(), athena_type(&c.data_type)?)))
             .collect()
     }
+}
+
+/// What the files of a finished pass need from their table: the written columns (less the
+/// ones the layout makes partition keys), the partition keys (`keys`, from the
+/// partitioner), the location.
+pub(super) fn desired(
+    plan: &Plan,
+    cfg: &Config,
+    names: &Names,
+    bucket: &str,
+    keys: Vec<(String, &'static str)>,
+) -> Result<Desired, String> {
+    let partition_keys: Vec<TableColumn> = keys
+        .into_iter()
+        .map(|(k, t)| TableColumn::new(k, t))
+        .collect();
+    let columns = plan
+        .table_columns()?
+        .into_iter()
+        .filter(|(name, _)| {
+            !partition_keys
+                .iter()
+                .any(|k| k.name.eq_ignore_ascii_case(name))
+        })
+        .map(|(name, ty)| TableColumn::new(name, ty))
+        .collect();
+    Ok(Desired {
+        columns,
+        partition_keys,
+        location: format!("s3://{bucket}/{}{}/", cfg.output_prefix, names.dataset),
+    })
+}
+
+/// The partitions the files went to: values (unescaped) and `s3://` location of each.
+pub(super) fn partitions_of(
+    cfg: &Config,
+    names: &Names,
+    bucket: &str,
+    summary: &Summary,
+) -> Vec<PartitionSpec> {
+    let base = format!("{}{}/", cfg.output_prefix, names.dataset);
+    let mut out: Vec<PartitionSpec> = Vec::new();
+    for f in &summary.files {
+        let Some(rest) = f.key.strip_prefix(&base) else {
+            continue;
+        };
+        let Some((path, _file)) = rest.rsplit_once('/') else {
+            continue;
+        };
+        let values: Vec<String> = path
+            .split('/')
+            .filter_map(|seg| {
+                seg.split_once('=')
+                    .map(|(_, v)| tributary::partition::unescape(v))
+            })
+            .collect();
+        let location = format!("s3://{bucket}/{base}{path}/");
+        if !out.iter().any(|(_, l)| *l == location) {
+            out.push((values, location));
+        }
+    }
+    out
 }
 
 /// Gives `c` the output name `name`, keeping the input's spelling for decoding.

@@ -47,9 +47,8 @@ use self::decode::{
 use self::outputs::{BadRow, Outputs};
 use self::partition::Partitioner;
 use self::plan::{Change, Plan, format_from_key, read_sample, sniff_format};
-use crate::catalog::{PartitionSpec, TableColumn};
 use crate::config::{Config, Evolution, Format};
-use crate::contract::{Commit, Contract, Desired};
+use crate::contract::{Commit, Contract};
 use crate::naming::Names;
 use crate::records::{Rec, Splitter};
 
@@ -180,12 +179,12 @@ pub async fn convert(
                 let mut used = None;
                 if let Some(contract) = contract {
                     let name = contract.settings().table_name(&names.dataset);
-                    let desired = desired(cfg, names, &out_bucket, &plan, &run).map_err(|reason| {
-                        Error::SchemaMismatch {
-                            table: contract.qualified(&name),
-                            reason,
-                        }
-                    });
+                    let desired =
+                        conform::desired(&plan, cfg, names, &out_bucket, run.partitioner.keys())
+                            .map_err(|reason| Error::SchemaMismatch {
+                                table: contract.qualified(&name),
+                                reason,
+                            });
                     let mut current = table.take();
                     if run.cast_bad_rows > 0 && !rechecked {
                         rechecked = true;
@@ -240,7 +239,7 @@ pub async fn convert(
                 summary.type_widenings = widenings;
                 if let (Some(contract), Some((t, created, added, cast_bad_rows))) = (contract, used)
                 {
-                    let partitions = partitions_of(cfg, names, &out_bucket, &summary);
+                    let partitions = conform::partitions_of(cfg, names, &out_bucket, &summary);
                     contract.register(&t.def, &partitions).await?;
                     summary.table = Some(TableUse {
                         table: contract.qualified(&t.def.name),
@@ -289,69 +288,6 @@ pub async fn convert(
             }
         }
     }
-}
-
-/// What the files of a finished pass need from their table: the written columns (less the
-/// ones the layout makes partition keys), the partition keys, the location.
-fn desired(
-    cfg: &Config,
-    names: &Names,
-    bucket: &str,
-    plan: &Plan,
-    run: &Run<'_>,
-) -> Result<Desired, String> {
-    let partition_keys: Vec<TableColumn> = run
-        .partitioner
-        .keys()
-        .into_iter()
-        .map(|(k, t)| TableColumn::new(k, t))
-        .collect();
-    let columns = plan
-        .table_columns()?
-        .into_iter()
-        .filter(|(name, _)| {
-            !partition_keys
-                .iter()
-                .any(|k| k.name.eq_ignore_ascii_case(name))
-        })
-        .map(|(name, ty)| TableColumn::new(name, ty))
-        .collect();
-    Ok(Desired {
-        columns,
-        partition_keys,
-        location: format!("s3://{bucket}/{}{}/", cfg.output_prefix, names.dataset),
-    })
-}
-
-/// The partitions the files went to: values (unescaped) and `s3://` location of each.
-fn partitions_of(
-    cfg: &Config,
-    names: &Names,
-    bucket: &str,
-    summary: &Summary,
-) -> Vec<PartitionSpec> {
-    let base = format!("{}{}/", cfg.output_prefix, names.dataset);
-    let mut out: Vec<PartitionSpec> = Vec::new();
-    for f in &summary.files {
-        let Some(rest) = f.key.strip_prefix(&base) else {
-            continue;
-        };
-        let Some((path, _file)) = rest.rsplit_once('/') else {
-            continue;
-        };
-        let values: Vec<String> = path
-            .split('/')
-            .filter_map(|seg| {
-                seg.split_once('=')
-                    .map(|(_, v)| tributary::partition::unescape(v))
-            })
-            .collect();
-        let location = format!("s3://{bucket}/{base}{path}/");
-        if !out.iter().any(|(_, l)| *l == location) {
-            out.push((values, location));
-        }
-    }
-    out
 }
 
 /// Why a pass stopped.

@@ -7,11 +7,16 @@
 //! --dir PATH           folder the embedded S3 endpoint serves (default ./tributary-demo-data)
 //! --endpoint URL       an existing S3 endpoint instead (credentials from the AWS chain)
 //! --bucket NAME        bucket (default demo-lake; must exist on an existing endpoint)
+//! --no-catalog         no catalog contract: the converter infers each file's types on its own
 //! ```
+//!
+//! By default the converter writes each dataset under its table in a local catalog (JSON files
+//! in `<dir>/_catalog/`, the same interface as the Glue Data Catalog), and the demo prints each
+//! table with its Athena DDL.
 
 use tributary_demo::{Options, run};
 
-const USAGE: &str = "usage: tributary-demo [--rows N] [--url URL] [--partition-by SPEC] [--dir PATH] [--endpoint URL] [--bucket NAME]";
+const USAGE: &str = "usage: tributary-demo [--rows N] [--url URL] [--partition-by SPEC] [--dir PATH] [--endpoint URL] [--bucket NAME] [--no-catalog]";
 
 #[tokio::main]
 async fn main() {
@@ -24,6 +29,10 @@ async fn main() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
             return;
+        }
+        if flag == "--no-catalog" {
+            opts.catalog = false;
+            continue;
         }
         let Some(value) = args.next() else {
             eprintln!("{flag} needs a value\n{USAGE}");

@@ -173,7 +173,46 @@ impl TestS3 {
             .send()
             .await
             .unwrap_or_else(|e| panic!("create bucket {name} on {}: {e:?}", self.endpoint));
+        if self.root().is_none() {
+            self.wait_writable(&name).await;
+        }
         name
+    }
+
+    /// An external store may answer 500 while it grows storage for a new bucket (SeaweedFS
+    /// allocates a collection's volumes on its first write): write a probe object until the
+    /// bucket takes writes, then remove it, so tests measure our code, not the store's warm-up.
+    async fn wait_writable(&self, bucket: &str) {
+        let probe = "_tributary_probe";
+        let started = std::time::Instant::now();
+        loop {
+            let put = self
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(probe)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"ok"))
+                .send()
+                .await;
+            match put {
+                Ok(_) => break,
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                    tracing::debug!(bucket, error = %e, "the store is not writable yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!(
+                    "bucket {bucket} on {} never took a write: {e:?}",
+                    self.endpoint
+                ),
+            }
+        }
+        let _ = self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(probe)
+            .send()
+            .await;
     }
 
     /// Multipart uploads still open in `bucket`. The embedded server does not implement

@@ -43,9 +43,12 @@ start() {
 {"identities":[{"name":"tributary","credentials":[{"accessKey":"$access_key","secretKey":"$secret_key"}],
  "actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
+  # -volume.max: SeaweedFS grows several volumes for every new bucket (collection) and, left at
+  # 0, caps them at free disk / volume size; a suite creating hundreds of buckets then meets
+  # 500s on a fuller disk. Volumes are sparse files, so a high cap costs nothing.
   "$weed" server -dir="$home/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$p_master" -master.port.grpc="$g_master" -master.telemetry=false \
-    -master.volumeSizeLimitMB=64 -volume.max=0 \
+    -master.volumeSizeLimitMB=64 -volume.max=4000 \
     -volume.port="$p_volume" -volume.port.grpc="$g_volume" \
     -filer.port="$p_filer" -filer.port.grpc="$g_filer" \
     -s3 -s3.port="$p_s3" -s3.port.grpc="$g_s3" -s3.config="$home/s3.json" \

@@ -41,6 +41,14 @@ pub enum HttpFault {
         /// The announced length.
         claimed: u64,
     },
+    /// Send the first `after` bytes of every response at once, then pause `pause` before the
+    /// rest (a source that stalls at a known point of each request: deterministic deadlines).
+    StallAfter {
+        /// Bytes sent before the pause.
+        after: usize,
+        /// The pause.
+        pause: Duration,
+    },
     /// Send `chunk` bytes every `delay`.
     Trickle {
         /// Bytes per write.
@@ -358,6 +366,13 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
             stream.write_all(piece).await?;
         }
         sent += n;
+        if let HttpFault::StallAfter { after, pause } = res.fault
+            && sent >= after
+            && sent - n < after
+        {
+            stream.flush().await?;
+            tokio::time::sleep(pause).await;
+        }
         if let Some(d) = delay {
             stream.flush().await?;
             tokio::time::sleep(d).await;

@@ -6,7 +6,7 @@
 //! guide).
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -125,19 +125,8 @@ impl Logged {
     /// `AWS_LAMBDA_LOG_LEVEL=level` and no `RUST_LOG` (so the Lambda setting drives the
     /// function's own filter), with `env` on top.
     pub fn spawn(api: &RuntimeApi, binary: &str, level: &str, env: &[(&str, &str)]) -> Logged {
-        let mut cmd = Command::new(binary);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", api.endpoint())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "tributary-test")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tributary-test")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("AWS_LAMBDA_LOG_LEVEL", level)
-            .stdin(Stdio::null())
+        let mut cmd = api.command(binary);
+        cmd.env("AWS_LAMBDA_LOG_LEVEL", level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -105,9 +105,9 @@ impl RuntimeApi {
         self.addr.to_string()
     }
 
-    /// Starts `binary` as Lambda would (`AWS_LAMBDA_*` variables set, pointed at this
-    /// emulator) with `env` on top; its output goes to this process's stderr.
-    pub fn spawn(&self, binary: &str, env: &[(&str, &str)]) -> Child {
+    /// `binary` set up as Lambda starts a function: a clean environment with the
+    /// `AWS_LAMBDA_*` variables, pointed at this emulator, JSON logs, no stdin.
+    pub fn command(&self, binary: &str) -> Command {
         let mut cmd = Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -119,8 +119,15 @@ impl RuntimeApi {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts `binary` as Lambda would ([`RuntimeApi::command`], `RUST_LOG=warn`) with `env`
+    /// on top; its output goes to this process's stderr.
+    pub fn spawn(&self, binary: &str, env: &[(&str, &str)]) -> Child {
+        let mut cmd = self.command(binary);
+        cmd.env("RUST_LOG", "warn")
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
         for (k, v) in env {

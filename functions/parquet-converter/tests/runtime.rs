@@ -6,6 +6,7 @@ use std::time::Duration;
 use parquet_converter::{Outcome, Response};
 use serde_json::Value;
 use tributary_testkit::TestS3;
+use tributary_testkit::logs::{Logged, assert_metrics_survive};
 use tributary_testkit::runtime::{Answer, RuntimeApi};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parquet-converter");
@@ -22,9 +23,9 @@ fn sample(name: &str, etag: &str) -> Value {
     serde_json::from_str(&text.replace(SAMPLE_ETAG, etag)).expect("JSON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_answers_every_sample_event() {
-    // The samples name a fixed bucket: use a fresh embedded store.
+/// A fresh embedded store (the samples name a fixed bucket) holding a small taxi CSV at each
+/// of `keys`; the store and the objects' ETag.
+async fn sample_store(keys: &[&str]) -> (TestS3, String) {
     let s3 = TestS3::embedded().await;
     let client = tributary_testkit::s3::client_for(
         &s3.endpoint,
@@ -41,16 +42,23 @@ async fn the_binary_answers_every_sample_event() {
         .expect("create the sample bucket");
     let csv = "VendorID,tpep_pickup_datetime,fare_amount\n1,2024-01-01 00:10:00,12.5\n2,2024-01-02 08:00:00,7.25\n";
     let mut etag = String::new();
-    for key in [
-        "raw/taxi/yellow_tripdata_2024-01.csv",
-        "raw/taxi/part-2.csv",
-        "raw/taxi/trips 2024+extra/택시 데이터.csv",
-    ] {
+    for key in keys {
         etag = s3
             .put(SAMPLE_BUCKET, key, csv.as_bytes().to_vec())
             .await
             .expect("etag");
     }
+    (s3, etag)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_every_sample_event() {
+    let (s3, etag) = sample_store(&[
+        "raw/taxi/yellow_tripdata_2024-01.csv",
+        "raw/taxi/part-2.csv",
+        "raw/taxi/trips 2024+extra/택시 데이터.csv",
+    ])
+    .await;
     let api = RuntimeApi::start().await;
     let mut child = api.spawn(
         BIN,
@@ -112,4 +120,39 @@ async fn a_bad_configuration_is_an_init_error_naming_the_variable() {
         "{message}"
     );
     assert!(!child.wait().expect("exits").success());
+}
+
+/// The real binary at `AWS_LAMBDA_LOG_LEVEL=WARN` with JSON logs: its EMF line survives
+/// Lambda's log-level filter and every JSON line it writes carries a level and a timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_survive_lambda_log_level_warn() {
+    let (s3, etag) = sample_store(&[
+        "raw/taxi/yellow_tripdata_2024-01.csv",
+        "raw/taxi/part-2.csv",
+    ])
+    .await;
+    let api = RuntimeApi::start().await;
+    let run = Logged::spawn(
+        &api,
+        BIN,
+        "WARN",
+        &[
+            ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", s3.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_key.as_str()),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("PARTITION_BY", "tpep_pickup_datetime:day"),
+        ],
+    );
+    let answer = api.invoke(sample("s3-put", &etag)).await;
+    assert!(
+        matches!(answer, Answer::Response(_)),
+        "the conversion failed: {answer:?}"
+    );
+    // SQS: one object converts, the other is missing, which the function logs as a failure.
+    let _ = api.invoke(sample("sqs", &etag)).await;
+    let lines = run.stop();
+    let emf = assert_metrics_survive(&lines, "WARN", "parquet-converter");
+    assert!(emf.iter().all(|d| d["Rows"] == 2.0), "{emf:?}");
+    assert_eq!(emf.len(), 2, "one EMF line per converted object: {emf:?}");
 }

@@ -142,14 +142,16 @@ pub async fn convert(
         .unwrap_or_else(|| object.bucket.clone());
     let mut plan = inferred.clone();
     let mut table = None;
+    // The dataset's table under the contract: its name, and `database.table` for messages.
+    let name = contract.map_or_else(String::new, |c| c.settings().table_name(&names.dataset));
+    let qualified = contract.map_or_else(String::new, |c| c.qualified(&name));
     if let Some(contract) = contract {
-        let name = contract.settings().table_name(&names.dataset);
         table = contract.table(&name).await?;
         if let Some(t) = &table
             && !t.format.is_parquet()
         {
             return Err(Error::SchemaMismatch {
-                table: contract.qualified(&name),
+                table: qualified.clone(),
                 reason: format!(
                     "the table is not stored as Parquet (SerDe {:?}): its files could not be read",
                     t.format.serde_library.as_deref().unwrap_or("none")
@@ -160,7 +162,7 @@ pub async fn convert(
             table.as_ref().map(|t| &t.def),
             contract.settings().evolution,
             cfg.schema.of(&names.dataset),
-            &contract.qualified(&name),
+            &qualified,
         )?;
     }
     let mut widenings = 0;
@@ -178,11 +180,10 @@ pub async fn convert(
             Ok(bytes_in) => {
                 let mut used = None;
                 if let Some(contract) = contract {
-                    let name = contract.settings().table_name(&names.dataset);
                     let desired =
                         conform::desired(&plan, cfg, names, &out_bucket, run.partitioner.keys())
                             .map_err(|reason| Error::SchemaMismatch {
-                                table: contract.qualified(&name),
+                                table: qualified.clone(),
                                 reason,
                             });
                     let mut current = table.take();
@@ -217,13 +218,13 @@ pub async fn convert(
                                     format!("the table kept changing over {widenings} passes"),
                                 ));
                             }
-                            info!(object = %object, table = %contract.qualified(&name), "the table changed while converting: reading again under it");
+                            info!(object = %object, table = %qualified, "the table changed while converting: reading again under it");
                             plan = inferred.clone();
                             plan.conform(
                                 Some(&t.def),
                                 contract.settings().evolution,
                                 cfg.schema.of(&names.dataset),
-                                &contract.qualified(&name),
+                                &qualified,
                             )?;
                             table = Some(t);
                             continue;
@@ -259,11 +260,8 @@ pub async fn convert(
             }
             Err(Failure::Drift(Change::Add(field))) if plan.evolution == Some(Evolution::Fail) => {
                 run.abort().await;
-                let name = contract.map_or_else(String::new, |c| {
-                    c.qualified(&c.settings().table_name(&names.dataset))
-                });
                 return Err(Error::SchemaMismatch {
-                    table: name,
+                    table: qualified,
                     reason: format!(
                         "new column {:?} and SCHEMA_EVOLUTION=fail",
                         field.name().to_ascii_lowercase()

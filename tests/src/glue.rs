@@ -49,7 +49,7 @@ pub const SECRET_KEY: &str = "tributary-test-secret";
 /// Region the tests use.
 pub const REGION: &str = "us-east-1";
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// moto's server with a watchdog: it exits when its stdin closes (the test process ended).
 const MOTO_SCRIPT: &str = r#"
@@ -184,8 +184,7 @@ async fn upstream(test: &str) -> Option<(String, Option<Moto>)> {
     {
         return Some((ep.trim().trim_end_matches('/').to_owned(), None));
     }
-    let required = std::env::var("TEST_GLUE_REQUIRED")
-        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    let required = moto_required();
     match Moto::start().await {
         Ok(m) => Some((format!("http://{}", m.addr), Some(m))),
         Err(why) if required => panic!("{test}: no Glue API (TEST_GLUE_REQUIRED): {why}"),
@@ -194,6 +193,13 @@ async fn upstream(test: &str) -> Option<(String, Option<Moto>)> {
             None
         }
     }
+}
+
+/// Whether a missing moto fails the test instead of skipping it (`TEST_GLUE_REQUIRED`, set
+/// by `scripts/test.sh`; it covers every moto-backed API, Secrets Manager too).
+pub(crate) fn moto_required() -> bool {
+    std::env::var("TEST_GLUE_REQUIRED")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 /// The test venv: `$TRIBUTARY_VENV`, else `~/.cache/tributary/venv` (`scripts/bootstrap.sh`).
@@ -206,12 +212,13 @@ pub fn venv() -> Option<PathBuf> {
         })
 }
 
-/// A moto server process, killed (with its process group) on drop.
-struct Moto {
+/// A moto server process (every API moto serves, on one port), killed (with its process
+/// group) on drop.
+pub(crate) struct Moto {
     child: Child,
     // Held open: the server exits when it closes.
     _stdin: Option<ChildStdin>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Moto {
@@ -229,7 +236,8 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    async fn start() -> Result<Moto, String> {
+    /// A new server on a free loopback port, answering; or why not.
+    pub(crate) async fn start() -> Result<Moto, String> {
         let venv = venv().ok_or("neither TRIBUTARY_VENV nor HOME is set")?;
         let python = venv.join("bin/python");
         let server = venv.join("bin/moto_server");
@@ -325,6 +333,17 @@ fn authority(endpoint: &str) -> String {
 /// One JSON-1.1 POST (what the Glue API speaks), with an Authorization header that names the
 /// test region (moto picks its regional backend from it; it checks no signature).
 async fn post(endpoint: &str, target: &str, body: &Value) -> Result<(u16, Bytes), BoxError> {
+    post_to(endpoint, "glue", target, body).await
+}
+
+/// [`post`] to the API `service` names (its signing name, e.g. `secretsmanager`): moto picks
+/// the service, as it does the region, from the Authorization header's credential scope.
+pub(crate) async fn post_to(
+    endpoint: &str,
+    service: &str,
+    target: &str,
+    body: &Value,
+) -> Result<(u16, Bytes), BoxError> {
     let req = http::Request::post("/")
         .header("host", authority(endpoint))
         .header("content-type", "application/x-amz-json-1.1")
@@ -332,7 +351,7 @@ async fn post(endpoint: &str, target: &str, body: &Value) -> Result<(u16, Bytes)
         .header(
             "authorization",
             format!(
-                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/{REGION}/glue/aws4_request, \
+                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/{REGION}/{service}/aws4_request, \
                  SignedHeaders=host, Signature=0"
             ),
         )

@@ -75,6 +75,8 @@ pub struct Resource {
     pub last_modified: Option<String>,
     /// `Content-Type` header value.
     pub content_type: String,
+    /// A header every request must carry with this value (name lower-case, value), else 401.
+    pub required_header: Option<(String, String)>,
 }
 
 impl Resource {
@@ -90,6 +92,7 @@ impl Resource {
             etag: Some(etag),
             last_modified: Some("Wed, 01 Jan 2025 00:00:00 GMT".to_owned()),
             content_type: "application/octet-stream".to_owned(),
+            required_header: None,
         }
     }
 
@@ -108,6 +111,13 @@ impl Resource {
     /// Chunked transfer, unknown length.
     pub fn chunked(mut self) -> Self {
         self.chunked = true;
+        self
+    }
+
+    /// Served only to requests carrying header `name` with `value` (a source that needs a
+    /// credential); others get 401.
+    pub fn require_header(mut self, name: &str, value: &str) -> Self {
+        self.required_header = Some((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 
@@ -274,6 +284,11 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
     let Some(res) = resource else {
         return simple(&mut stream, 404, "not found").await;
     };
+    if let Some((name, value)) = &res.required_header
+        && headers.get(name) != Some(value)
+    {
+        return simple(&mut stream, 401, "unauthorized").await;
+    }
     if let HttpFault::Status(code) = res.fault {
         return simple(&mut stream, code, "injected status").await;
     }

@@ -6,6 +6,7 @@
 //! * [`faults`]: fault injection on the embedded server (error statuses, delays, resets).
 //! * [`glue`]: a real Glue API on loopback (`moto_server` from the test venv), optionally behind
 //!   a proxy that injects Glue errors, counts calls and enforces UpdateTable's `VersionId`.
+//! * [`secrets`]: a real Secrets Manager API on loopback (the same moto).
 //! * [`http`]: a raw HTTP/1.1 file server with fault modes, for download tests.
 //! * [`runtime`]: a Lambda Runtime API emulator that runs a function's real binary;
 //!   [`logs`]: the same with its output captured and Lambda's log-level filter applied.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod logs;
 pub mod runtime;
 pub mod s3;
+pub mod secrets;
 
 pub use faults::{Action, Calls, FaultPlan, Op};
 pub use http::{HttpFault, HttpServer, Resource};

@@ -8,12 +8,14 @@
 //! The rooms: [`config`] (the environment), [`request`] (the request, the plan, and every
 //! check of the request and of a resume's checkpoint), [`guard`] (the SSRF guard), [`source`]
 //! (the download), [`upload`] (the writer and the SHA-256 kept at part boundaries),
-//! [`checkpoint`] (the resume document); this file holds the handler and its steps.
+//! [`checkpoint`] (the resume document), [`secrets`] (request headers read from Secrets
+//! Manager); this file holds the handler and its steps.
 
 pub mod checkpoint;
 pub mod config;
 pub mod guard;
 pub mod request;
+pub mod secrets;
 pub mod source;
 pub mod upload;
 
@@ -29,6 +31,7 @@ use tributary::{Env, Error, S3Writer};
 
 use crate::checkpoint::{Checkpoint, ResumableSha256, VERSION};
 use crate::request::Plan;
+use crate::secrets::{Secrets, SecretsSettings};
 use crate::source::{Source, redact};
 use crate::upload::HashedUpload;
 
@@ -96,6 +99,8 @@ pub struct Ingester {
     s3: aws_sdk_s3::Client,
     http: reqwest::Client,
     lambda: Option<aws_sdk_lambda::Client>,
+    /// Secrets Manager, for requests with `headers_secret_arn` (its client made on first use).
+    secrets: Arc<Secrets>,
 }
 
 /// One leg of an ingestion under way: what [`Ingester::begin`] opened.
@@ -126,7 +131,9 @@ enum Streamed {
 }
 
 impl Ingester {
-    /// Builds the HTTP client (with the SSRF guard) around `config`.
+    /// Builds the HTTP client (with the SSRF guard) around `config`. Secrets Manager is
+    /// reached through the SDK's own endpoint and credentials chain unless
+    /// [`Ingester::with_secrets`] says otherwise.
     pub fn new(
         config: Config,
         s3: aws_sdk_s3::Client,
@@ -137,7 +144,14 @@ impl Ingester {
             config,
             s3,
             lambda,
+            secrets: Arc::new(Secrets::new(SecretsSettings::default())),
         })
+    }
+
+    /// The same ingester reading `headers_secret_arn` through `settings`.
+    pub fn with_secrets(mut self, settings: SecretsSettings) -> Ingester {
+        self.secrets = Arc::new(Secrets::new(settings));
+        self
     }
 
     /// Reads the configuration and builds every client.
@@ -153,7 +167,7 @@ impl Ingester {
         } else {
             None
         };
-        Ingester::new(config, s3, lambda)
+        Ok(Ingester::new(config, s3, lambda)?.with_secrets(SecretsSettings::from_env(env)?))
     }
 
     /// The Lambda handler.
@@ -176,8 +190,8 @@ impl Ingester {
 
     /// One ingestion (or one leg of it), in four steps:
     ///
-    /// 1. `begin`: validate the request, the URL (SSRF guard) and, on resume,
-    ///    the checkpoint; open the download (continuing at the checkpoint's offset with
+    /// 1. `begin`: validate the request, the URL (SSRF guard) and, on resume, the
+    ///    checkpoint; read the headers of `headers_secret_arn`; open the download (continuing at the checkpoint's offset with
     ///    `Range`/`If-Range`) and the upload (or continue the checkpoint's);
     /// 2. `stream`: the body into the upload, hashing as it goes, logging
     ///    progress, until it ends or the deadline nears;
@@ -203,7 +217,12 @@ impl Ingester {
     /// Every check before any byte moves, then the download and the upload opened.
     async fn begin(&self, request: IngestRequest) -> Result<Leg, Error> {
         let started = Instant::now();
-        let plan = Plan::new(&self.config, &request)?;
+        let mut plan = Plan::new(&self.config, &request)?;
+        // Read on every leg: a continuation carries the secret's name, never its values.
+        if let Some(id) = &request.headers_secret_arn {
+            let secret = self.secrets.headers(id).await?;
+            plan.add_secret_headers(&secret)?;
+        }
         let mut cfg = plan.writer_config(&request, &self.config);
         let hasher = match &plan.resume {
             Some(cp) => Some(request::resume::check(&self.s3, &plan, cp, &cfg).await?),

@@ -17,6 +17,7 @@ use tributary::{Error, WriterConfig};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::secrets::{FIELD, SecretHeaders};
 use crate::source::redact;
 
 const MIB: u64 = 1024 * 1024;
@@ -53,10 +54,19 @@ pub struct IngestRequest {
     pub content_type: Option<String>,
     /// Request headers for the source (e.g. `Authorization`); never logged. They go only to
     /// the URL's origin (scheme, host, port): a redirect elsewhere is followed without them.
-    /// `Host` is refused.
+    /// `Host` is refused. They are part of the request, so they are stored with it (in
+    /// continuation payloads, in the on-failure queue): credentials belong in
+    /// `headers_secret_arn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
-    /// Send `headers` on after a redirect to another origin too (default false).
+    /// A Secrets Manager secret (ARN or name) whose `SecretString` is a JSON object of more
+    /// request headers, read on every leg and used exactly like `headers`. Only this name
+    /// travels with a continuation, never the values. A header named both here and in
+    /// `headers` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_secret_arn: Option<String>,
+    /// Send `headers` (and the secret's) on after a redirect to another origin too (default
+    /// false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_headers_on_redirect: Option<bool>,
     /// Refuse to overwrite an existing object.
@@ -81,6 +91,7 @@ impl std::fmt::Debug for IngestRequest {
                 "headers",
                 &self.headers.as_ref().map(|h| h.keys().collect::<Vec<_>>()),
             )
+            .field("headers_secret_arn", &self.headers_secret_arn)
             .field("resume", &self.resume.is_some())
             .finish_non_exhaustive()
     }
@@ -110,7 +121,8 @@ pub(crate) struct Plan {
     pub key: String,
     pub part_size: usize,
     pub concurrency: usize,
-    /// The caller's headers, values marked sensitive.
+    /// The caller's headers (and, after [`Plan::add_secret_headers`], the secret's), values
+    /// marked sensitive.
     pub headers: HeaderMap,
     /// The origin the caller named: its headers are for it, on every leg.
     pub origin: url::Origin,
@@ -179,6 +191,9 @@ impl Plan {
             return Err(bad("expected_sha256", "must be 64 hex digits".into()));
         }
         let headers = headers(req)?;
+        if let Some(id) = &req.headers_secret_arn {
+            crate::secrets::check_id(id)?;
+        }
         if let Some(cp) = &req.resume {
             resume::check_target(cp, &bucket, &key)?;
         }
@@ -205,6 +220,33 @@ impl Plan {
             origin,
             resume: req.resume.clone(),
         })
+    }
+
+    /// Adds the headers read from the request's `headers_secret_arn`, checked as `headers`
+    /// are. A name the request's `headers` also give (in any case) is refused, naming the
+    /// header, never a value: which of two credentials was meant is not ours to guess.
+    pub fn add_secret_headers(&mut self, secret: &SecretHeaders) -> Result<(), Error> {
+        let mut added = HeaderMap::new();
+        for (name, value) in secret.iter() {
+            let (n, v) = header(FIELD, &format!("the secret's header {name:?}"), name, value)?;
+            if self.headers.contains_key(&n) {
+                return Err(Error::invalid_input(
+                    FIELD,
+                    format!(
+                        "header {name:?} is given both in headers and in the secret: name it in one place only"
+                    ),
+                ));
+            }
+            if added.contains_key(&n) {
+                return Err(Error::invalid_input(
+                    FIELD,
+                    format!("header {name:?} is given twice in the secret (names ignore case)"),
+                ));
+            }
+            added.insert(n, v);
+        }
+        self.headers.extend(added);
+        Ok(())
     }
 
     /// How the upload is cut. On every leg by the same rule: a resumed upload by the size the
@@ -253,20 +295,32 @@ impl Plan {
 /// The request's headers, checked: valid names and values, no `Host`; values are marked
 /// sensitive and never echoed (they may be credentials).
 fn headers(req: &IngestRequest) -> Result<HeaderMap, Error> {
-    let bad = |why: String| Error::invalid_input("headers", why);
     let mut headers = HeaderMap::new();
     for (name, value) in req.headers.iter().flatten() {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| bad(format!("{name:?} is not a valid header name")))?;
-        if n == reqwest::header::HOST {
-            return Err(bad("Host may not be set: it comes from the URL".into()));
-        }
-        let mut v = HeaderValue::from_str(value)
-            .map_err(|_| bad(format!("the value of {name} is not a valid header value")))?;
-        v.set_sensitive(true);
+        let (n, v) = header("headers", &format!("{name:?}"), name, value)?;
         headers.insert(n, v);
     }
     Ok(headers)
+}
+
+/// One header, checked: a valid name other than `Host`, a valid value, marked sensitive.
+/// Errors name `field` and the header (`shown`), never the value.
+fn header(
+    field: &str,
+    shown: &str,
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), Error> {
+    let bad = |why: String| Error::invalid_input(field.to_owned(), why);
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| bad(format!("{shown} is not a valid header name")))?;
+    if n == reqwest::header::HOST {
+        return Err(bad("Host may not be set: it comes from the URL".into()));
+    }
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| bad(format!("the value of {shown} is not a valid header value")))?;
+    v.set_sensitive(true);
+    Ok((n, v))
 }
 
 /// S3's general-purpose bucket naming rules: 3 to 63 characters of lowercase letters, digits,

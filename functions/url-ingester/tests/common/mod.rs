@@ -1,6 +1,6 @@
 //! The set-up the ingester's integration tests share: an S3 endpoint with a bucket (embedded
 //! s3s-fs, or `TEST_S3_ENDPOINT`), the harness's HTTP server as the source, and an
-//! [`Ingester`] configured for both.
+//! [`Ingester`] configured for both; a fake Lambda Invoke endpoint that records continuations.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -79,4 +79,71 @@ impl World {
             self.s3.open_uploads(&self.bucket).await
         );
     }
+}
+
+/// A Lambda Invoke endpoint on 127.0.0.1 that records what it is sent (head, body) and
+/// answers 202, and a Lambda client for it.
+pub async fn fake_lambda() -> (
+    aws_sdk_lambda::Client,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 65536];
+            // Read the head, then as many body bytes as Content-Length says.
+            let (head, body) = loop {
+                let Ok(n) = s.read(&mut tmp).await else {
+                    break (String::new(), String::new());
+                };
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[end + 4..]).into_owned();
+                break (head, body);
+            };
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nx-amzn-RequestId: fake\r\n\r\n",
+                )
+                .await;
+            let _ = tx.send((head, body));
+        }
+    });
+    let lambda = aws_sdk_lambda::Client::from_conf(
+        aws_sdk_lambda::config::Builder::new()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .endpoint_url(format!("http://{addr}"))
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            ))
+            .build(),
+    );
+    (lambda, rx)
 }

@@ -170,15 +170,35 @@ def actions(s):
     return [a] if isinstance(a, str) else a
 
 
-def kms_statements(resources):
-    """{role: [statement]} of every statement granting a kms: action."""
+def kms_statements(resources, via=None):
+    """{role: [statement]} of every statement granting a kms: action (only those whose
+    kms:ViaService starts with `via`, when given: "s3." or "secretsmanager.")."""
     out = {}
     for name, r in resources.items():
         if r["Type"] == "AWS::IAM::Role":
             for _, s in statements(r):
-                if any(a.startswith("kms:") for a in actions(s)):
-                    out.setdefault(name, []).append(s)
+                if not any(a.startswith("kms:") for a in actions(s)):
+                    continue
+                if via is not None:
+                    service = s.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService", {})
+                    if not service.get("Fn::Sub", "").startswith(via):
+                        continue
+                out.setdefault(name, []).append(s)
     return out
+
+
+def secret_statements(resources):
+    """The url-ingester role's statements granting a secretsmanager: action."""
+    return [
+        s
+        for _, s in statements(resources["UrlIngesterRole"])
+        if any(a.startswith("secretsmanager:") for a in actions(s))
+    ]
+
+
+SECRETS_RESOURCE = {
+    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${IngesterSecretsPrefix}*"
+}
 
 
 def lifecycle_rules(resources):
@@ -193,6 +213,7 @@ EVERYTHING_ON = {
     "RawLifecycleDays": "45",
     "RawLifecycleAction": "GLACIER_IR",
     "ErrorsExpirationDays": "14",
+    "IngesterSecretsPrefix": "tributary/",
 }
 
 
@@ -210,6 +231,9 @@ class Defaults(unittest.TestCase):
             self.assertIn(a, self.r)
             self.assertNotIn("AlarmActions", self.r[a]["Properties"], a)
             self.assertNotIn("OKActions", self.r[a]["Properties"], a)
+
+    def test_no_secrets_access(self):
+        self.assertEqual(secret_statements(self.r), [])
 
     def test_no_kms(self):
         self.assertEqual(kms_statements(self.r), {})
@@ -272,7 +296,7 @@ class EverythingOn(unittest.TestCase):
             self.assertEqual(self.r[a]["Properties"]["Namespace"], "AWS/Firehose")
 
     def test_kms_for_exactly_the_roles_that_use_the_bucket(self):
-        grants = kms_statements(self.r)
+        grants = kms_statements(self.r, via="s3.")
         self.assertEqual(sorted(grants), ["FirehoseRole", "ParquetConverterRole", "UrlIngesterRole"])
         for role, sts in grants.items():
             self.assertEqual(len(sts), 1, role)
@@ -319,6 +343,51 @@ class EverythingOn(unittest.TestCase):
         self.assertNotIn("raw-expiration", rules)
         e = rules["errors-expiration"]
         self.assertEqual((e["Prefix"], e["ExpirationInDays"]), ("errors/", {"Ref": "ErrorsExpirationDays"}))
+
+
+class IngestSecrets(unittest.TestCase):
+    """headers_secret_arn: GetSecretValue on the prefix's secrets exactly when the prefix is
+    set; kms:Decrypt through Secrets Manager only with a KMS key too."""
+
+    def test_get_secret_value_only_with_a_prefix(self):
+        for prefix, want in (("", 0), ("tributary/", 1)):
+            got = secret_statements(resolve({"IngesterSecretsPrefix": prefix}))
+            self.assertEqual(len(got), want, prefix)
+        (s,) = secret_statements(resolve({"IngesterSecretsPrefix": "tributary/"}))
+        self.assertEqual(actions(s), ["secretsmanager:GetSecretValue"])
+        self.assertEqual(s["Resource"], SECRETS_RESOURCE)
+
+    def test_no_other_role_reads_secrets(self):
+        r = resolve(EVERYTHING_ON)
+        for name, res in r.items():
+            if res["Type"] == "AWS::IAM::Role" and name != "UrlIngesterRole":
+                for _, s in statements(res):
+                    self.assertFalse(any(a.startswith("secretsmanager:") for a in actions(s)), name)
+
+    def test_decrypt_through_secrets_manager_only_with_prefix_and_key(self):
+        for params, want in (
+            ({"IngesterSecretsPrefix": "tributary/"}, 0),
+            ({"KmsKeyArn": KMS_KEY}, 0),
+            ({"IngesterSecretsPrefix": "tributary/", "KmsKeyArn": KMS_KEY}, 1),
+        ):
+            grants = kms_statements(resolve(params), via="secretsmanager.")
+            self.assertEqual(sum(len(v) for v in grants.values()), want, params)
+            if want:
+                ((role, (s,)),) = grants.items()
+                self.assertEqual(role, "UrlIngesterRole")
+                self.assertEqual(actions(s), ["kms:Decrypt"])
+                self.assertEqual(s["Resource"], {"Ref": "KmsKeyArn"})
+                self.assertEqual(
+                    s["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"], SECRETS_RESOURCE
+                )
+        # Every kms: grant is either the bucket's (through S3) or the secrets' (through
+        # Secrets Manager): none without a service.
+        r = resolve(EVERYTHING_ON)
+        total = sum(len(v) for v in kms_statements(r).values())
+        through = sum(len(v) for v in kms_statements(r, via="s3.").values()) + sum(
+            len(v) for v in kms_statements(r, via="secretsmanager.").values()
+        )
+        self.assertEqual(total, through)
 
 
 class RawExpiration(unittest.TestCase):

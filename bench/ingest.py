@@ -42,8 +42,9 @@ import sys
 import tempfile
 import time
 
+from stores import KEY_ID, SECRET, s3_client, start_seaweedfs
+
 MIB = 1024 * 1024
-KEY_ID, SECRET = "tributary-test", "tributary-test-secret"
 
 
 def free_port():
@@ -126,13 +127,6 @@ s3.complete_multipart_upload(Bucket="bench", Key="seed.bin", UploadId=mpu["Uploa
 """
 
 
-def s3_client(endpoint):
-    import boto3
-    from botocore.config import Config
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
-                        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
-
-
 def s3_sha256(endpoint, key):
     """SHA-256 of bench/key read back with a streamed GET, then the object is deleted."""
     s3 = s3_client(endpoint)
@@ -142,24 +136,6 @@ def s3_sha256(endpoint, key):
         h.update(block)
     s3.delete_object(Bucket="bench", Key=key)
     return h.hexdigest()
-
-
-def start_seaweedfs(root, home):
-    """Starts SeaweedFS with scripts/seaweedfs.sh; returns (endpoint, stop function)."""
-    script = os.path.join(root, "scripts", "seaweedfs.sh")
-    env = dict(os.environ, SEAWEEDFS_HOME=home, TEST_S3_ACCESS_KEY=KEY_ID, TEST_S3_SECRET_KEY=SECRET)
-    weed = shutil.which("weed", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
-    if weed:
-        env["WEED"] = weed
-    out = subprocess.run([script, "start"], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"seaweedfs.sh start failed: {out.stderr[-2000:]}")
-    endpoint = next(l.split("=", 1)[1] for l in out.stdout.splitlines() if l.startswith("export TEST_S3_ENDPOINT="))
-    s3_client(endpoint).create_bucket(Bucket="bench")
-
-    def stop():
-        subprocess.run([script, "stop"], env=env, capture_output=True)
-    return endpoint, stop
 
 
 def stored_sha256(path):

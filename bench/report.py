@@ -177,42 +177,180 @@ def ingester_section(doc, when):
     return out + checks_table(rss)
 
 
+CONVERT_STORE_TITLES = {"s3s-fs": "s3s-fs", "seaweedfs": "SeaweedFS"}
+
+
+def converter_table(res_list, labels, duckdb_s3):
+    out = ["| input | tool | MiB/s | wall s | CPU s | MiB per CPU-s | peak RSS MiB | output MiB | files | "
+           "store's CPU s | others' CPU s | ours vs (MiB/s) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for res in res_list:
+        ours = res["tools"]["ours"]
+        for tool, r in res["tools"].items():
+            label = f"**{labels[tool]}** (ours)" if tool == "ours" else labels[tool]
+            if tool == "duckdb" and not duckdb_s3:
+                label += " (writes local disk)"
+            out.append(f"| {res['size_mib']} MiB, {res['rows']:,} rows, {res['repeats']} runs | {label} | "
+                       f"{r['mib_per_s']:.1f} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['mib_per_cpu_s']:.1f} | "
+                       f"{r['peak_rss_mib']:.0f} | {r['output_bytes'] / MIB:.1f} | {r['files']} | "
+                       f"{r['server_cpu_s']:.2f} | {r['other_cpu_s']:.2f} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x |")
+    return out
+
+
+def converter_explanation(doc):
+    """Why the store and the codec move the figures, from the run's own measurements."""
+    stores, labels = doc["stores"], doc["labels"]
+    largest = max(doc["sizes_mib"])
+    gib = lambda res: res["csv_bytes"] / MIB / 1024  # noqa: E731
+
+    def at_largest(store, codec):
+        return stores[store]["codecs"][codec]["sizes"][-1]
+
+    combos = [(s, c) for s in stores for c in stores[s]["codecs"]]
+    peers = [t for t in doc["tools"] if t != "ours"]
+    out = ["### What the store and the codec change", ""]
+    # ours vs each peer, per store and codec, on the largest size.
+    out += [f"Ours vs each peer (MiB/s ratio, {largest} MiB, medians), per store and codec:", "",
+            "| store, codec | " + " | ".join(f"vs {labels[p]}" for p in peers) + " | ours MiB/s | ours CPU s | "
+            "others' CPU s (ours' run) |", "|---|" + "---:|" * (len(peers) + 3)]
+    for s, c in combos:
+        t = at_largest(s, c)["tools"]
+        out.append(f"| {CONVERT_STORE_TITLES.get(s, s)}, {c} | "
+                   + " | ".join(f"{t['ours']['mib_per_s'] / t[p]['mib_per_s']:.2f}x" for p in peers)
+                   + f" | {t['ours']['mib_per_s']:.1f} | {t['ours']['cpu_s']:.2f} | {t['ours']['other_cpu_s']:.2f} |")
+    out += ["", "What each store's requests cost (probes with boto3 on the same cores, the server's CPU from "
+            "`/proc/<pid>/stat`), and the server's CPU seconds per GiB of CSV during each tool's conversion:", "",
+            "| store | streamed GET MiB/s | server CPU-s per GiB GET | 1 MiB range GET ms | server CPU-s per GiB "
+            "in 1 MiB ranges | 6 MiB PUT ms | 6 MiB multipart ms (complete ms) | "
+            + " | ".join(f"server CPU-s/GiB, {labels[t]}" for t in doc["tools"]) + " |",
+            "|---|" + "---:|" * (6 + len(doc["tools"]))]
+    for s, sd in stores.items():
+        p = sd.get("probes")
+        if not p:
+            continue
+        per_tool = []
+        for t in doc["tools"]:
+            figs = [at_largest(s, c)["tools"][t]["server_cpu_s"] / gib(at_largest(s, c)) for c in sd["codecs"]]
+            per_tool.append(f"{sum(figs) / len(figs):.1f}")
+        out.append(f"| {CONVERT_STORE_TITLES.get(s, s)} | {p['get']['mib_per_s']:.0f} | "
+                   f"{p['get']['server_cpu_s_per_gib']:.1f} | {p['range_get_1mib']['ms_per_request']:.1f} | "
+                   f"{p['range_get_1mib']['server_cpu_s_per_gib']:.1f} | {p['put_6mib']['ms_per_object']:.0f} | "
+                   f"{p['multipart_6mib']['ms_per_object']:.0f} ({p['multipart_6mib']['complete_ms']:.0f}) | "
+                   + " | ".join(per_tool) + " |")
+    # The codec: CPU seconds and output bytes, snappy against zstd, per tool.
+    codec_lines = []
+    for s, sd in stores.items():
+        if "zstd" in sd["codecs"] and "snappy" in sd["codecs"]:
+            z, n = at_largest(s, "zstd")["tools"], at_largest(s, "snappy")["tools"]
+            codec_lines.append(f"| {CONVERT_STORE_TITLES.get(s, s)} | " + " | ".join(
+                f"{z[t]['cpu_s']:.1f} / {n[t]['cpu_s']:.1f} ({z[t]['output_bytes'] / MIB:.0f} / "
+                f"{n[t]['output_bytes'] / MIB:.0f} MiB)" for t in doc["tools"]) + " |")
+    if codec_lines:
+        out += ["", f"The codec: CPU seconds zstd / snappy ({largest} MiB; output MiB zstd / snappy):", "",
+                "| store | " + " | ".join(labels[t] for t in doc["tools"]) + " |",
+                "|---|" + "---:|" * len(doc["tools"])] + codec_lines
+    out += [""]
+    # The reading, from the same figures.
+    text = []
+    if "s3s-fs" in stores and "seaweedfs" in stores:
+        a, b = stores["s3s-fs"].get("probes"), stores["seaweedfs"].get("probes")
+        if a and b:
+            text.append(
+                f"Both stores share the machine's {doc['cores']} cores with the tool being measured, and neither "
+                f"server's CPU is in the tool's figures. s3s-fs streams a GET in 4 KiB file reads: "
+                f"{a['get']['mib_per_s']:.0f} MiB/s for one streamed GET at {a['get']['server_cpu_s_per_gib']:.1f} "
+                f"server CPU-s per GiB (SeaweedFS: {b['get']['mib_per_s']:.0f} MiB/s, "
+                f"{b['get']['server_cpu_s_per_gib']:.1f}), and a 1 MiB range GET takes "
+                f"{a['range_get_1mib']['ms_per_request']:.0f} ms ({b['range_get_1mib']['ms_per_request']:.0f} ms). "
+                f"A multipart upload of a 6 MiB object takes {a['multipart_6mib']['ms_per_object']:.0f} ms on s3s-fs, "
+                f"{a['multipart_6mib']['complete_ms']:.0f} ms of it in CompleteMultipartUpload (which re-reads "
+                f"and MD5-hashes the object), against {b['multipart_6mib']['ms_per_object']:.0f} ms "
+                f"({b['multipart_6mib']['complete_ms']:.0f} ms) on SeaweedFS. A tool that reads in many small "
+                f"sequential requests, or waits on each upload's completion, loses the most on s3s-fs; one that "
+                f"keeps both cores busy loses the most wherever the server, or other work, takes one of them.")
+    # What other work on the cores costs each tool: the runs with one core held.
+    for s, c in combos:
+        res = at_largest(s, c)
+        taken = res.get("one_core_taken")
+        if not taken:
+            continue
+        parts = []
+        for t, r in taken.items():
+            base = res["tools"][t]
+            parts.append(f"{labels[t]} {base['mib_per_s']:.1f} -> {r['mib_per_s']:.1f} MiB/s "
+                         f"({r['mib_per_s'] / base['mib_per_s'] - 1:+.0%}, CPU {base['cpu_s']:.1f} -> {r['cpu_s']:.1f} s)")
+        text.append(f"With one of the {doc['cores']} cores held by a spinning process ({CONVERT_STORE_TITLES.get(s, s)}, "
+                    f"{c}, {res['size_mib']} MiB, one run each): " + "; ".join(parts) + ".")
+    if "polars" in doc["tools"]:
+        ratios = {}
+        for s, c in combos:
+            t = at_largest(s, c)["tools"]
+            ratios[(s, c)] = t["ours"]["mib_per_s"] / t["polars"]["mib_per_s"]
+        lo, hi = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+        text.append(
+            f"Against Polars, ours ranges from {ratios[lo]:.2f}x ({CONVERT_STORE_TITLES.get(lo[0], lo[0])}, "
+            f"{lo[1]}) to {ratios[hi]:.2f}x ({CONVERT_STORE_TITLES.get(hi[0], hi[0])}, {hi[1]}) in this run. "
+            f"Two earlier runs disagreed further: 1.70x Polars on s3s-fs with zstd (the BENCHMARKS.md of "
+            f"2026-11-23, taken at a 1-minute load average of 2.0, both cores already busy with other work, "
+            f"Polars spending 43.6 CPU-s and 27.8 s on 1 GiB) and 0.68x on SeaweedFS with snappy (issue 17: "
+            f"Polars 11.9 CPU-s and about 9 s). Polars spreads its work over every core and ours runs on one for most "
+            f"of a conversion, so a core taken by the store's server or by other work costs Polars the more; "
+            f"the runs with one core held above, the store's CPU seconds and the others' CPU seconds of "
+            f"every run (the whole machine's busy time during the run, minus the tool's and the store's) "
+            f"measure each of those here.")
+    if codec_lines:
+        for s in stores:
+            if "zstd" in stores[s]["codecs"] and "snappy" in stores[s]["codecs"]:
+                z, n = at_largest(s, "zstd")["tools"]["ours"], at_largest(s, "snappy")["tools"]["ours"]
+                text.append(
+                    f"The codec: on {CONVERT_STORE_TITLES.get(s, s)} ours spends "
+                    f"{z['cpu_s']:.1f} CPU-s with zstd (level {doc.get('zstd_level', 3)}) and {n['cpu_s']:.1f} with "
+                    f"snappy ({(z['cpu_s'] - n['cpu_s']) / gib(at_largest(s, 'zstd')):+.1f} CPU-s per GiB of CSV for "
+                    f"zstd), and writes {z['output_bytes'] / n['output_bytes']:.2f}x the bytes of snappy's output "
+                    f"with zstd.")
+                break
+    return out + [" ".join(text), ""] if text else out
+
+
 def converter_section(doc, when):
     out = ["## parquet-converter", ""]
     if doc is None:
         return out + ["No figures (no converter.json): `scripts/bench.sh converter` makes them.", ""]
+    if "stores" not in doc:
+        return out + ["converter.json is from an older benchmark: `scripts/bench.sh converter` makes new figures.", ""]
     labels = doc["labels"]
     v = doc["versions"]
-    out += [f"Generated NYC-taxi-like CSV (seed {doc['seed']}, no bad rows, {doc['days']} pickup days) on the local "
-            f"S3 endpoint ({doc['store']}), converted to Parquet ({doc['compression']}) partitioned by "
-            f"`year=/month=/day=` of the pickup time, S3 to S3. Each tool runs as its own process under "
-            f"`/usr/bin/time` (the S3 server's CPU is not counted in anyone's). Peers are given the table's "
-            f"schema; ours infers it. Every output is read back with pyarrow: row count, partitions, each row "
-            f"in its own day's partition, the same sum of `total_amount` for every tool. "
-            f"Peers: pyarrow {v['pyarrow']} (`csv.open_csv` streaming + `dataset.write_dataset`, hive, `min_rows_per_group=65536`), "
-            f"DuckDB {v['duckdb']} (`COPY ... (FORMAT parquet, PARTITION_BY (year, month, day))`), "
-            f"Polars {v['polars']} (`scan_csv` + `sink_parquet(PartitionBy(...))`). Results from {doc.get('date', when)}"
-            + (f"; 1-minute load average {doc['loadavg'][0]:.1f} at the start, {doc['loadavg'][1]:.1f} at the end"
-               f" (2 means both cores already busy with other work)" if "loadavg" in doc else "") + ".", ""]
+    settings = doc.get("peer_settings", {})
+    out += [f"Generated NYC-taxi-like CSV (seed {doc['seed']}, no bad rows, {doc['days']} pickup days) in a local "
+            f"S3 store, converted to Parquet partitioned by `year=/month=/day=` of the pickup time, S3 to S3, on "
+            f"each store ({', '.join(sd['label'] for sd in doc['stores'].values())}) with each codec "
+            f"({', '.join(next(iter(doc['stores'].values()))['codecs'])}; zstd at level {doc.get('zstd_level', 3)} "
+            f"for every tool). The stores run one at a time, alone with the tools on the machine's "
+            f"{doc['cores']} cores. Each tool runs as its own process under `/usr/bin/time`; the figures are the "
+            f"medians of the runs (each run's figures are in `bench/results/converter.json`). The store "
+            f"server's CPU seconds during each run and the CPU the rest of the machine spent meanwhile "
+            f"(\"others'\") are shown beside them, in no tool's figures. Ours runs with "
+            f"`AWS_LAMBDA_FUNCTION_MEMORY_SIZE={doc['memory_size_mb']}`, the memory Lambda gives one vCPU's "
+            f"worth of (its memory budget follows from it). Peers are given the table's schema; ours infers it. "
+            f"Every output is read back through S3 with pyarrow: row count, partitions, each row in its own "
+            f"day's partition, and per partition the row count and the sum of `total_amount` equal to ours'. "
+            f"Results from {doc['date']}; 1-minute load average {doc['loadavg'][0]:.1f} at the start, "
+            f"{doc['loadavg'][1]:.1f} at the end; the run took {doc['seconds'] / 60:.1f} min.", "",
+            "Each tool is given its best settings:", ""]
+    versions = {"pyarrow": v["pyarrow"], "duckdb": v["duckdb"], "polars": v["polars"]}
+    for tool in doc["tools"]:
+        out.append(f"- {labels[tool]}{' ' + versions[tool] if tool in versions else ''}: {settings.get(tool, '')}")
+    out += [""]
     if doc["duckdb_s3"]:
         out += [f"DuckDB I/O: {doc['duckdb_io']}; no network needed.", ""]
     else:
         out += [f"**DuckDB I/O: {doc['duckdb_io']}.**", ""]
-    out += ["| input | tool | MiB/s | wall s | CPU s | peak RSS MiB | output MiB | files | ours vs (MiB/s) | "
-            "peak RSS vs ours |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for res in doc["sizes"]:
-        ours = res["tools"]["ours"]
-        for tool, r in res["tools"].items():
-            label = f"**{labels[tool]}** (ours)" if tool == "ours" else labels[tool]
-            if tool == "duckdb" and not doc["duckdb_s3"]:
-                label += " (writes local disk)"
-            out.append(f"| {res['size_mib']} MiB, {res['rows']:,} rows | {label} | {r['mib_per_s']:.1f} | "
-                       f"{r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_mib']:.1f} | "
-                       f"{r['output_bytes'] / MIB:.1f} | {r['files']} | {ours['mib_per_s'] / r['mib_per_s']:.2f}x | "
-                       f"{r['peak_rss_mib'] / ours['peak_rss_mib']:.2f}x |")
-    checks = [("issue", c["what"], c["ok"], c["figure"]) for c in doc["checks"]]
-    checks += [("design aim", c["what"], c["ok"], c["figure"]) for c in doc["aims"]]
-    return out + [""] + checks_table(checks)
+    for store, sd in doc["stores"].items():
+        for codec, cd in sd["codecs"].items():
+            out += [f"### {CONVERT_STORE_TITLES.get(store, store)}, {codec}", ""]
+            out += converter_table(cd["sizes"], labels, doc["duckdb_s3"]) + [""]
+            out += checks_table([("issue", c["what"], c["ok"], c["figure"]) for c in cd["targets"]])
+    return out + converter_explanation(doc)
 
 
 def chart(fire, ing, conv, path):
@@ -234,14 +372,18 @@ def chart(fire, ing, conv, path):
             bars.append((name, r["mib_per_s"], r["peak_rss_mib"], kind))
         budget = ing["part_mib"] * (ing["concurrency"] + 1) + 32
         panels.append((f"url-ingester (lean store)\n{ing['size_mib']} MiB HTTP -> S3", bars, (budget, f"target {budget}")))
-    if conv:
-        for res in conv["sizes"]:
-            bars = []
-            for tool, r in res["tools"].items():
-                label = conv["labels"][tool] + ("\n(local disk)" if tool == "duckdb" and not conv["duckdb_s3"] else "")
-                bars.append((label, r["mib_per_s"], r["peak_rss_mib"], "ours" if tool == "ours" else "peer"))
-            panels.append((f"parquet-converter\n{res['size_mib']} MiB CSV -> Parquet, S3 -> S3", bars,
-                           (256, "target 256")))
+    if conv and "stores" in conv:
+        # The largest size, per store and codec.
+        for store, sd in conv["stores"].items():
+            for codec, cd in sd["codecs"].items():
+                res = cd["sizes"][-1]
+                bars = []
+                for tool, r in res["tools"].items():
+                    label = conv["labels"][tool] + ("\n(local disk)" if tool == "duckdb" and not conv["duckdb_s3"] else "")
+                    bars.append((label, r["mib_per_s"], r["peak_rss_mib"], "ours" if tool == "ours" else "peer"))
+                lean = min(r["peak_rss_mib"] for t, r in res["tools"].items() if t != "ours") / 2
+                panels.append((f"parquet-converter, {CONVERT_STORE_TITLES.get(store, store)}, {codec}\n"
+                               f"{res['size_mib']} MiB CSV -> Parquet, S3 -> S3", bars, (lean, f"target {lean:.0f}")))
     if not panels:
         return False
     colors = {"ours": OURS_COLOR, "peer": PEER_COLOR, "ceiling": CEILING_COLOR}

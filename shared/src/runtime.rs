@@ -1,11 +1,18 @@
 //! Every function's `main`: configuration once ([`serve`]), a failed start reported to the
-//! Runtime API, then the runtime loop.
+//! Runtime API, then the runtime loop. [`serve_raw`] is the same loop for a handler that reads
+//! the request body and writes the response body itself (multi-megabyte events).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use lambda_runtime::{LambdaEvent, service_fn};
+use bytes::Bytes;
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent, LambdaInvocation, service_fn};
+use lambda_runtime_api_client::body::Body;
+use lambda_runtime_api_client::{BoxError, build_request};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -40,6 +47,117 @@ where
         handler(state.clone(), event)
     }))
     .await
+}
+
+/// Like [`serve`], for a handler that takes the request body as it arrived (with the
+/// invocation's context) and returns the response body, already JSON: the runtime neither
+/// deserialises the event into a payload type nor serialises the response again, so a
+/// multi-megabyte event is read once and the response is sent from the handler's buffer as it
+/// is. The invocation loop, its context and its tracing span are `lambda_runtime`'s; an error
+/// is reported on `.../error` as [`serve`] reports it.
+pub async fn serve_raw<S, Fut>(
+    init: impl AsyncFnOnce(&crate::Env) -> crate::Result<S>,
+    handler: impl Fn(Arc<S>, Bytes, Context) -> Fut + Send + Sync + 'static,
+) -> Result<(), lambda_runtime::Error>
+where
+    S: Send + Sync + 'static,
+    Fut: Future<Output = crate::Result<Vec<u8>>> + Send + 'static,
+{
+    let env = crate::Env::from_process();
+    crate::observability::init_tracing(&env);
+    let state = match init(&env).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error_type = e.error_type(), "{e}");
+            report_init_error(&e).await;
+            return Err(e.into());
+        }
+    };
+    // The runtime's own handler is never reached: the raw layer answers every invocation.
+    let unused =
+        service_fn(|_: LambdaEvent<serde::de::IgnoredAny>| async { Ok::<(), Diagnostic>(()) });
+    let raw = RawLayer(Arc::new(RawHandler {
+        state,
+        handler,
+        client: lambda_runtime_api_client::PooledClient::builder().build(),
+    }));
+    lambda_runtime::Runtime::new(unused)
+        .layer(raw)
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+}
+
+struct RawHandler<S, H> {
+    state: Arc<S>,
+    handler: H,
+    client: lambda_runtime_api_client::PooledClient,
+}
+
+/// Puts [`RawService`] in front of the runtime's deserialising service.
+struct RawLayer<S, H>(Arc<RawHandler<S, H>>);
+
+impl<S, H, Inner> Layer<Inner> for RawLayer<S, H> {
+    type Service = RawService<S, H>;
+    fn layer(&self, _inner: Inner) -> Self::Service {
+        RawService(self.0.clone())
+    }
+}
+
+/// Answers an invocation from its raw body: the handler's bytes go to `.../response`, its
+/// error to `.../error`.
+struct RawService<S, H>(Arc<RawHandler<S, H>>);
+
+impl<S, H, Fut> Service<LambdaInvocation> for RawService<S, H>
+where
+    S: Send + Sync + 'static,
+    H: Fn(Arc<S>, Bytes, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = crate::Result<Vec<u8>>> + Send + 'static,
+{
+    type Response = ();
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let raw = self.0.clone();
+        let request_id = invocation.context.request_id.clone();
+        // Echoed so the Runtime API can refuse an answer to a timed-out invocation.
+        let invocation_id = invocation
+            .parts
+            .headers
+            .get("lambda-runtime-invocation-id")
+            .cloned();
+        let answer = (raw.handler)(raw.state.clone(), invocation.body, invocation.context);
+        Box::pin(async move {
+            let base = format!("/2018-06-01/runtime/invocation/{request_id}");
+            let mut request = match answer.await {
+                Ok(body) => build_request()
+                    .method(http::Method::POST)
+                    .uri(format!("{base}/response"))
+                    .body(Body::from(body))?,
+                Err(e) => build_request()
+                    .method(http::Method::POST)
+                    .uri(format!("{base}/error"))
+                    .header("lambda-runtime-function-error-type", "unhandled")
+                    .body(Body::from(serde_json::to_vec(&Diagnostic::from(e))?))?,
+            };
+            if let Some(id) = invocation_id {
+                request
+                    .headers_mut()
+                    .insert("lambda-runtime-invocation-id", id);
+            }
+            let response = raw.client.call(request).await?;
+            if !response.status().is_success() {
+                // As the runtime does: logged, and the loop goes on.
+                tracing::error!(status = %response.status(), "Lambda Runtime API refused the answer");
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Reports that initialisation failed to the Runtime API (`/runtime/init/error`), so Lambda

@@ -35,10 +35,19 @@ pub enum Answer {
     Error(String, String),
 }
 
+/// Who waits for an invocation's answer: parsed, or as the raw body (benchmarks).
+enum Waiter {
+    Parsed(oneshot::Sender<Answer>),
+    Raw(oneshot::Sender<RawAnswer>),
+}
+
+/// What the function answered, unparsed: the `.../response` body, or the `.../error` fields.
+pub type RawAnswer = Result<Bytes, (String, String)>;
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<(String, Vec<u8>)>,
-    waiting: HashMap<String, oneshot::Sender<Answer>>,
+    queue: VecDeque<(String, Bytes)>,
+    waiting: HashMap<String, Waiter>,
     init_error: Option<(String, String)>,
     /// When the function first asked for an invocation.
     first_poll: Option<Instant>,
@@ -140,20 +149,37 @@ impl RuntimeApi {
     /// Queues one invocation and waits (up to 60 s) for the function's answer.
     pub async fn invoke(&self, payload: serde_json::Value) -> Answer {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.next += 1;
-            let id = format!("request-{}", s.next);
-            s.waiting.insert(id.clone(), tx);
-            s.queue
-                .push_back((id, serde_json::to_vec(&payload).unwrap_or_default()));
-        }
-        self.notify.notify_waiters();
-        self.notify.notify_one();
+        self.queue(
+            Bytes::from(serde_json::to_vec(&payload).unwrap_or_default()),
+            Waiter::Parsed(tx),
+        );
         match tokio::time::timeout(Duration::from_secs(60), rx).await {
             Ok(Ok(answer)) => answer,
             _ => panic!("the function did not answer within 60 s"),
         }
+    }
+
+    /// Queues one invocation of `payload` as it is and waits (up to 60 s) for the answer,
+    /// unparsed (benchmarks: the emulator adds no JSON work of its own).
+    pub async fn invoke_raw(&self, payload: Bytes) -> RawAnswer {
+        let (tx, rx) = oneshot::channel();
+        self.queue(payload, Waiter::Raw(tx));
+        match tokio::time::timeout(Duration::from_secs(60), rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => panic!("the function did not answer within 60 s"),
+        }
+    }
+
+    fn queue(&self, payload: Bytes, waiter: Waiter) {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.next += 1;
+            let id = format!("request-{}", s.next);
+            s.waiting.insert(id.clone(), waiter);
+            s.queue.push_back((id, payload));
+        }
+        self.notify.notify_waiters();
+        self.notify.notify_one();
     }
 
     /// Waits (up to `timeout`) for an init error: (`errorType`, `errorMessage`).
@@ -254,30 +280,37 @@ async fn answer(
                 "Lambda-Runtime-Trace-Id",
                 "Root=1-00000000-000000000000000000000000;Sampled=0",
             );
-        (StatusCode::OK, Bytes::from(payload))
+        (StatusCode::OK, payload)
     } else if parts.method == Method::POST && path == format!("{base}/init/error") {
         lock().init_error = Some(error_fields(&body, error_type));
         (StatusCode::ACCEPTED, Bytes::from_static(b"{}"))
     } else if let Some(rest) = path.strip_prefix(&format!("{base}/invocation/")) {
         let (id, what) = rest.split_once('/').unwrap_or((rest, ""));
-        let answer = match what {
-            "response" => Some(Answer::Response(
-                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-            )),
-            "error" => {
-                let (t, m) = error_fields(&body, error_type);
-                Some(Answer::Error(t, m))
-            }
-            _ => None,
-        };
-        match answer {
-            Some(a) => {
-                if let Some(tx) = lock().waiting.remove(id) {
-                    let _ = tx.send(a);
+        if matches!(what, "response" | "error") {
+            let waiter = lock().waiting.remove(id);
+            match waiter {
+                Some(Waiter::Parsed(tx)) => {
+                    let _ = tx.send(if what == "response" {
+                        Answer::Response(
+                            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+                        )
+                    } else {
+                        let (t, m) = error_fields(&body, error_type);
+                        Answer::Error(t, m)
+                    });
                 }
-                (StatusCode::ACCEPTED, Bytes::from_static(b"{}"))
+                Some(Waiter::Raw(tx)) => {
+                    let _ = tx.send(if what == "response" {
+                        Ok(body)
+                    } else {
+                        Err(error_fields(&body, error_type))
+                    });
+                }
+                None => {}
             }
-            None => (StatusCode::NOT_FOUND, Bytes::from_static(b"{}")),
+            (StatusCode::ACCEPTED, Bytes::from_static(b"{}"))
+        } else {
+            (StatusCode::NOT_FOUND, Bytes::from_static(b"{}"))
         }
     } else {
         (StatusCode::NOT_FOUND, Bytes::from_static(b"{}"))

@@ -13,11 +13,13 @@
 //! the `InvalidEvent` error naming what was expected, never the runtime's deserialisation
 //! error.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 
 /// What this function takes, for [`tributary::Error::InvalidEvent`].
 pub const EXPECTED_EVENT: &str = "a Kinesis Data Firehose data-transformation event: an object \
@@ -75,6 +77,101 @@ pub struct FirehoseRecord {
     pub kinesis_record_metadata: Option<serde_json::Value>,
 }
 
+/// A batch as read from the request body: strings borrowed from it (JSON strings without
+/// escapes, which every base64 `data` is), so reading a 6 MB request copies none of its
+/// records. [`FirehoseEvent`] is the same, owned.
+#[derive(Debug, Clone, Default)]
+pub struct EventRef<'a> {
+    /// Id of this invocation.
+    pub invocation_id: Option<Cow<'a, str>>,
+    /// ARN of the delivery stream.
+    pub delivery_stream_arn: Option<Cow<'a, str>>,
+    /// ARN of the source Kinesis stream, when there is one.
+    pub source_kinesis_stream_arn: Option<Cow<'a, str>>,
+    /// Region of the stream.
+    pub region: Option<Cow<'a, str>>,
+    /// The records, in order.
+    pub records: Vec<RecordRef<'a>>,
+}
+
+/// One input record, its strings borrowed from the request where they hold no escapes.
+#[derive(Debug, Clone)]
+pub struct RecordRef<'a> {
+    /// Id to echo back in the response.
+    pub record_id: Cow<'a, str>,
+    /// When Firehose received the record, epoch milliseconds.
+    pub approximate_arrival_timestamp: Option<f64>,
+    /// The payload, base64.
+    pub data: Cow<'a, str>,
+    /// Present when the source is a Kinesis data stream (kept as text: nothing reads it).
+    pub kinesis_record_metadata: Option<Box<RawValue>>,
+}
+
+impl<'a> EventRef<'a> {
+    /// Reads a request body: the event, or why it is not one (the reason an [`Invocation`]
+    /// gives; a body that is not JSON at all says so).
+    pub fn parse(body: &'a [u8]) -> Result<EventRef<'a>, String> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let shaped = Shaped::<EventRef<'a>>::deserialize(&mut de)
+            .and_then(|s| de.end().map(|()| s))
+            .map_err(|e| format!("the payload is not JSON: {e}"))?;
+        match shaped.0 {
+            Ok(event) => Ok(event),
+            Err(Bad::Shape(shape)) => Err(format!("the payload is {shape}, not an object")),
+            Err(Bad::Content(reason)) => Err(reason),
+        }
+    }
+
+    /// Borrows an owned event.
+    pub fn of(event: &'a FirehoseEvent) -> EventRef<'a> {
+        let text = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
+        EventRef {
+            invocation_id: text(&event.invocation_id),
+            delivery_stream_arn: text(&event.delivery_stream_arn),
+            source_kinesis_stream_arn: text(&event.source_kinesis_stream_arn),
+            region: text(&event.region),
+            records: event
+                .records
+                .iter()
+                .map(|r| RecordRef {
+                    record_id: Cow::Borrowed(&r.record_id),
+                    approximate_arrival_timestamp: r.approximate_arrival_timestamp,
+                    data: Cow::Borrowed(&r.data),
+                    kinesis_record_metadata: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn into_owned(self) -> FirehoseEvent {
+        let text = |s: Option<Cow<'a, str>>| s.map(Cow::into_owned);
+        FirehoseEvent {
+            invocation_id: text(self.invocation_id),
+            delivery_stream_arn: text(self.delivery_stream_arn),
+            source_kinesis_stream_arn: text(self.source_kinesis_stream_arn),
+            region: text(self.region),
+            records: self
+                .records
+                .into_iter()
+                .map(RecordRef::into_owned)
+                .collect(),
+        }
+    }
+}
+
+impl RecordRef<'_> {
+    fn into_owned(self) -> FirehoseRecord {
+        FirehoseRecord {
+            record_id: self.record_id.into_owned(),
+            approximate_arrival_timestamp: self.approximate_arrival_timestamp,
+            data: self.data.into_owned(),
+            kinesis_record_metadata: self
+                .kinesis_record_metadata
+                .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+        }
+    }
+}
+
 /// The payload of one invocation: a Firehose event, or why it is not one.
 #[derive(Debug, Clone)]
 pub struct Invocation(Result<FirehoseEvent, String>);
@@ -96,8 +193,8 @@ impl From<FirehoseEvent> for Invocation {
 impl<'de> Deserialize<'de> for Invocation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Invocation(
-            match Shaped::<FirehoseEvent>::deserialize(d)?.0 {
-                Ok(event) => Ok(event),
+            match Shaped::<EventRef<'de>>::deserialize(d)?.0 {
+                Ok(event) => Ok(event.into_owned()),
                 Err(Bad::Shape(shape)) => Err(format!("the payload is {shape}, not an object")),
                 Err(Bad::Content(reason)) => Err(reason),
             },
@@ -113,8 +210,8 @@ impl<'de> Deserialize<'de> for FirehoseEvent {
 
 impl<'de> Deserialize<'de> for FirehoseRecord {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Shaped::<FirehoseRecord>::deserialize(d)?.0 {
-            Ok(record) => Ok(record),
+        match Shaped::<RecordRef<'de>>::deserialize(d)?.0 {
+            Ok(record) => Ok(record.into_owned()),
             Err(Bad::Shape(shape)) => Err(de::Error::custom(format!(
                 "a record is {shape}, not an object"
             ))),
@@ -188,15 +285,15 @@ impl<'de, T: Expect<'de>> Deserialize<'de> for Shaped<T> {
     }
 }
 
-/// A scalar field's value, kept when it is a string or a number.
-enum Scalar {
-    Text(String),
+/// A scalar field's value, kept when it is a string (borrowed when it can be) or a number.
+enum Scalar<'de> {
+    Text(Cow<'de, str>),
     Number(f64),
     Null,
     Other(&'static str),
 }
 
-impl Scalar {
+impl Scalar<'_> {
     fn shape(&self) -> &'static str {
         match self {
             Scalar::Text(_) => "a string",
@@ -207,40 +304,43 @@ impl Scalar {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar {
+impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
+            type Value = Scalar<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Text(s.to_owned()))
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(s)))
             }
-            fn visit_string<E>(self, s: String) -> Result<Scalar, E> {
-                Ok(Scalar::Text(s))
+            fn visit_str<E>(self, s: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(s.to_owned())))
             }
-            fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
+            fn visit_string<E>(self, s: String) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(s)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(n as f64))
             }
-            fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
+            fn visit_u64<E>(self, n: u64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(n as f64))
             }
-            fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
+            fn visit_f64<E>(self, n: f64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(n))
             }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
+            fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Null)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Other("a boolean"))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other("an array"))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other("an object"))
             }
@@ -300,7 +400,11 @@ fn note(problem: &mut Option<String>, reason: impl FnOnce() -> String) {
 }
 
 /// An optional text member: a string or null, else a problem naming it.
-fn optional_text(value: Scalar, name: &str, problem: &mut Option<String>) -> Option<String> {
+fn optional_text<'de>(
+    value: Scalar<'de>,
+    name: &str,
+    problem: &mut Option<String>,
+) -> Option<Cow<'de, str>> {
     match value {
         Scalar::Text(s) => Some(s),
         Scalar::Null => None,
@@ -313,14 +417,14 @@ fn optional_text(value: Scalar, name: &str, problem: &mut Option<String>) -> Opt
     }
 }
 
-impl<'de> Expect<'de> for FirehoseEvent {
+impl<'de> Expect<'de> for EventRef<'de> {
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Bad>, A::Error> {
-        let mut event = FirehoseEvent::new(Vec::new());
+        let mut event = EventRef::default();
         let mut records = None;
         let mut problem = None;
         while let Some(member) = map.next_key::<EventMember>()? {
             let text = |map: &mut A, problem: &mut Option<String>| {
-                map.next_value::<Scalar>()
+                map.next_value::<Scalar<'de>>()
                     .map(|v| optional_text(v, member.text(), problem))
             };
             match member {
@@ -328,7 +432,7 @@ impl<'de> Expect<'de> for FirehoseEvent {
                     map.next_value::<IgnoredAny>()?;
                     note(&mut problem, || "`records` appears twice".to_owned());
                 }
-                EventMember::Records => match map.next_value::<Shaped<Records>>()?.0 {
+                EventMember::Records => match map.next_value::<Shaped<Records<'de>>>()?.0 {
                     Ok(Records(Ok(list))) => records = Some(list),
                     Ok(Records(Err(reason))) => {
                         records = Some(Vec::new());
@@ -369,12 +473,12 @@ impl<'de> Expect<'de> for FirehoseEvent {
 }
 
 /// The `records` array: every record, or the first problem (with the record's index).
-struct Records(Result<Vec<FirehoseRecord>, String>);
+struct Records<'de>(Result<Vec<RecordRef<'de>>, String>);
 
-impl<'de> Expect<'de> for Records {
+impl<'de> Expect<'de> for Records<'de> {
     fn array<A: SeqAccess<'de>>(mut seq: A) -> Result<Result<Self, Bad>, A::Error> {
         let mut records = Vec::new();
-        while let Some(record) = seq.next_element::<Shaped<FirehoseRecord>>()? {
+        while let Some(record) = seq.next_element::<Shaped<RecordRef<'de>>>()? {
             let reason = match record.0 {
                 Ok(r) => {
                     records.push(r);
@@ -393,7 +497,7 @@ impl<'de> Expect<'de> for Records {
     }
 }
 
-impl<'de> Expect<'de> for FirehoseRecord {
+impl<'de> Expect<'de> for RecordRef<'de> {
     fn object<A: MapAccess<'de>>(mut map: A) -> Result<Result<Self, Bad>, A::Error> {
         let mut record_id = None;
         let mut arrival = None;
@@ -416,31 +520,33 @@ impl<'de> Expect<'de> for FirehoseRecord {
                 continue;
             }
             match member {
-                RecordMember::RecordId => match map.next_value::<Scalar>()? {
+                RecordMember::RecordId => match map.next_value::<Scalar<'de>>()? {
                     Scalar::Text(id) => record_id = Some(id),
                     other => note(&mut problem, || {
                         format!("`recordId` is {}, not a string", other.shape())
                     }),
                 },
-                RecordMember::ApproximateArrivalTimestamp => match map.next_value::<Scalar>()? {
-                    Scalar::Number(ms) => arrival = Some(Some(ms)),
-                    Scalar::Null => arrival = Some(None),
-                    other => note(&mut problem, || {
-                        format!(
-                            "`approximateArrivalTimestamp` is {}, not a number",
-                            other.shape()
-                        )
-                    }),
-                },
-                RecordMember::Data => match map.next_value::<Scalar>()? {
+                RecordMember::ApproximateArrivalTimestamp => {
+                    match map.next_value::<Scalar<'de>>()? {
+                        Scalar::Number(ms) => arrival = Some(Some(ms)),
+                        Scalar::Null => arrival = Some(None),
+                        other => note(&mut problem, || {
+                            format!(
+                                "`approximateArrivalTimestamp` is {}, not a number",
+                                other.shape()
+                            )
+                        }),
+                    }
+                }
+                RecordMember::Data => match map.next_value::<Scalar<'de>>()? {
                     Scalar::Text(text) => data = Some(text),
-                    Scalar::Null => data = Some(String::new()),
+                    Scalar::Null => data = Some(Cow::Borrowed("")),
                     other => note(&mut problem, || {
                         format!("`data` is {}, not a base64 string", other.shape())
                     }),
                 },
                 RecordMember::KinesisRecordMetadata => {
-                    metadata = Some(map.next_value::<Option<serde_json::Value>>()?);
+                    metadata = Some(map.next_value::<Option<Box<RawValue>>>()?);
                 }
                 RecordMember::Other => {
                     map.next_value::<IgnoredAny>()?;
@@ -450,7 +556,7 @@ impl<'de> Expect<'de> for FirehoseRecord {
         Ok(match (problem, record_id) {
             (Some(reason), _) => Err(Bad::Content(reason)),
             (None, None) => Err(Bad::Content("no `recordId`".to_owned())),
-            (None, Some(record_id)) => Ok(FirehoseRecord {
+            (None, Some(record_id)) => Ok(RecordRef {
                 record_id,
                 approximate_arrival_timestamp: arrival.flatten(),
                 data: data.unwrap_or_default(),

@@ -26,7 +26,7 @@ use tributary::{Env, Error};
 
 use serde_json::value::RawValue;
 
-use crate::event::{FirehoseEvent, FirehoseRecord, Invocation, RecordResult, json_string_len};
+use crate::event::{EventRef, FirehoseEvent, Invocation, RecordRef, RecordResult, json_string_len};
 use crate::record::{Fields, push_json_string};
 use crate::transform::{Stamps, json_text, rfc3339_millis};
 
@@ -108,13 +108,20 @@ const PIECES_PER_WORKER: usize = 4;
 pub struct Processor {
     config: Config,
     workers: usize,
+    /// No transform and no partitioning: a record's output is its JSON, compacted.
+    verbatim: bool,
 }
 
 impl Processor {
     /// A processor with `config`, using every available core for large batches.
     pub fn new(config: Config) -> Processor {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Processor { config, workers }
+        let verbatim = config.transform.is_identity() && !config.partition.is_enabled();
+        Processor {
+            config,
+            workers,
+            verbatim,
+        }
     }
 
     /// Reads the configuration from `env`.
@@ -141,20 +148,38 @@ impl Processor {
             .inspect_err(|e| {
                 warn!(request_id = %ctx.request_id, error_type = e.error_type(), "{e}");
             })?;
-        let stream = payload
+        let response = self.batch(&EventRef::of(&payload), &ctx.request_id, started);
+        RawValue::from_string(response).map_err(|e| Error::Json {
+            what: "the Firehose response we built".into(),
+            source: e,
+        })
+    }
+
+    /// The handler on the request body as it arrived: the response body, the same bytes
+    /// [`Processor::handle`] answers. The event is read in place (no record copied) and the
+    /// response is built in one buffer that is sent as it is.
+    pub fn handle_raw(&self, body: &[u8], request_id: &str) -> Result<Vec<u8>, Error> {
+        let started = Instant::now();
+        let event = EventRef::parse(body)
+            .map_err(|reason| Error::invalid_event(event::EXPECTED_EVENT, reason))
+            .inspect_err(|e| {
+                warn!(request_id, error_type = e.error_type(), "{e}");
+            })?;
+        Ok(self.batch(&event, request_id, started).into_bytes())
+    }
+
+    /// One batch: processed, logged, counted in one EMF line.
+    fn batch(&self, event: &EventRef<'_>, request_id: &str, started: Instant) -> String {
+        let stream = event
             .delivery_stream_arn
             .as_deref()
             .and_then(|a| a.rsplit('/').next())
             .unwrap_or("unknown")
             .to_owned();
-        let (response, stats) = self.process(
-            &payload,
+        let (response, stats) = self.process_records(
+            &event.records,
             DateTime::<Utc>::from(std::time::SystemTime::now()),
         );
-        let response = RawValue::from_string(response).map_err(|e| Error::Json {
-            what: "the Firehose response we built".into(),
-            source: e,
-        })?;
         let elapsed = started.elapsed();
         let mut m = Metrics::new(&self.config.metrics_namespace, "firehose-transformer");
         m.count("RecordsIn", stats.records_in)
@@ -166,15 +191,24 @@ impl Processor {
             .bytes("BytesOut", stats.bytes_out)
             .count("PartitionFallbacks", stats.partition_fallbacks)
             .duration("Duration", elapsed)
-            .property("RequestId", ctx.request_id.clone())
+            .property("RequestId", request_id.to_owned())
             .property("DeliveryStream", stream.clone());
         m.emit();
-        info!(request_id = %ctx.request_id, stream, records = stats.records_in, ok = stats.ok,
-            dropped = stats.dropped, failed = stats.failed, oversize = stats.oversize,
-            bytes_in = stats.bytes_in, bytes_out = stats.bytes_out,
+        info!(
+            request_id,
+            stream,
+            records = stats.records_in,
+            ok = stats.ok,
+            dropped = stats.dropped,
+            failed = stats.failed,
+            oversize = stats.oversize,
+            bytes_in = stats.bytes_in,
+            bytes_out = stats.bytes_out,
             partition_fallbacks = stats.partition_fallbacks,
-            ms = elapsed.as_secs_f64() * 1000.0, "batch processed");
-        Ok(response)
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "batch processed"
+        );
+        response
     }
 
     /// Processes a batch into the response JSON: one entry per input record, same ids, same
@@ -190,8 +224,16 @@ impl Processor {
     /// empty data, so Firehose routes their originals to its error output instead of the
     /// invocation failing with 413.
     pub fn process(&self, event: &FirehoseEvent, now: DateTime<Utc>) -> (String, Stats) {
+        self.process_records(&EventRef::of(event).records, now)
+    }
+
+    /// [`Processor::process`] on records read in place.
+    pub fn process_records(
+        &self,
+        records: &[RecordRef<'_>],
+        now: DateTime<Utc>,
+    ) -> (String, Stats) {
         let processing_time = json_text(&rfc3339_millis(now));
-        let records = &event.records;
         let workers = self
             .workers
             .min(records.len() / MIN_RECORDS_PER_WORKER)
@@ -207,7 +249,7 @@ impl Processor {
         // Every buffer is allocated here, on the calling thread: the first one large enough
         // for the whole response (the others are appended to it), so assembling it neither
         // reallocates nor frees memory across threads.
-        let estimate = |part: &[FirehoseRecord]| {
+        let estimate = |part: &[RecordRef<'_>]| {
             part.iter()
                 .map(|r| r.data.len() * 5 / 4 + 192)
                 .sum::<usize>()
@@ -264,7 +306,7 @@ impl Processor {
     /// The size guard and the final response, in input order.
     fn assemble(
         &self,
-        records: &[FirehoseRecord],
+        records: &[RecordRef<'_>],
         chunks: Vec<Chunk>,
         per: usize,
     ) -> (String, Stats) {
@@ -369,7 +411,7 @@ impl Processor {
     fn chunk(
         &self,
         chunk: &mut Chunk,
-        records: &[FirehoseRecord],
+        records: &[RecordRef<'_>],
         first: bool,
         processing_time: &RawValue,
     ) {
@@ -429,7 +471,7 @@ impl Processor {
     /// One record: its output line goes to `scratch.line`.
     fn record(
         &self,
-        input: &FirehoseRecord,
+        input: &RecordRef<'_>,
         processing_time: &RawValue,
         scratch: &mut Scratch,
         stats: &mut Stats,
@@ -510,6 +552,19 @@ impl Processor {
             };
         }
 
+        if self.verbatim {
+            // Nothing to change: a record already written as it would be written is copied
+            // after the same validation (the others take the full path).
+            match Fields::compact_span(data) {
+                Ok(Some(object)) => {
+                    scratch.line.extend_from_slice(&data[object]);
+                    scratch.line.push(b'\n');
+                    return Outcome::Ok { keys: None };
+                }
+                Ok(None) => {}
+                Err(reason) => return Outcome::Failed { reason, echo: true },
+            }
+        }
         let mut fields = match Fields::parse(data) {
             Ok(f) => f,
             Err(reason) => return Outcome::Failed { reason, echo: true },

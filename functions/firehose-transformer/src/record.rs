@@ -100,6 +100,22 @@ impl<'a> Fields<'a> {
             .map_err(|(what, at)| format!("invalid JSON: {what} at byte {at}"))
     }
 
+    /// The record as [`Fields::write_line`] would write it, when that is a plain copy: the
+    /// object's bytes within `data` (`Ok(None)` when writing it changes something: whitespace
+    /// inside, escapes in a top-level key). Refuses what [`Fields::parse`] refuses, with the
+    /// same reasons; nothing is collected, so an untransformed record costs one pass.
+    pub fn compact_span(data: &[u8]) -> Result<Option<std::ops::Range<usize>>, String> {
+        if let Some(reason) = not_an_object_reason(data) {
+            return Err(reason.to_owned());
+        }
+        let text = std::str::from_utf8(data)
+            .map_err(|e| format!("invalid JSON: not UTF-8 at byte {}", e.valid_up_to()))?;
+        let (start, end, compact) = Scanner::new(text)
+            .object_span()
+            .map_err(|(what, at)| format!("invalid JSON: {what} at byte {at}"))?;
+        Ok(compact.then_some(start..end))
+    }
+
     /// The value of a top-level field (the last one, if the name repeats).
     pub fn get(&self, name: &str) -> Option<&Raw<'a>> {
         self.entries
@@ -361,6 +377,22 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
 
+        /// The copy path refuses what the parser refuses, with the same reason, and a copy is
+        /// byte for byte what writing the parsed record gives.
+        #[test]
+        fn compact_span_agrees_with_parse_and_write(data in json_like()) {
+            let full = Fields::parse(&data).map(|f| line(&f).into_bytes());
+            match Fields::compact_span(&data) {
+                Err(reason) => prop_assert_eq!(Err(reason), full),
+                Ok(None) => prop_assert!(full.is_ok()),
+                Ok(Some(object)) => {
+                    let mut copy = data[object].to_vec();
+                    copy.push(b'\n');
+                    prop_assert_eq!(Ok(copy), full);
+                }
+            }
+        }
+
         /// The scanner accepts exactly what serde_json accepts, with the same members.
         #[test]
         fn scanner_agrees_with_serde_json(data in json_like()) {
@@ -428,6 +460,31 @@ mod tests {
             write_minified(&mut out, input);
             assert_eq!(String::from_utf8(out).expect("utf8"), want, "{input}");
         }
+    }
+
+    #[test]
+    fn compact_span_copies_only_what_writing_leaves_alone() {
+        let span = |d: &[u8]| Fields::compact_span(d).map(|r| r.map(|r| d[r].to_vec()));
+        assert_eq!(
+            span(b" {\"a\":[1,{\"b\":\"x y\"}]}\n"),
+            Ok(Some(b"{\"a\":[1,{\"b\":\"x y\"}]}".to_vec()))
+        );
+        assert_eq!(span(b"{}"), Ok(Some(b"{}".to_vec())));
+        for spaced in [
+            &b"{ }"[..],
+            b"{\"a\": 1}",
+            b"{\"a\":[1, 2]}",
+            b"{\"a\":1 ,\"b\":2}",
+            b"{\"\\u0061\":1}",
+        ] {
+            assert_eq!(
+                span(spaced),
+                Ok(None),
+                "{}",
+                String::from_utf8_lossy(spaced)
+            );
+        }
+        assert!(span(b"{\"a\":1}x").is_err());
     }
 
     #[test]

@@ -140,6 +140,17 @@ impl Transform {
         Ok(t)
     }
 
+    /// Whether [`Transform::apply`] keeps every record as it is (nothing configured).
+    pub fn is_identity(&self) -> bool {
+        self.filter.is_empty()
+            && self.rename.is_empty()
+            && self.drop.is_empty()
+            && !self.drop_nulls
+            && self.add_raw.is_empty()
+            && self.add_processing_time.is_none()
+            && self.add_arrival_time.is_none()
+    }
+
     /// Applies the transform; `false` means the record is filtered out.
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>, stamps: Stamps<'a>) -> bool {
         if !self.filter.iter().all(|c| c.holds(fields)) {

@@ -470,3 +470,72 @@ fn splitting_a_batch_over_threads_changes_nothing() {
     let resp: FirehoseResponse = serde_json::from_str(&one).expect("json");
     assert_same_ids(&ev, &resp);
 }
+
+/// The raw handler (request body in, response body out: what the binary runs) answers
+/// byte for byte what the handler on a deserialised event answers, with and without a
+/// transform, for every sample event, records that need compacting and bad records; and
+/// refuses what is not an event with the same error.
+#[tokio::test]
+async fn the_raw_handler_answers_exactly_what_the_handler_answers() {
+    let spaced = FirehoseEvent::new(
+        [
+            &br#" { "a" : [1, 2], "b":"x  y" }  "#[..],
+            br#"{"k\u00e9y":1,"n":null}"#,
+            br#"{"a":1,"a":2}"#,
+            b"{\"c\":{\"d\":\"e\"}}\n",
+            b"{}",
+            b"[1]",
+            b"{\"a\":1",
+            b"not json",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, data)| FirehoseRecord {
+            record_id: format!("r{i}"),
+            approximate_arrival_timestamp: Some(1_709_787_967_000.0),
+            data: B64.encode(data),
+            kinesis_record_metadata: None,
+        })
+        .collect(),
+    );
+    let spaced = serde_json::to_string(&spaced).expect("event JSON");
+    let configs: [&[(&str, &str)]; 3] = [
+        &[],
+        &[("TRANSFORM", r#"{"drop":["n"],"add":{"s":"f"}}"#)],
+        &[
+            ("PARTITION_TIMESTAMP_FIELD", "ts"),
+            ("PARTITION_FIELDS", "a"),
+        ],
+    ];
+    for config in configs {
+        let p = processor(config);
+        for body in [DIRECT_PUT, KINESIS, CWL, BAD, &spaced] {
+            let want = p
+                .handle(LambdaEvent::new(event(body), Context::default()))
+                .await
+                .expect("a batch never fails");
+            let got = p.handle_raw(body.as_bytes(), "test").expect("a batch");
+            assert_eq!(
+                String::from_utf8(got).expect("utf8"),
+                want.get(),
+                "{config:?}"
+            );
+        }
+        for payload in [
+            r#"{"Records":[]}"#,
+            "[]",
+            r#"{"records":[{"data":"eA=="}]}"#,
+        ] {
+            let invocation: Invocation = serde_json::from_str(payload).expect("JSON");
+            let want = p
+                .handle(LambdaEvent::new(invocation, Context::default()))
+                .await
+                .expect_err("not an event");
+            let got = p
+                .handle_raw(payload.as_bytes(), "test")
+                .expect_err("not an event");
+            assert_eq!(got.to_string(), want.to_string());
+            assert_eq!(got.error_type(), want.error_type());
+        }
+    }
+}

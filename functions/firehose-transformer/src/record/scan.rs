@@ -86,6 +86,36 @@ impl<'a> Scanner<'a> {
         Ok(Fields { entries })
     }
 
+    /// The top-level object validated exactly as [`Scanner::object`] does (same refusals), its
+    /// members stepped over instead of collected: where the object starts and ends, and
+    /// whether it is already written the way [`Fields::write_line`] writes it (no whitespace
+    /// inside, no escapes in its top-level keys), so that copying it is writing it.
+    pub(super) fn object_span(mut self) -> Result<(usize, usize, bool), ScanError> {
+        self.skip_ws();
+        let start = self.pos;
+        self.spaced = false;
+        let mut compact = true;
+        if self.open(b'{', b'}', "expected `{`")? {
+            loop {
+                let key = self.key()?;
+                self.skip_ws();
+                compact &= !self.spaced && matches!(key, Cow::Borrowed(_));
+                compact &= self.raw()?.compact;
+                self.spaced = false;
+                let done = self.next_or_close(b'}', "expected `,` or `}`")?;
+                compact &= !self.spaced;
+                if done {
+                    break;
+                }
+            }
+        } else {
+            compact &= !self.spaced;
+        }
+        let end = self.pos;
+        self.end()?;
+        Ok((start, end, compact))
+    }
+
     /// One array, then nothing but whitespace: its elements as raw values.
     pub(super) fn array(mut self) -> Result<Vec<Raw<'a>>, ScanError> {
         let mut items = Vec::new();

@@ -5,6 +5,9 @@
 //! `{"logGroup", "logStream", "id", "timestamp", "message"}`, where a message that is itself a
 //! JSON object is embedded as an object, and any other message stays a string.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -43,14 +46,14 @@ struct LogEvent<'a> {
 
 /// Cheap test: a JSON object that mentions `messageType` and `logEvents` near its start.
 pub fn looks_like_subscription(data: &[u8]) -> bool {
+    // SIMD substring searches, built once: this test runs on every record.
+    static MESSAGE_TYPE: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"\"messageType\""));
+    static LOG_EVENTS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"logEvents\""));
     let head = &data[..data.len().min(512)];
     not_an_object_reason(data).is_none()
-        && contains(head, b"\"messageType\"")
-        && contains(data, b"\"logEvents\"")
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+        && MESSAGE_TYPE.find(head).is_some()
+        && LOG_EVENTS.find(data).is_some()
 }
 
 /// Parses a subscription message; the error never quotes log content.

@@ -33,6 +33,8 @@ pub(super) struct Decoding {
     pub(super) format: Format,
     pub(super) delimiter: u8,
     pub(super) null_regex: regex::Regex,
+    /// CSV: the `NULL_VALUES` words, when a batch may be decoded without the regex.
+    null_words: Option<Arc<NullWords>>,
     /// JSON: a field outside the schema is an error (off for probes of one field).
     pub(super) strict: bool,
     /// Decode schema: the input's columns, temporal ones as text.
@@ -77,6 +79,10 @@ impl Decoding {
             format: plan.format,
             delimiter: plan.delimiter,
             null_regex: plan.null_regex.clone(),
+            null_words: plan
+                .null_words
+                .clone()
+                .filter(|_| matches!(plan.format, Format::Csv | Format::Tsv)),
             strict: !matches!(types, Types::Only(..)),
             schema: Arc::new(Schema::new(fields)),
             map,
@@ -86,6 +92,18 @@ impl Decoding {
 
     /// Decodes exactly `recs` (all from `buf`) into one batch.
     pub(super) fn decode(&mut self, buf: &[u8], recs: &[Rec]) -> Result<RecordBatch, ArrowError> {
+        self.decode_with(buf, recs, true)
+    }
+
+    /// Decodes `recs` into one batch; `regex`: null values are told by `NULL_VALUES`' regex
+    /// on every field (else only an empty field is null, and the words are looked for in
+    /// the text columns afterwards: see [`NullWords`]).
+    fn decode_with(
+        &mut self,
+        buf: &[u8],
+        recs: &[Rec],
+        regex: bool,
+    ) -> Result<RecordBatch, ArrowError> {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         };
@@ -108,14 +126,19 @@ impl Decoding {
                 // record at the `\r` of a CRLF and takes its `\n` only when it reads on, so a
                 // batch that is full at the last `\r` would leave that `\n` unread. The row
                 // count is checked below.
-                let mut d = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                let mut b = arrow::csv::ReaderBuilder::new(self.schema.clone())
                     .with_header(false)
                     .with_delimiter(self.delimiter)
-                    .with_null_regex(self.null_regex.clone())
-                    .with_batch_size(recs.len() + 1)
-                    .build_decoder();
+                    .with_batch_size(recs.len() + 1);
+                if regex {
+                    b = b.with_null_regex(self.null_regex.clone());
+                }
+                let mut d = b.build_decoder();
                 feed(bytes, |b| d.decode(b))?;
-                d.flush()?
+                match (d.flush()?, &self.null_words) {
+                    (Some(batch), Some(words)) if !regex => Some(words.apply(batch)?),
+                    (batch, _) => batch,
+                }
             }
             Format::Json => {
                 let mut d = arrow::json::ReaderBuilder::new(self.schema.clone())
@@ -136,6 +159,31 @@ impl Decoding {
             )));
         }
         Ok(batch)
+    }
+
+    /// Decodes a batch of `recs` as [`Decoding::isolate`] does; CSV whose null words cannot
+    /// be read as values is first decoded without the null regex (most of the decoding
+    /// time), and only a batch that fails that way is decoded again with it.
+    pub(super) fn decode_batch(
+        &mut self,
+        buf: &[u8],
+        recs: &[Rec],
+        good: &mut Vec<(RecordBatch, std::ops::Range<usize>)>,
+        bad: &mut Vec<(usize, String)>,
+    ) {
+        if let Some(words) = self.null_words.clone()
+            && !recs.is_empty()
+            && words.worth_trying()
+        {
+            match self.decode_with(buf, recs, false) {
+                Ok(batch) => {
+                    good.push((batch, 0..recs.len()));
+                    return;
+                }
+                Err(_) => words.failed(),
+            }
+        }
+        self.isolate(buf, recs, 0, good, bad);
     }
 
     /// Decodes `recs`, splitting in halves around records that fail: good batches go to
@@ -235,6 +283,78 @@ impl Decoding {
         let out = RecordBatch::try_new(schema.clone(), arrays)
             .unwrap_or_else(|_| RecordBatch::new_empty(schema.clone()));
         (out, failures)
+    }
+}
+
+/// The `NULL_VALUES` words, for decoding CSV without running the null regex over every
+/// field. Without it only an empty field is null; a word in a typed column then fails to
+/// parse (and the batch is decoded again with the regex), and a word in a text column is
+/// found here and made null. That equals the regex only when no word reads as a value of a
+/// typed column: words with a digit, numbers (`NaN`, `inf`) and booleans keep the regex.
+#[derive(Debug)]
+pub(super) struct NullWords {
+    words: Vec<String>,
+    longest: usize,
+    /// Batches of this object that failed without the regex: past a few, the data has
+    /// null words in typed columns, and every batch goes straight to the regex.
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl NullWords {
+    /// The words, when they can be told apart from values this way.
+    pub(super) fn new(words: &[String]) -> Option<NullWords> {
+        const BOOLEANS: [&str; 12] = [
+            "true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0",
+        ];
+        let value_like = |w: &str| {
+            w.bytes().any(|b| b.is_ascii_digit())
+                || w.parse::<f64>().is_ok()
+                || BOOLEANS.contains(&w.to_ascii_lowercase().as_str())
+        };
+        let words: Vec<String> = words.iter().filter(|w| !w.is_empty()).cloned().collect();
+        if words.iter().any(|w| value_like(w)) {
+            return None;
+        }
+        Some(NullWords {
+            longest: words.iter().map(String::len).max().unwrap_or(0),
+            words,
+            failures: std::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    fn worth_trying(&self) -> bool {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed) < 4
+    }
+
+    fn failed(&self) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The batch with every null word in its text columns made null.
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        if self.words.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        let mut changed = false;
+        for column in &mut columns {
+            let Some(text) = column.as_any().downcast_ref::<StringArray>() else {
+                continue;
+            };
+            let is_word = |v: &str| v.len() <= self.longest && self.words.iter().any(|w| w == v);
+            if !text.iter().flatten().any(is_word) {
+                continue;
+            }
+            let mask: arrow::array::BooleanArray =
+                text.iter().map(|v| Some(v.is_some_and(is_word))).collect();
+            *column = arrow::compute::nullif(text, &mask)?;
+            changed = true;
+        }
+        if !changed {
+            return Ok(batch);
+        }
+        RecordBatch::try_new(batch.schema(), columns)
     }
 }
 
@@ -339,6 +459,70 @@ mod tests {
         let csv = "Parser error: Error while parsing value '1.5' as type 'Int64' for column 1 at line 50001. Row data: '[secret,1.5]'";
         assert!(!scrub(csv).contains("secret"));
         assert!(scrub(csv).contains("'1.5'"));
+    }
+
+    #[test]
+    fn null_words_that_read_as_values_keep_the_regex() {
+        let words =
+            |w: &[&str]| NullWords::new(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(words(&["NULL", "null", "NA", "N/A", ""]).is_some());
+        for value_like in ["-1", "0", "NaN", "inf", "true", "F", "yes", "n/a1"] {
+            assert!(words(&["NA", value_like]).is_none(), "{value_like}");
+        }
+    }
+
+    #[test]
+    fn csv_decoded_without_the_regex_equals_csv_decoded_with_it() {
+        use crate::config::Config;
+        let cfg = Config::from_env(&tributary::Env::from_pairs(Vec::<(String, String)>::new()))
+            .expect("config");
+        let text = "1,NA,1.5\n2,a,NULL\n,null,\n4,N/A,2\n5,NAN,3\n";
+        let plan =
+            Plan::infer(&cfg, "t", Format::Csv, format!("n,s,x\n{text}").as_bytes()).expect("plan");
+        let types: Vec<_> = plan.columns.iter().map(|c| c.data_type.clone()).collect();
+        assert_eq!(types, [DataType::Int64, DataType::Utf8, DataType::Float64]);
+        let (buf, recs) = records(text);
+        let mut d = Decoding::new(&plan, Types::Plan).expect("decoding");
+        assert!(d.null_words.is_some());
+        let with_regex = d.decode(&buf, &recs).expect("regex");
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        d.decode_batch(&buf, &recs, &mut good, &mut bad);
+        assert!(bad.is_empty());
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0].0, with_regex);
+        let s = with_regex
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text");
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [None, Some("a"), None, None, Some("NAN")]
+        );
+        assert_eq!(with_regex.column(2).null_count(), 2);
+        // A null word in a typed column: decoded again with the regex, the same batch.
+        let (buf, recs) = records("NA,x,1\n7,NA,N/A\n");
+        let with_regex = d.decode(&buf, &recs).expect("regex");
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        d.decode_batch(&buf, &recs, &mut good, &mut bad);
+        assert!(bad.is_empty());
+        assert_eq!(good[0].0, with_regex);
+        assert_eq!(with_regex.column(0).null_count(), 1);
+    }
+
+    /// `text` cut into one record per line.
+    fn records(text: &str) -> (Vec<u8>, Vec<Rec>) {
+        let mut recs = Vec::new();
+        let mut start = 0;
+        for (line, l) in text.split_inclusive('\n').enumerate() {
+            recs.push(Rec {
+                start,
+                end: start + l.len(),
+                line: line as u64 + 1,
+            });
+            start += l.len();
+        }
+        (text.as_bytes().to_vec(), recs)
     }
 
     #[test]

@@ -28,13 +28,17 @@
 
 mod conform;
 mod decode;
+mod encode;
 pub mod manifest;
 mod outputs;
 mod partition;
 mod plan;
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::DataType;
 use tokio::io::AsyncReadExt;
 use tracing::info;
@@ -181,7 +185,7 @@ pub async fn convert(
                 let mut used = None;
                 if let Some(contract) = contract {
                     let desired =
-                        conform::desired(&plan, cfg, names, &out_bucket, run.partitioner.keys())
+                        conform::desired(&plan, cfg, names, &out_bucket, run.partitioner().keys())
                             .map_err(|reason| Error::SchemaMismatch {
                                 table: qualified.clone(),
                                 reason,
@@ -302,15 +306,18 @@ impl From<Error> for Failure {
     }
 }
 
-/// One pass over the object with one plan.
+/// One pass over the object with one plan: the records are cut here, decoded on the worker
+/// pool a batch at a time, and the decoded batches appended to the outputs in input order.
 struct Run<'a> {
     /// Rows quarantined because a value does not fit a table column's type.
     cast_bad_rows: u64,
+    /// Rows whose partition value was null or unparseable.
+    default_rows: u64,
     cfg: &'a Config,
     object: &'a ObjectRef,
     plan: &'a Plan,
-    schema: arrow::datatypes::SchemaRef,
-    partitioner: Partitioner,
+    /// What a worker needs to decode a batch.
+    job: Arc<Job>,
     outputs: Outputs<'a>,
 }
 
@@ -326,13 +333,22 @@ impl<'a> Run<'a> {
         let schema = plan.output_schema();
         Run {
             cast_bad_rows: 0,
+            default_rows: 0,
             cfg,
             object,
             plan,
-            partitioner: Partitioner::new(cfg, plan, names),
-            outputs: Outputs::new(client, cfg, names, object, bucket, schema.clone()),
-            schema,
+            job: Arc::new(Job {
+                plan: plan.clone(),
+                schema: schema.clone(),
+                partitioner: Partitioner::new(cfg, plan, names),
+            }),
+            outputs: Outputs::new(client, cfg, names, object, bucket, schema),
         }
+    }
+
+    /// The partitioner of this pass.
+    fn partitioner(&self) -> &Partitioner {
+        &self.job.partitioner
     }
 
     /// Decodes the whole object (after `sample`, which was already read from `reader`).
@@ -341,7 +357,6 @@ impl<'a> Run<'a> {
         mut reader: tributary::reader::ObjectReader,
         sample: Vec<u8>,
     ) -> Result<u64, Failure> {
-        let mut decoding = Decoding::new(self.plan, Types::Plan).map_err(arrow_err)?;
         let mut splitter = Splitter::new(self.plan.framing);
         let mut pending = sample;
         let mut chunk = vec![0u8; READ_CHUNK];
@@ -350,6 +365,9 @@ impl<'a> Run<'a> {
         let mut eof = false;
         let mut first = true;
         let mut header = self.plan.header;
+        // Batches being decoded, oldest first; at most `in_flight` at a time.
+        let mut decoding = VecDeque::new();
+        let in_flight = 2 * rayon::current_num_threads();
         loop {
             if !eof && (pending.len() - scanned < READ_CHUNK || recs.is_empty()) {
                 let n = reader
@@ -394,10 +412,20 @@ impl<'a> Run<'a> {
             }
             let skip = usize::from(header && !recs.is_empty());
             header &= recs.is_empty();
-            self.batch(&mut decoding, &pending, &recs[skip..]).await?;
-            pending.drain(..scanned);
-            scanned = 0;
+            // The batch takes its bytes along; the unscanned rest starts the next one.
+            let mut rest = Vec::with_capacity(pending.len().max(READ_CHUNK) + READ_CHUNK);
+            rest.extend_from_slice(&pending[scanned..]);
+            pending.truncate(scanned);
+            let bytes = std::mem::replace(&mut pending, rest);
+            let batch: Vec<Rec> = recs.drain(skip..).collect();
             recs.clear();
+            scanned = 0;
+            decoding.push_back(self.job.spawn(bytes, batch));
+            while decoding.len() >= in_flight || (done && !decoding.is_empty()) {
+                if let Some(next) = decoding.pop_front() {
+                    self.append(next.await).await?;
+                }
+            }
             if done {
                 break;
             }
@@ -405,13 +433,90 @@ impl<'a> Run<'a> {
         Ok(reader.raw_bytes_read())
     }
 
-    /// Decodes one batch of records, sets bad rows aside and appends the rest.
-    async fn batch(
-        &mut self,
-        decoding: &mut Decoding,
-        buf: &[u8],
-        recs: &[Rec],
-    ) -> Result<(), Failure> {
+    /// Appends one decoded batch: its rows to their partitions' files, its bad rows to the
+    /// quarantine.
+    async fn append(&mut self, decoded: Result<Decoded, Failure>) -> Result<(), Failure> {
+        let decoded = decoded?;
+        self.cast_bad_rows += decoded.cast_bad_rows;
+        self.default_rows += decoded.default_rows;
+        for parts in decoded.parts {
+            self.outputs.write(parts).await?;
+        }
+        for row in decoded.bad_rows {
+            self.outputs.bad_row(row).await?;
+        }
+        Ok(())
+    }
+
+    /// Completes every file of the pass.
+    async fn finish(self) -> Result<Summary, Error> {
+        let mut summary = self.outputs.finish().await?;
+        summary.default_partition_rows = self.default_rows;
+        Ok(summary)
+    }
+
+    /// Aborts every output of the pass.
+    async fn abort(&mut self) {
+        self.outputs.abort().await;
+    }
+}
+
+/// What a worker needs to decode a batch of records: the pass's plan, output schema and
+/// partitioning.
+struct Job {
+    plan: Plan,
+    schema: arrow::datatypes::SchemaRef,
+    partitioner: Partitioner,
+}
+
+/// One batch of records, decoded: its rows by partition (one list per run of good records),
+/// its bad rows in input order.
+struct Decoded {
+    parts: Vec<Vec<(String, RecordBatch)>>,
+    bad_rows: Vec<BadRow>,
+    cast_bad_rows: u64,
+    default_rows: u64,
+}
+
+impl Job {
+    /// Decodes a batch on the worker pool; the answer arrives when it is done. A panic in a
+    /// worker is an internal error of this object, not the end of the process.
+    fn spawn(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        recs: Vec<Rec>,
+    ) -> impl std::future::Future<Output = Result<Decoded, Failure>> + use<> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Arc::clone(self);
+        rayon::spawn(move || {
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.decode(&bytes, &recs)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Failure::Other(Error::Internal(
+                    "a worker decoding a batch panicked".into(),
+                )))
+            });
+            let _ = tx.send(decoded);
+        });
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Failure::Other(Error::Internal(
+                    "a worker decoding a batch stopped without an answer".into(),
+                )))
+            })
+        }
+    }
+
+    /// Decodes one batch of records, sets bad rows aside and splits the rest by partition.
+    fn decode(&self, buf: &[u8], recs: &[Rec]) -> Result<Decoded, Failure> {
+        let mut decoding = Decoding::new(&self.plan, Types::Plan).map_err(arrow_err)?;
+        let mut decoded = Decoded {
+            parts: Vec::new(),
+            bad_rows: Vec::new(),
+            cast_bad_rows: 0,
+            default_rows: 0,
+        };
         let text = self.plan.text_fields();
         let mut rewritten = (Vec::new(), Vec::new());
         let (dbuf, drecs) = if text.is_empty() {
@@ -422,7 +527,7 @@ impl<'a> Run<'a> {
         };
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        decoding.isolate(dbuf, drecs, 0, &mut good, &mut bad);
+        decoding.decode_batch(dbuf, drecs, &mut good, &mut bad);
         let mut bad_rows = Vec::new();
         for (i, message) in bad {
             if let Some(change) = self.drift_in(dbuf, &drecs[i]) {
@@ -430,7 +535,7 @@ impl<'a> Run<'a> {
             }
             let reason = match self.plan.cast_failure(dbuf, &drecs[i]) {
                 Some(reason) => {
-                    self.cast_bad_rows += 1;
+                    decoded.cast_bad_rows += 1;
                     reason
                 }
                 None => scrub(&message),
@@ -438,7 +543,7 @@ impl<'a> Run<'a> {
             bad_rows.push((i, reason));
         }
         for (batch, range) in good {
-            let (out, failures) = decoding.to_output(self.plan, &self.schema, &batch);
+            let (out, failures) = decoding.to_output(&self.plan, &self.schema, &batch);
             if let Some(col) = failures
                 .iter()
                 .map(|f| f.1)
@@ -455,7 +560,7 @@ impl<'a> Run<'a> {
                         keep[*row] = false;
                         let c = &self.plan.columns[*col];
                         let reason = if self.plan.evolution.is_some() && c.fixed {
-                            self.cast_bad_rows += 1;
+                            decoded.cast_bad_rows += 1;
                             self.plan.cast_message(*col, value)
                         } else {
                             format!(
@@ -468,8 +573,12 @@ impl<'a> Run<'a> {
                 }
                 filter_record_batch(&out, &BooleanArray::from(keep)).map_err(arrow_err)?
             };
-            let groups = self.partitioner.groups(&out)?;
-            self.outputs.write(out, groups).await?;
+            if out.num_rows() == 0 {
+                continue;
+            }
+            let (groups, defaulted) = self.partitioner.groups(&out)?;
+            decoded.default_rows += defaulted;
+            decoded.parts.push(split_by_partition(&out, groups)?);
         }
         bad_rows.sort_by_key(|b| b.0);
         for (i, error) in bad_rows {
@@ -477,15 +586,13 @@ impl<'a> Run<'a> {
             let raw = &buf[r.start..r.end];
             let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            self.outputs
-                .bad_row(BadRow {
-                    line: r.line,
-                    error,
-                    raw: String::from_utf8_lossy(raw).into_owned(),
-                })
-                .await?;
+            decoded.bad_rows.push(BadRow {
+                line: r.line,
+                error,
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            });
         }
-        Ok(())
+        Ok(decoded)
     }
 
     /// The plan change a failing record asks for, if it is type drift rather than a bad
@@ -494,7 +601,7 @@ impl<'a> Run<'a> {
     /// field outside the columns is a new column; otherwise the first column whose own type cannot read this record's value
     /// is widened (an integer beyond int64 becomes text), unless `SCHEMA` fixed it.
     fn drift_in(&self, buf: &[u8], rec: &Rec) -> Option<Change> {
-        let plan = self.plan;
+        let plan = &self.plan;
         if plan.format == Format::Json {
             // Not one JSON object (bad syntax, a bare value): malformed.
             let body = buf[rec.start..rec.end].trim_ascii();
@@ -524,16 +631,22 @@ impl<'a> Run<'a> {
         }
         Some(Change::Widen(col))
     }
+}
 
-    /// Completes every file of the pass.
-    async fn finish(self) -> Result<Summary, Error> {
-        let mut summary = self.outputs.finish().await?;
-        summary.default_partition_rows = self.partitioner.default_rows;
-        Ok(summary)
+/// A batch's rows, one batch per partition path.
+fn split_by_partition(
+    batch: &RecordBatch,
+    groups: Vec<(String, Vec<u32>)>,
+) -> Result<Vec<(String, RecordBatch)>, Error> {
+    if let [(path, _)] = &groups[..] {
+        return Ok(vec![(path.clone(), batch.clone())]);
     }
-
-    /// Aborts every output of the pass.
-    async fn abort(&mut self) {
-        self.outputs.abort().await;
-    }
+    groups
+        .into_iter()
+        .map(|(path, rows)| {
+            take_record_batch(batch, &UInt32Array::from(rows))
+                .map(|b| (path, b))
+                .map_err(arrow_err)
+        })
+        .collect()
 }

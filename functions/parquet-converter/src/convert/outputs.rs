@@ -4,15 +4,13 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use tracing::warn;
 use tributary::{Error, ObjectRef, S3Writer, SealedUpload, WriterConfig};
 
-use super::decode::arrow_err;
+use super::encode::FileEncoder;
 use super::{MIB, OutputFile, Summary};
 
 /// S3's longest key, in bytes.
@@ -51,7 +49,7 @@ pub(super) struct Outputs<'a> {
 /// One partition's file being written.
 struct Output {
     key: String,
-    parquet: ArrowWriter<Vec<u8>>,
+    parquet: FileEncoder,
     upload: S3Writer,
     rows: u64,
     last_write: u64,
@@ -158,24 +156,14 @@ impl<'a> Outputs<'a> {
         Ok(())
     }
 
-    /// Splits a batch by partition and appends each part to its file.
-    pub(super) async fn write(
-        &mut self,
-        batch: RecordBatch,
-        groups: Vec<(String, Vec<u32>)>,
-    ) -> Result<(), Error> {
-        if batch.num_rows() == 0 {
+    /// Appends a batch's rows, already split by partition path, to their files.
+    pub(super) async fn write(&mut self, parts: Vec<(String, RecordBatch)>) -> Result<(), Error> {
+        if parts.is_empty() {
             return Ok(());
         }
         self.tick += 1;
-        self.rows += batch.num_rows() as u64;
-        let single = groups.len() == 1;
-        for (path, rows) in groups {
-            let part = if single {
-                batch.clone()
-            } else {
-                take_record_batch(&batch, &UInt32Array::from(rows)).map_err(arrow_err)?
-            };
+        for (path, part) in parts {
+            self.rows += part.num_rows() as u64;
             self.append(&path, part).await?;
         }
         self.keep_to_budget().await
@@ -226,10 +214,10 @@ impl<'a> Outputs<'a> {
             )));
         }
         *n += 1;
-        let parquet = ArrowWriter::try_new(
+        let parquet = FileEncoder::try_new(
             Vec::with_capacity(64 * 1024),
             self.schema.clone(),
-            Some(self.props.clone()),
+            self.props.clone(),
         )
         .map_err(parquet_err)?;
         let upload = S3Writer::new(
@@ -435,11 +423,7 @@ impl<'a> Outputs<'a> {
 
 /// Closes a file's Parquet writer: its last bytes, footer included, with float statistics
 /// every reader uses ([`crate::footer`]).
-fn close_file(
-    parquet: ArrowWriter<Vec<u8>>,
-    upload: &S3Writer,
-    key: &str,
-) -> Result<Vec<u8>, Error> {
+fn close_file(parquet: FileEncoder, upload: &S3Writer, key: &str) -> Result<Vec<u8>, Error> {
     let mut tail = parquet.into_inner().map_err(parquet_err)?;
     if let Err(reason) = crate::footer::amend_float_statistics(&mut tail, upload.bytes_written()) {
         warn!(key, reason = %reason, "float statistics left in the total order only newer readers use");

@@ -23,9 +23,10 @@ pub(super) struct Partitioner {
     key_partitions: String,
     /// `TIMESTAMP_FORMATS`, for text partition columns.
     formats: Vec<String>,
-    /// Rows whose partition value was null or unparseable.
-    pub(super) default_rows: u64,
 }
+
+/// A batch's rows by partition path, and the number of rows in default partitions.
+pub(super) type Groups = (Vec<(String, Vec<u32>)>, u64);
 
 impl Partitioner {
     pub(super) fn new(cfg: &Config, plan: &Plan, names: &Names) -> Partitioner {
@@ -45,7 +46,6 @@ impl Partitioner {
             specs,
             key_partitions: names.key_partitions.join("/"),
             formats: plan.formats.clone(),
-            default_rows: 0,
         }
     }
 
@@ -83,13 +83,14 @@ impl Partitioner {
             .collect()
     }
 
-    /// The batch's rows grouped by partition path, paths in order. Each distinct value is
-    /// formatted once per batch, not once per row.
-    pub(super) fn groups(&mut self, batch: &RecordBatch) -> Result<Vec<(String, Vec<u32>)>, Error> {
+    /// The batch's rows grouped by partition path, paths in order, and how many of them went
+    /// to a default partition. Each distinct value is formatted once per batch, not once per
+    /// row.
+    pub(super) fn groups(&self, batch: &RecordBatch) -> Result<Groups, Error> {
         let n = batch.num_rows();
         if self.specs.is_empty() {
             let fixed = self.key_partitions.clone();
-            return Ok(vec![(fixed, (0..n as u32).collect())]);
+            return Ok((vec![(fixed, (0..n as u32).collect())], 0));
         }
         let specs = self
             .specs
@@ -124,6 +125,7 @@ impl Partitioner {
             }
             g.into_values().collect()
         };
+        let mut default_rows = 0;
         let mut out: Vec<(String, Vec<u32>)> = groups
             .into_iter()
             .map(|rows| {
@@ -139,13 +141,13 @@ impl Partitioner {
                     .collect::<Vec<_>>()
                     .join("/");
                 if defaulted {
-                    self.default_rows += rows.len() as u64;
+                    default_rows += rows.len() as u64;
                 }
                 (path, rows)
             })
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        Ok((out, default_rows))
     }
 }
 

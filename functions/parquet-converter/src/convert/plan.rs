@@ -163,6 +163,8 @@ pub(super) struct Plan {
     pub(super) framing: Framing,
     pub(super) delimiter: u8,
     pub(super) null_regex: regex::Regex,
+    /// `NULL_VALUES` for decoding CSV without the regex, when that reads the same.
+    pub(super) null_words: Option<std::sync::Arc<super::decode::NullWords>>,
     pub(super) formats: Vec<String>,
     pub(super) columns: Vec<Column>,
     /// CSV: the first record is the header.
@@ -211,6 +213,7 @@ impl Plan {
             framing,
             delimiter,
             null_regex: cfg.null_regex.clone(),
+            null_words: super::decode::NullWords::new(&cfg.null_values).map(std::sync::Arc::new),
             formats: cfg.timestamp_formats.clone(),
             columns: Vec::new(),
             header: matches!(format, Format::Csv | Format::Tsv),

@@ -367,7 +367,7 @@ impl<'a> Run<'a> {
         let mut header = self.plan.header;
         // Batches being decoded, oldest first; at most `in_flight` at a time.
         let mut decoding = VecDeque::new();
-        let in_flight = 2 * rayon::current_num_threads();
+        let in_flight = rayon::current_num_threads() + 1;
         loop {
             if !eof && (pending.len() - scanned < READ_CHUNK || recs.is_empty()) {
                 let n = reader

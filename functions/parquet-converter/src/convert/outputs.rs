@@ -15,6 +15,10 @@ use super::{MIB, OutputFile, Summary};
 
 /// S3's longest key, in bytes.
 const MAX_KEY: usize = 1024;
+/// A file not written by this many batches in a row is closed: its partition's rows have
+/// passed (time-ordered input moves from day to day), and what it holds is better freed
+/// than kept until the memory budget asks for it.
+const IDLE_BATCHES: u64 = 32;
 use crate::config::{BadRows, Config};
 use crate::naming::Names;
 
@@ -166,7 +170,22 @@ impl<'a> Outputs<'a> {
             self.rows += part.num_rows() as u64;
             self.append(&path, part).await?;
         }
+        self.close_idle().await?;
         self.keep_to_budget().await
+    }
+
+    /// Closes the files no batch has written for [`IDLE_BATCHES`].
+    async fn close_idle(&mut self) -> Result<(), Error> {
+        let idle: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.last_write + IDLE_BATCHES < self.tick)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in idle {
+            self.seal(&path).await?;
+        }
+        Ok(())
     }
 
     async fn append(&mut self, path: &str, batch: RecordBatch) -> Result<(), Error> {

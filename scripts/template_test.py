@@ -5,13 +5,16 @@
 For several sets of parameter values, resolves the template's Conditions the way CloudFormation
 does (Fn::Equals / Not / And / Or / Condition over parameter values), drops the resources whose
 Condition is false, resolves Fn::If and AWS::NoValue, and checks that each alarm, permission
-and KMS statement is there exactly when its parameter asks for it. Also checks, for every
+and KMS statement is there exactly when its parameter asks for it, and what the backfill
+state machine may do (invoke the converter only, list raw/ only, write its results outside the
+converter's prefixes). Also checks, for every
 parameter set, that the resources form no dependency cycle (Ref, GetAtt, Sub, DependsOn), which
 CloudFormation would refuse and no linter here reports. Standard library only; under a second.
 """
 
 import copy
 import json
+import os
 import re
 import sys
 import unittest
@@ -206,6 +209,46 @@ def lifecycle_rules(resources):
     return {r["Id"]: r for r in rules}
 
 
+def bucket_arn(path=""):
+    return {"Fn::Sub": "arn:${AWS::Partition}:s3:::${AWS::StackName}-${AWS::AccountId}-${AWS::Region}" + path}
+
+
+def states_arn(kind, rest):
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:{kind}:{rest}"}
+
+
+def definition(state_machine):
+    """The ASL document of an expanded state machine (SAM writes it as Fn::Join of lines; the
+    ${...} substitutions stay in its strings)."""
+    d = state_machine["Properties"]["DefinitionString"]
+    if isinstance(d, dict):
+        sep, parts = d["Fn::Join"]
+        assert all(isinstance(p, str) for p in parts), "a definition line that is not text"
+        d = sep.join(parts)
+    return json.loads(d)
+
+
+def backfill_map(resources):
+    """The Distributed Map state of the backfill state machine."""
+    maps = [s for s in definition(resources["Backfill"])["States"].values() if s["Type"] == "Map"]
+    assert len(maps) == 1, maps
+    return maps[0]
+
+
+def converter_env(resources):
+    return resources["ParquetConverter"]["Properties"]["Environment"]["Variables"]
+
+
+def retryable_error_types():
+    """tributary::error::RETRYABLE_ERROR_TYPES as written in shared/src/error.rs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "shared", "src", "error.rs")) as f:
+        text = f.read()
+    m = re.search(r"pub const RETRYABLE_ERROR_TYPES: &\[&str\] = &\[(.*?)\];", text, re.S)
+    assert m, "RETRYABLE_ERROR_TYPES not found in shared/src/error.rs"
+    return re.findall(r'"([A-Za-z0-9]+)"', m.group(1))
+
+
 EVERYTHING_ON = {
     "AlarmEmail": "ops@example.com",
     "KmsKeyArn": KMS_KEY,
@@ -297,7 +340,9 @@ class EverythingOn(unittest.TestCase):
 
     def test_kms_for_exactly_the_roles_that_use_the_bucket(self):
         grants = kms_statements(self.r, via="s3.")
-        self.assertEqual(sorted(grants), ["FirehoseRole", "ParquetConverterRole", "UrlIngesterRole"])
+        self.assertEqual(
+            sorted(grants), ["BackfillRole", "FirehoseRole", "ParquetConverterRole", "UrlIngesterRole"]
+        )
         for role, sts in grants.items():
             self.assertEqual(len(sts), 1, role)
             s = sts[0]
@@ -450,6 +495,202 @@ class Always(unittest.TestCase):
             r = resolve({"IngesterContinueAsync": flag})
             invoke = [s for _, s in statements(r["UrlIngesterRole"]) if "lambda:InvokeFunction" in actions(s)]
             self.assertEqual(len(invoke), 1 if flag == "true" else 0, flag)
+
+
+class Backfill(unittest.TestCase):
+    """The backfill state machine: a Distributed Map over ListObjectsV2 of a raw/ prefix whose
+    children invoke the converter, and a role that may do that and nothing more."""
+
+    CASES = Always.CASES
+
+    def test_state_machine_lists_a_prefix_and_invokes_the_converter(self):
+        for params in self.CASES:
+            r = resolve(params)
+            sm = r["Backfill"]
+            self.assertEqual(sm["Type"], "AWS::StepFunctions::StateMachine")
+            props = sm["Properties"]
+            self.assertEqual(props["StateMachineType"], "STANDARD")
+            self.assertEqual(props["RoleArn"], {"Fn::GetAtt": ["BackfillRole", "Arn"]})
+            subs = props["DefinitionSubstitutions"]
+            self.assertEqual(subs["ConverterArn"], {"Fn::GetAtt": ["ParquetConverter", "Arn"]})
+            self.assertEqual(subs["DataBucket"], r["DataBucket"]["Properties"]["BucketName"])
+            m = backfill_map(r)
+            self.assertEqual(
+                m["ItemProcessor"]["ProcessorConfig"], {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+            )
+            reader = m["ItemReader"]
+            self.assertEqual(reader["Resource"], "arn:aws:states:::s3:listObjectsV2")
+            self.assertEqual(reader["Parameters"], {"Bucket.$": "$.bucket", "Prefix.$": "$.prefix"})
+            # The converter's item event: the key as listed (not form-encoded).
+            self.assertEqual(
+                m["ItemSelector"],
+                {
+                    "bucket.$": "$.bucket",
+                    "key.$": "$$.Map.Item.Value.Key",
+                    "etag.$": "$$.Map.Item.Value.Etag",
+                    "size.$": "$$.Map.Item.Value.Size",
+                },
+            )
+            children = m["ItemProcessor"]["States"]
+            tasks = [s for s in children.values() if s["Type"] == "Task"]
+            self.assertEqual(len(tasks), 1)
+            (task,) = tasks
+            self.assertEqual(task["Resource"], "arn:aws:states:::lambda:invoke")
+            self.assertEqual(task["Parameters"], {"FunctionName": "${ConverterArn}", "Payload.$": "$"})
+            self.assertEqual(task["OutputPath"], "$.Payload")
+
+    def test_retries_exactly_what_can_pass(self):
+        (task,) = [
+            s for s in backfill_map(resolve({}))["ItemProcessor"]["States"].values() if s["Type"] == "Task"
+        ]
+        retried = [e for rule in task["Retry"] for e in rule["ErrorEquals"]]
+        lambda_errors = [e for e in retried if e.startswith("Lambda.")]
+        # The converter's retryable errorTypes, as the shared crate lists them, and no other.
+        self.assertEqual(sorted(set(retried) - set(lambda_errors)), sorted(retryable_error_types()))
+        for e in (
+            "Lambda.TooManyRequestsException",
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+        ):
+            self.assertIn(e, lambda_errors)
+        for rule in task["Retry"]:
+            self.assertGreater(rule["BackoffRate"], 1, rule)
+            self.assertLessEqual(rule["MaxAttempts"], 10, rule)
+        self.assertNotIn("Catch", task)
+
+    def test_concurrency_and_tolerance_from_the_parameters(self):
+        r = resolve({})
+        sm = r["Backfill"]["Properties"]
+        subs = sm["DefinitionSubstitutions"]
+        d = definition(r["Backfill"])
+        m = backfill_map(r)
+        # Substitutions are text: the Settings state turns them into numbers, which the Map
+        # reads through its *Path fields (no literal value that would ignore the parameters).
+        for field, key, sub, param in (
+            ("MaxConcurrency", "max_concurrency", "MaxConcurrency", "BackfillMaxConcurrency"),
+            (
+                "ToleratedFailurePercentage",
+                "tolerated_failure_percent",
+                "ToleratedFailurePercent",
+                "BackfillToleratedFailurePercent",
+            ),
+        ):
+            self.assertNotIn(field, m)
+            self.assertEqual(m[field + "Path"], f"$.{key}")
+            self.assertEqual(subs[sub], {"Ref": param})
+            self.assertEqual(
+                d["States"][d["StartAt"]]["Parameters"][key + ".$"], f"States.StringToJson('${{{sub}}}')"
+            )
+        self.assertNotIn("ToleratedFailureCount", m)
+        self.assertNotIn("ToleratedFailureCountPath", m)
+        params = TEMPLATE["Parameters"]
+        self.assertEqual(params["BackfillMaxConcurrency"]["Default"], 40)
+        self.assertEqual(params["BackfillToleratedFailurePercent"]["Default"], 0)
+        self.assertEqual(params["BackfillToleratedFailurePercent"]["MaxValue"], 100)
+
+    def test_results_outside_the_converters_prefixes(self):
+        for params in self.CASES:
+            r = resolve(params)
+            writer = backfill_map(r)["ResultWriter"]
+            self.assertEqual(writer["Resource"], "arn:aws:states:::s3:putObject")
+            self.assertEqual(writer["Parameters"]["Bucket"], "${DataBucket}")
+            prefix = writer["Parameters"]["Prefix"].rstrip("/") + "/"
+            env = converter_env(r)
+            for var in ("INPUT_PREFIX", "OUTPUT_PREFIX", "ERROR_PREFIX"):
+                self.assertFalse(prefix.startswith(env[var]), var)
+                self.assertFalse(env[var].startswith(prefix), var)
+            # Nothing under the prefix triggers the converter, and no lifecycle rule expires it.
+            for c in r["DataBucket"]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]:
+                for rule in c["Filter"]["S3Key"]["Rules"]:
+                    self.assertFalse(prefix.startswith(rule["Value"]), rule)
+            for rule in lifecycle_rules(r).values():
+                if "Prefix" in rule:
+                    self.assertFalse(prefix.startswith(rule["Prefix"]), rule["Id"])
+            # The role writes there and nowhere else.
+            writes = [
+                s
+                for _, s in statements(r["BackfillRole"])
+                if any(a in ("s3:PutObject", "s3:DeleteObject") for a in actions(s))
+            ]
+            self.assertEqual(len(writes), 1)
+            self.assertEqual(writes[0]["Resource"], bucket_arn("/" + prefix + "*"))
+
+    def test_role_may_invoke_only_the_converter(self):
+        for params in self.CASES:
+            r = resolve(params)
+            role = r["BackfillRole"]
+            self.assertNotIn("ManagedPolicyArns", role["Properties"])
+            trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            self.assertEqual([s["Principal"] for s in trust], [{"Service": "states.amazonaws.com"}])
+            self.assertEqual(trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"], {"Ref": "AWS::AccountId"})
+            invoke = [s for _, s in statements(role) if any(a.startswith("lambda:") for a in actions(s))]
+            self.assertEqual(len(invoke), 1)
+            self.assertEqual(actions(invoke[0]), ["lambda:InvokeFunction"])
+            self.assertEqual(
+                invoke[0]["Resource"],
+                [{"Fn::GetAtt": ["ParquetConverter", "Arn"]}, {"Fn::Sub": "${ParquetConverter.Arn}:*"}],
+            )
+            for _, s in statements(role):
+                self.assertEqual(s["Effect"], "Allow")
+                for a in actions(s):
+                    self.assertNotIn("*", a, s)
+                if s["Resource"] == "*":
+                    self.assertTrue(all(a.startswith("xray:") for a in actions(s)), s)
+
+    def test_role_lists_raw_only_and_runs_only_its_own_children(self):
+        r = resolve({})
+        name = r["Backfill"]["Properties"]["StateMachineName"]
+        self.assertEqual(name, {"Fn::Sub": "${AWS::StackName}-backfill"})
+        sts = {s["Sid"]: s for _, s in statements(r["BackfillRole"])}
+        listing = sts["ListRawPrefix"]
+        self.assertEqual(actions(listing), ["s3:ListBucket"])
+        self.assertEqual(listing["Resource"], bucket_arn())
+        self.assertEqual(
+            listing["Condition"], {"StringLike": {"s3:prefix": converter_env(r)["INPUT_PREFIX"] + "*"}}
+        )
+        own = "${AWS::StackName}-backfill"
+        self.assertEqual(actions(sts["ChildExecutions"]), ["states:StartExecution"])
+        self.assertEqual(sts["ChildExecutions"]["Resource"], states_arn("stateMachine", own))
+        self.assertEqual(
+            sorted(actions(sts["ManageChildExecutions"])),
+            ["states:DescribeExecution", "states:RedriveExecution", "states:StopExecution"],
+        )
+        self.assertEqual(sts["ManageChildExecutions"]["Resource"], states_arn("execution", own + "/*"))
+        self.assertEqual(actions(sts["MapRunCounts"]), ["states:DescribeMapRun"])
+        self.assertEqual(sts["MapRunCounts"]["Resource"], states_arn("mapRun", own + "/*"))
+        states_actions = [a for _, s in statements(r["BackfillRole"]) for a in actions(s) if a.startswith("states:")]
+        self.assertEqual(
+            sorted(states_actions),
+            [
+                "states:DescribeExecution",
+                "states:DescribeMapRun",
+                "states:RedriveExecution",
+                "states:StartExecution",
+                "states:StopExecution",
+            ],
+        )
+
+    def test_kms_exactly_when_the_key_is_set(self):
+        for params, want in (({}, 0), ({"KmsKeyArn": KMS_KEY}, 1), (EVERYTHING_ON, 1)):
+            grants = kms_statements(resolve(params)).get("BackfillRole", [])
+            self.assertEqual(len(grants), want, params)
+            if want:
+                (s,) = grants
+                self.assertEqual(sorted(actions(s)), ["kms:Decrypt", "kms:GenerateDataKey"])
+                self.assertEqual(s["Resource"], {"Ref": "KmsKeyArn"})
+                self.assertEqual(
+                    s["Condition"]["StringEquals"]["kms:EncryptionContext:aws:s3:arn"], bucket_arn()
+                )
+
+    def test_summary_and_output(self):
+        d = definition(resolve({})["Backfill"])
+        ends = [n for n, s in d["States"].items() if s.get("End")]
+        self.assertEqual(ends, ["Summary"])
+        summary = d["States"]["Summary"]["Parameters"]
+        for k in ("objects.$", "succeeded.$", "failed.$", "results.$"):
+            self.assertIn(k, summary)
+        self.assertEqual(TEMPLATE["Outputs"]["BackfillStateMachineArn"]["Value"], {"Ref": "Backfill"})
 
 
 class Resolver(unittest.TestCase):

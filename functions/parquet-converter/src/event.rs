@@ -4,7 +4,10 @@
 //! * EventBridge "Object Created" events (`detail.bucket.name`, `detail.object.key`, not
 //!   encoded);
 //! * SQS messages whose body is an S3 notification; each object remembers its message id so
-//!   the handler can answer with `batchItemFailures`.
+//!   the handler can answer with `batchItemFailures`;
+//! * items: `{"bucket", "key", "etag"?, "size"?}` (key as stored, not encoded), one object
+//!   named directly, as a backfill's map sends it; or a batch of them, `{"Items": [...],
+//!   "BatchInput": {"bucket"}}`, whose items may be S3 listing entries (`Key`, `Etag`, `Size`).
 //!
 //! Anything that is not an object creation (deletes, S3's `s3:TestEvent`) is skipped with a
 //! reason. Anything that should name an object and cannot be read (a key that is not valid
@@ -72,12 +75,34 @@ pub enum Source {
     EventBridge,
     /// SQS batch.
     Sqs,
+    /// Objects named directly (a backfill's items); answered as an S3 notification is.
+    Item,
 }
 
-/// Reads any of the three shapes.
+/// Reads any of the shapes.
 pub fn parse(event: &Value) -> Result<(Source, Vec<Item>), Error> {
     if event.get("detail-type").is_some() || event.get("detail").is_some() {
         return Ok((Source::EventBridge, vec![eventbridge(event)]));
+    }
+    if event.get("Records").is_none() {
+        if let Some(items) = event.get("Items") {
+            let bucket = event["BatchInput"]["bucket"].as_str();
+            let Some(items) = items.as_array() else {
+                return Err(Error::invalid_event(
+                    "Items: an array of {bucket, key} items",
+                    "Items that is not an array",
+                ));
+            };
+            let items = items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| named(it, bucket, &format!("Items[{i}]")))
+                .collect();
+            return Ok((Source::Item, items));
+        }
+        if event.get("key").is_some() || event.get("Key").is_some() {
+            return Ok((Source::Item, vec![named(event, None, "the item")]));
+        }
     }
     let records = event
         .get("Records")
@@ -92,7 +117,7 @@ pub fn parse(event: &Value) -> Result<(Source, Vec<Item>), Error> {
                 Value::Null => "null",
             };
             Error::invalid_event(
-                "an S3 notification (Records), an SQS batch of them (Records) or an EventBridge Object Created event (detail)",
+                "an S3 notification (Records), an SQS batch of them (Records), an EventBridge Object Created event (detail) or an item naming an object ({bucket, key}, or Items)",
                 shape,
             )
         })?;
@@ -188,6 +213,35 @@ fn s3_records(event: &Value, message_id: Option<String>) -> Result<Vec<Item>, Er
             }
         })
         .collect())
+}
+
+/// One object named directly: `bucket` (or the batch's), `key` as stored, `etag` and `size`
+/// when known; S3 listing spellings (`Key`, `Etag`/`ETag`, `Size`) read the same.
+fn named(item: &Value, batch_bucket: Option<&str>, what: &str) -> Item {
+    let field = |names: &[&str]| names.iter().find_map(|n| item.get(*n));
+    let bucket = field(&["bucket", "Bucket"])
+        .and_then(Value::as_str)
+        .or(batch_bucket);
+    let key = field(&["key", "Key"]).and_then(Value::as_str);
+    let work = match (bucket, key) {
+        (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Work::Convert(Target {
+            object: ObjectRef::new(b, k)
+                .with_version(field(&["version_id", "VersionId"]).and_then(Value::as_str))
+                .with_etag(field(&["etag", "Etag", "ETag"]).and_then(Value::as_str)),
+            size: field(&["size", "Size"]).and_then(Value::as_i64),
+        }),
+        (bucket, _) => Work::fail(
+            bucket.map_or_else(|| what.to_owned(), |b| format!("s3://{b}/")),
+            &Error::invalid_input(
+                what,
+                "an item names its object with a non-empty \"bucket\" (or the batch's BatchInput.bucket) and \"key\"",
+            ),
+        ),
+    };
+    Item {
+        message_id: None,
+        work,
+    }
 }
 
 fn eventbridge(event: &Value) -> Item {

@@ -244,3 +244,65 @@ fn any_payload_is_answered_with_results_or_a_named_error() {
         })
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_item_and_a_batch_of_listing_entries_convert_like_notifications() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[]).await;
+    // A key as stored, never URL-encoded: a space and a plus stay what they are.
+    let keys = [
+        "raw/items/a b+c.csv",
+        "raw/items/two.csv",
+        "raw/items/three.csv",
+    ];
+    let mut etags = Vec::new();
+    for k in keys {
+        etags.push(s3.put(&bucket, k, b"a,b\n1,2\n3,4\n".to_vec()).await);
+    }
+    let one = json!({"bucket": bucket, "key": keys[0]});
+    let out = c
+        .handle(LambdaEvent::new(one.clone(), Context::default()))
+        .await
+        .expect("a named item converts");
+    assert_eq!(out.results.len(), 1, "{out}");
+    assert!(
+        matches!(&out.results[0], Outcome::Converted(s) if s.rows == 2 && s.source.ends_with("a b+c.csv")),
+        "{out}"
+    );
+    assert!(out.batch_item_failures.is_none(), "{out}");
+    // A batch as a map with a batcher sends it: listing entries (ETag quoted, as S3 lists
+    // it), the bucket once; a folder marker among them is skipped.
+    let batch = json!({
+        "BatchInput": {"bucket": bucket},
+        "Items": [
+            {"Key": keys[1], "Etag": format!("\"{}\"", etags[1].clone().unwrap_or_default()), "Size": 12, "StorageClass": "STANDARD"},
+            {"key": keys[2]},
+            {"Key": "raw/items/"},
+        ]
+    });
+    let out = c
+        .handle(LambdaEvent::new(batch, Context::default()))
+        .await
+        .expect("a batch converts");
+    let statuses: Vec<&str> = out.results.iter().map(Outcome::status).collect();
+    assert_eq!(statuses, ["converted", "converted", "skipped"], "{out}");
+    let converted = s3.keys(&bucket, "processed/items/").await;
+    assert_eq!(
+        converted.iter().filter(|k| k.ends_with(".parquet")).count(),
+        3,
+        "{converted:?}"
+    );
+    // An item that names no object fails as bad input, never as a skip.
+    let err = c
+        .handle(LambdaEvent::new(json!({"key": ""}), Context::default()))
+        .await
+        .expect_err("an empty item fails");
+    assert_eq!(err.error_type(), "InvalidInput", "{err}");
+    // Converting the same item again is an overwrite of the same keys, not a second copy.
+    let before = s3.keys(&bucket, "processed/items/").await;
+    c.handle(LambdaEvent::new(one, Context::default()))
+        .await
+        .expect("again");
+    assert_eq!(s3.keys(&bucket, "processed/items/").await, before);
+}

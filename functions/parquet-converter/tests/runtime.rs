@@ -78,6 +78,7 @@ async fn the_binary_answers_every_sample_event() {
         ("s3-put-special-key", vec!["converted"]),
         ("multi-record", vec!["converted", "converted"]),
         ("eventbridge", vec!["converted"]),
+        ("item", vec!["converted"]),
         ("delete", vec!["skipped"]),
     ] {
         let Answer::Response(r) = api.invoke(sample(name, &etag)).await else {

@@ -110,6 +110,106 @@ impl S3Settings {
     }
 }
 
+/// Where and how a client of another AWS service (Glue, Secrets Manager) reaches it: one
+/// definition for every such client, built on [`sdk_config`]. `Debug` never shows the secret
+/// key.
+#[derive(Clone)]
+pub struct ServiceSettings {
+    /// Custom endpoint (the service's `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`);
+    /// `None` leaves it to the SDK.
+    pub endpoint_url: Option<String>,
+    /// Region override (`AWS_REGION`); `None` lets the default chain decide.
+    pub region: Option<String>,
+    /// Static credentials (access key, secret key); `None` uses the default chain.
+    pub static_credentials: Option<(String, String)>,
+    /// Total attempts per request, including the first (`AWS_MAX_ATTEMPTS`, default 5).
+    pub max_attempts: u32,
+    /// Initial backoff of the SDK's retry policy.
+    pub initial_backoff: Duration,
+}
+
+impl Default for ServiceSettings {
+    /// The SDK's endpoint and credentials chain, five attempts from 200 ms.
+    fn default() -> ServiceSettings {
+        ServiceSettings {
+            endpoint_url: None,
+            region: None,
+            static_credentials: None,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServiceSettings {
+    // Hand-written so that a secret key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSettings")
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field(
+                "static_credentials",
+                &self
+                    .static_credentials
+                    .as_ref()
+                    .map(|(ak, _)| (ak, "<redacted>")),
+            )
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+impl ServiceSettings {
+    /// Reads the settings from the environment (`endpoint_var`, then `AWS_ENDPOINT_URL`;
+    /// `AWS_REGION`; `AWS_MAX_ATTEMPTS`); credentials stay with the default chain.
+    pub fn from_env(env: &Env, endpoint_var: &str) -> Result<ServiceSettings> {
+        Ok(ServiceSettings {
+            endpoint_url: env
+                .get(endpoint_var)
+                .or_else(|| env.get("AWS_ENDPOINT_URL"))
+                .map(str::to_owned),
+            region: env
+                .get("AWS_REGION")
+                .or_else(|| env.get("AWS_DEFAULT_REGION"))
+                .map(str::to_owned),
+            static_credentials: None,
+            max_attempts: env.int_in("AWS_MAX_ATTEMPTS", 5u32, 1, 20)?,
+            initial_backoff: Duration::from_millis(200),
+        })
+    }
+
+    /// Settings for an explicit endpoint with static keys (tests and local tools): three
+    /// attempts, 20 ms initial backoff.
+    pub fn for_endpoint(
+        endpoint: &str,
+        region: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> ServiceSettings {
+        ServiceSettings {
+            endpoint_url: Some(endpoint.to_owned()),
+            region: Some(region.to_owned()),
+            static_credentials: Some((access_key.to_owned(), secret_key.to_owned())),
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(20),
+        }
+    }
+
+    /// The shared SDK configuration for these settings, `read_timeout` to a response's first
+    /// byte.
+    pub async fn sdk_config(&self, read_timeout: Duration) -> aws_config::SdkConfig {
+        sdk_config(Reach {
+            endpoint_url: self.endpoint_url.as_deref(),
+            region: self.region.as_deref(),
+            static_credentials: self.static_credentials.as_ref(),
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            read_timeout,
+        })
+        .await
+    }
+}
+
 /// How a client reaches an AWS API (S3 here, Glue in the converter): endpoint, region,
 /// credentials and the retry and timeout policy above.
 #[derive(Debug, Clone, Copy)]

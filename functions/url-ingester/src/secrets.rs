@@ -22,6 +22,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use tokio::sync::OnceCell;
+use tributary::s3::ServiceSettings;
 use tributary::{Env, Error};
 
 /// The request field the secret is named by (every error names it).
@@ -31,73 +32,23 @@ pub const FIELD: &str = "headers_secret_arn";
 /// the partition, region, account and a suffix).
 pub const MAX_ID_CHARS: usize = 2048;
 
-/// Where and how to reach Secrets Manager.
-#[derive(Clone)]
+/// Where and how to reach Secrets Manager (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, then
+/// `AWS_ENDPOINT_URL`).
+#[derive(Debug, Clone, Default)]
 pub struct SecretsSettings {
-    /// Custom endpoint (`AWS_ENDPOINT_URL_SECRETS_MANAGER` or `AWS_ENDPOINT_URL`); `None` leaves
-    /// it to the SDK.
-    pub endpoint_url: Option<String>,
-    /// Region override (`AWS_REGION`); `None` lets the default chain decide.
-    pub region: Option<String>,
-    /// Static credentials (access key, secret key); `None` uses the default chain.
-    pub static_credentials: Option<(String, String)>,
-    /// Total attempts per request, including the first (`AWS_MAX_ATTEMPTS`, default 5).
-    pub max_attempts: u32,
-    /// Initial backoff of the SDK's retry policy.
-    pub initial_backoff: Duration,
-}
-
-impl Default for SecretsSettings {
-    /// The SDK's endpoint and credentials chain, five attempts from 200 ms.
-    fn default() -> SecretsSettings {
-        SecretsSettings {
-            endpoint_url: None,
-            region: None,
-            static_credentials: None,
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(200),
-        }
-    }
-}
-
-impl std::fmt::Debug for SecretsSettings {
-    // Hand-written so that a secret key never reaches a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretsSettings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .field(
-                "static_credentials",
-                &self
-                    .static_credentials
-                    .as_ref()
-                    .map(|(ak, _)| (ak, "<redacted>")),
-            )
-            .field("max_attempts", &self.max_attempts)
-            .finish()
-    }
+    /// Endpoint, region, keys and retries, as every non-S3 client of the project has them.
+    pub service: ServiceSettings,
 }
 
 impl SecretsSettings {
     /// Reads the settings from the environment; credentials stay with the default chain.
     pub fn from_env(env: &Env) -> tributary::Result<SecretsSettings> {
         Ok(SecretsSettings {
-            endpoint_url: env
-                .get("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-                .or_else(|| env.get("AWS_ENDPOINT_URL"))
-                .map(str::to_owned),
-            region: env
-                .get("AWS_REGION")
-                .or_else(|| env.get("AWS_DEFAULT_REGION"))
-                .map(str::to_owned),
-            static_credentials: None,
-            max_attempts: env.int_in("AWS_MAX_ATTEMPTS", 5u32, 1, 20)?,
-            initial_backoff: Duration::from_millis(200),
+            service: ServiceSettings::from_env(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER")?,
         })
     }
 
-    /// Settings for an explicit endpoint with static keys (tests and local tools): three
-    /// attempts, 20 ms initial backoff.
+    /// Settings for an explicit endpoint with static keys (tests and local tools).
     pub fn for_endpoint(
         endpoint: &str,
         region: &str,
@@ -105,25 +56,13 @@ impl SecretsSettings {
         secret_key: &str,
     ) -> SecretsSettings {
         SecretsSettings {
-            endpoint_url: Some(endpoint.to_owned()),
-            region: Some(region.to_owned()),
-            static_credentials: Some((access_key.to_owned(), secret_key.to_owned())),
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
+            service: ServiceSettings::for_endpoint(endpoint, region, access_key, secret_key),
         }
     }
 
     /// Builds the client.
     pub async fn build_client(&self) -> aws_sdk_secretsmanager::Client {
-        let shared = tributary::s3::sdk_config(tributary::s3::Reach {
-            endpoint_url: self.endpoint_url.as_deref(),
-            region: self.region.as_deref(),
-            static_credentials: self.static_credentials.as_ref(),
-            max_attempts: self.max_attempts,
-            initial_backoff: self.initial_backoff,
-            read_timeout: Duration::from_secs(10),
-        })
-        .await;
+        let shared = self.service.sdk_config(Duration::from_secs(10)).await;
         aws_sdk_secretsmanager::Client::new(&shared)
     }
 }
@@ -415,7 +354,7 @@ mod tests {
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://sm:2"),
         ]);
         let s = SecretsSettings::from_env(&env).expect("settings");
-        assert_eq!(s.endpoint_url.as_deref(), Some("http://sm:2"));
+        assert_eq!(s.service.endpoint_url.as_deref(), Some("http://sm:2"));
         let s =
             SecretsSettings::for_endpoint("http://127.0.0.1:1", "us-east-1", "AKID", "very-secret");
         let shown = format!("{s:?}");

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{Column, PartitionInput, SerDeInfo, StorageDescriptor, TableInput};
 use tributary::Env;
+use tributary::s3::ServiceSettings;
 
 use super::{
     Catalog, CreateOutcome, EXTERNAL_TABLE, PARQUET_INPUT_FORMAT, PARQUET_OUTPUT_FORMAT,
@@ -43,41 +44,14 @@ const TRANSIENT_CODES: &[&str] = &[
     "ConcurrentModificationException",
 ];
 
-/// Where and how to reach the Glue API.
-#[derive(Clone, Default)]
+/// Where and how to reach the Glue Data Catalog (`AWS_ENDPOINT_URL_GLUE`, then
+/// `AWS_ENDPOINT_URL`), and whose catalog.
+#[derive(Debug, Clone, Default)]
 pub struct GlueSettings {
-    /// Custom endpoint (`AWS_ENDPOINT_URL_GLUE` or `AWS_ENDPOINT_URL`); `None` leaves it to the
-    /// SDK (AWS, or the endpoint variables it reads itself).
-    pub endpoint_url: Option<String>,
-    /// Region override (`AWS_REGION`); `None` lets the default chain decide.
-    pub region: Option<String>,
-    /// The catalog (AWS account id) to use (`GLUE_CATALOG_ID`); `None`: the caller's account.
+    /// Endpoint, region, keys and retries, as every non-S3 client of the project has them.
+    pub service: ServiceSettings,
+    /// The catalog's account (`GLUE_CATALOG_ID`); `None`: the caller's.
     pub catalog_id: Option<String>,
-    /// Static credentials (access key, secret key); `None` uses the default chain.
-    pub static_credentials: Option<(String, String)>,
-    /// Total attempts per request, including the first (`AWS_MAX_ATTEMPTS`, default 5).
-    pub max_attempts: u32,
-    /// Initial backoff of the SDK's retry policy.
-    pub initial_backoff: Duration,
-}
-
-impl std::fmt::Debug for GlueSettings {
-    // Hand-written so that a secret key never reaches a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GlueSettings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .field("catalog_id", &self.catalog_id)
-            .field(
-                "static_credentials",
-                &self
-                    .static_credentials
-                    .as_ref()
-                    .map(|(ak, _)| (ak, "<redacted>")),
-            )
-            .field("max_attempts", &self.max_attempts)
-            .finish()
-    }
 }
 
 impl GlueSettings {
@@ -95,18 +69,8 @@ impl GlueSettings {
             ));
         }
         Ok(GlueSettings {
-            endpoint_url: env
-                .get("AWS_ENDPOINT_URL_GLUE")
-                .or_else(|| env.get("AWS_ENDPOINT_URL"))
-                .map(str::to_owned),
-            region: env
-                .get("AWS_REGION")
-                .or_else(|| env.get("AWS_DEFAULT_REGION"))
-                .map(str::to_owned),
+            service: ServiceSettings::from_env(env, "AWS_ENDPOINT_URL_GLUE")?,
             catalog_id,
-            static_credentials: None,
-            max_attempts: env.int_in("AWS_MAX_ATTEMPTS", 5u32, 1, 20)?,
-            initial_backoff: Duration::from_millis(200),
         })
     }
 
@@ -119,26 +83,14 @@ impl GlueSettings {
         secret_key: &str,
     ) -> GlueSettings {
         GlueSettings {
-            endpoint_url: Some(endpoint.to_owned()),
-            region: Some(region.to_owned()),
+            service: ServiceSettings::for_endpoint(endpoint, region, access_key, secret_key),
             catalog_id: None,
-            static_credentials: Some((access_key.to_owned(), secret_key.to_owned())),
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
         }
     }
 
     /// Builds the client. Call once per process and clone it (it is an `Arc`).
     pub async fn build_client(&self) -> aws_sdk_glue::Client {
-        let shared = tributary::s3::sdk_config(tributary::s3::Reach {
-            endpoint_url: self.endpoint_url.as_deref(),
-            region: self.region.as_deref(),
-            static_credentials: self.static_credentials.as_ref(),
-            max_attempts: self.max_attempts,
-            initial_backoff: self.initial_backoff,
-            read_timeout: Duration::from_secs(30),
-        })
-        .await;
+        let shared = self.service.sdk_config(Duration::from_secs(30)).await;
         aws_sdk_glue::Client::new(&shared)
     }
 }
@@ -490,12 +442,12 @@ mod tests {
             ("GLUE_CATALOG_ID", "123456789012"),
         ]);
         let s = GlueSettings::from_env(&env).expect("settings");
-        assert_eq!(s.endpoint_url.as_deref(), Some("http://glue:2"));
+        assert_eq!(s.service.endpoint_url.as_deref(), Some("http://glue:2"));
         assert_eq!(s.catalog_id.as_deref(), Some("123456789012"));
-        assert_eq!(s.max_attempts, 5);
+        assert_eq!(s.service.max_attempts, 5);
         let s = GlueSettings::from_env(&Env::from_pairs([("AWS_ENDPOINT_URL", "http://g:1")]))
             .expect("settings");
-        assert_eq!(s.endpoint_url.as_deref(), Some("http://g:1"));
+        assert_eq!(s.service.endpoint_url.as_deref(), Some("http://g:1"));
         assert_eq!(s.catalog_id, None);
     }
 

@@ -33,16 +33,7 @@ where
     R: Serialize + Send + 'static,
     Fut: Future<Output = crate::Result<R>>,
 {
-    let env = crate::Env::from_process();
-    crate::observability::init_tracing(&env);
-    let state = match init(&env).await {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(error_type = e.error_type(), "{e}");
-            report_init_error(&e).await;
-            return Err(e.into());
-        }
-    };
+    let state = start(init).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         handler(state.clone(), event)
     }))
@@ -63,16 +54,7 @@ where
     S: Send + Sync + 'static,
     Fut: Future<Output = crate::Result<Vec<u8>>> + Send + 'static,
 {
-    let env = crate::Env::from_process();
-    crate::observability::init_tracing(&env);
-    let state = match init(&env).await {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(error_type = e.error_type(), "{e}");
-            report_init_error(&e).await;
-            return Err(e.into());
-        }
-    };
+    let state = start(init).await?;
     // The runtime's own handler is never reached: the raw layer answers every invocation.
     let unused =
         service_fn(|_: LambdaEvent<serde::de::IgnoredAny>| async { Ok::<(), Diagnostic>(()) });
@@ -157,6 +139,23 @@ where
             }
             Ok(())
         })
+    }
+}
+
+/// Tracing from the environment, then `init`: its state, or its error logged and reported to
+/// the Runtime API.
+async fn start<S>(
+    init: impl AsyncFnOnce(&crate::Env) -> crate::Result<S>,
+) -> Result<Arc<S>, lambda_runtime::Error> {
+    let env = crate::Env::from_process();
+    crate::observability::init_tracing(&env);
+    match init(&env).await {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => {
+            tracing::error!(error_type = e.error_type(), "{e}");
+            report_init_error(&e).await;
+            Err(e.into())
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use tokio::sync::OnceCell;
 use tributary::s3::ServiceSettings;
+
+use crate::request::json_kind;
 use tributary::{Env, Error};
 
 /// The request field the secret is named by (every error names it).
@@ -252,17 +254,6 @@ fn failure(
                 DisplayErrorContext(err)
             ),
         ),
-    }
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a JSON boolean",
-        serde_json::Value::Number(_) => "a JSON number",
-        serde_json::Value::String(_) => "a JSON string",
-        serde_json::Value::Array(_) => "a JSON array",
-        serde_json::Value::Object(_) => "a JSON object",
     }
 }
 

@@ -45,7 +45,7 @@ pub(crate) async fn endpoint(
             tributary_testkit::s3::SECRET_KEY,
         );
         s.force_path_style = true;
-        s.region = Some("us-east-1".into());
+        s.service.region = Some("us-east-1".into());
         report.browse = Some(bucket_dir);
         return Ok((s.build_client().await, endpoint));
     };

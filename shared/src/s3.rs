@@ -1,4 +1,4 @@
-//! S3 client construction.
+//! AWS client construction: S3, and the settings every client shares ([`ServiceSettings`]).
 //!
 //! One client is built per cold start from [`S3Settings`] and shared by every invocation.
 //!
@@ -25,84 +25,36 @@ use aws_sdk_s3::config::{Credentials, Region};
 use crate::config::Env;
 use crate::error::Result;
 
-/// Where and how to reach S3.
-#[derive(Clone, Default)]
+/// Where and how to reach S3: what every client has ([`ServiceSettings`], endpoint from
+/// `AWS_ENDPOINT_URL_S3`), and path-style addressing.
+#[derive(Debug, Clone, Default)]
 pub struct S3Settings {
-    /// Custom endpoint (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`); `None` means AWS.
-    pub endpoint_url: Option<String>,
+    /// Endpoint, region, keys and retries.
+    pub service: ServiceSettings,
     /// Use path-style addressing (`S3_FORCE_PATH_STYLE`).
     pub force_path_style: bool,
-    /// Region override (`AWS_REGION`); `None` lets the default chain decide.
-    pub region: Option<String>,
-    /// Static credentials (access key, secret key); `None` uses the default chain.
-    pub static_credentials: Option<(String, String)>,
-    /// Total attempts per request, including the first (`AWS_MAX_ATTEMPTS`, default 5).
-    pub max_attempts: u32,
-    /// Initial backoff of the SDK's retry policy.
-    pub initial_backoff: Duration,
-}
-
-impl std::fmt::Debug for S3Settings {
-    // Hand-written so that a secret key never reaches a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("force_path_style", &self.force_path_style)
-            .field("region", &self.region)
-            .field(
-                "static_credentials",
-                &self
-                    .static_credentials
-                    .as_ref()
-                    .map(|(ak, _)| (ak, "<redacted>")),
-            )
-            .field("max_attempts", &self.max_attempts)
-            .finish()
-    }
 }
 
 impl S3Settings {
     /// Reads the settings from the environment; credentials stay with the default chain.
     pub fn from_env(env: &Env) -> Result<Self> {
         Ok(S3Settings {
-            endpoint_url: env
-                .get("AWS_ENDPOINT_URL_S3")
-                .or_else(|| env.get("AWS_ENDPOINT_URL"))
-                .map(str::to_owned),
+            service: ServiceSettings::from_env(env, "AWS_ENDPOINT_URL_S3")?,
             force_path_style: env.bool_or("S3_FORCE_PATH_STYLE", false)?,
-            region: env
-                .get("AWS_REGION")
-                .or_else(|| env.get("AWS_DEFAULT_REGION"))
-                .map(str::to_owned),
-            static_credentials: None,
-            max_attempts: env.int_in("AWS_MAX_ATTEMPTS", 5u32, 1, 20)?,
-            initial_backoff: Duration::from_millis(200),
         })
     }
 
     /// Settings for an explicit endpoint with static keys (tests and local tools).
     pub fn for_endpoint(endpoint: &str, access_key: &str, secret_key: &str) -> Self {
         S3Settings {
-            endpoint_url: Some(endpoint.to_owned()),
+            service: ServiceSettings::for_endpoint(endpoint, "us-east-1", access_key, secret_key),
             force_path_style: true,
-            region: Some("us-east-1".to_owned()),
-            static_credentials: Some((access_key.to_owned(), secret_key.to_owned())),
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(20),
         }
     }
 
     /// Builds the client. Call once per process and clone the client (it is an `Arc`).
     pub async fn build_client(&self) -> aws_sdk_s3::Client {
-        let shared = sdk_config(Reach {
-            endpoint_url: self.endpoint_url.as_deref(),
-            region: self.region.as_deref(),
-            static_credentials: self.static_credentials.as_ref(),
-            max_attempts: self.max_attempts,
-            initial_backoff: self.initial_backoff,
-            read_timeout: Duration::from_secs(60),
-        })
-        .await;
+        let shared = self.service.sdk_config(Duration::from_secs(60)).await;
         let conf = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(self.force_path_style)
             .build();
@@ -110,8 +62,8 @@ impl S3Settings {
     }
 }
 
-/// Where and how a client of another AWS service (Glue, Secrets Manager) reaches it: one
-/// definition for every such client, built on [`sdk_config`]. `Debug` never shows the secret
+/// Where and how an AWS client (S3, Glue, Secrets Manager) reaches its service: one
+/// definition for every client ([`ServiceSettings::sdk_config`]). `Debug` never shows the secret
 /// key.
 #[derive(Clone)]
 pub struct ServiceSettings {
@@ -195,70 +147,39 @@ impl ServiceSettings {
         }
     }
 
-    /// The shared SDK configuration for these settings, `read_timeout` to a response's first
-    /// byte.
+    /// The shared SDK configuration for these settings: standard retries (at most 20 s
+    /// apart), 5 s to connect, `read_timeout` to a response's first byte.
     pub async fn sdk_config(&self, read_timeout: Duration) -> aws_config::SdkConfig {
-        sdk_config(Reach {
-            endpoint_url: self.endpoint_url.as_deref(),
-            region: self.region.as_deref(),
-            static_credentials: self.static_credentials.as_ref(),
-            max_attempts: self.max_attempts,
-            initial_backoff: self.initial_backoff,
-            read_timeout,
-        })
-        .await
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.max_attempts.max(1))
+                    .with_initial_backoff(self.initial_backoff)
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(read_timeout)
+                    .build(),
+            );
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &self.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((ak, sk)) = &self.static_credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                ak.clone(),
+                sk.clone(),
+                None,
+                None,
+                "tributary-static",
+            ));
+        }
+        loader.load().await
     }
-}
-
-/// How a client reaches an AWS API (S3 here, Glue in the converter): endpoint, region,
-/// credentials and the retry and timeout policy above.
-#[derive(Debug, Clone, Copy)]
-pub struct Reach<'a> {
-    /// Custom endpoint; `None` leaves it to the SDK.
-    pub endpoint_url: Option<&'a str>,
-    /// Region override; `None` lets the default chain decide.
-    pub region: Option<&'a str>,
-    /// Static credentials (access key, secret key); `None` uses the default chain.
-    pub static_credentials: Option<&'a (String, String)>,
-    /// Total attempts per request, including the first.
-    pub max_attempts: u32,
-    /// Initial backoff of the standard retry mode (capped at 20 s).
-    pub initial_backoff: Duration,
-    /// Time to the first response byte of an attempt (connect: 5 s).
-    pub read_timeout: Duration,
-}
-
-/// The shared SDK configuration for `reach`.
-pub async fn sdk_config(reach: Reach<'_>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(reach.max_attempts.max(1))
-                .with_initial_backoff(reach.initial_backoff)
-                .with_max_backoff(Duration::from_secs(20)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .read_timeout(reach.read_timeout)
-                .build(),
-        );
-    if let Some(region) = reach.region {
-        loader = loader.region(Region::new(region.to_owned()));
-    }
-    if let Some(endpoint) = reach.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
-    if let Some((ak, sk)) = reach.static_credentials {
-        loader = loader.credentials_provider(Credentials::new(
-            ak.clone(),
-            sk.clone(),
-            None,
-            None,
-            "tributary-static",
-        ));
-    }
-    loader.load().await
 }
 
 #[cfg(test)]
@@ -274,10 +195,10 @@ mod tests {
             ("AWS_REGION", "eu-west-1"),
         ]);
         let s = S3Settings::from_env(&env).expect("valid");
-        assert_eq!(s.endpoint_url.as_deref(), Some("http://s3:2"));
+        assert_eq!(s.service.endpoint_url.as_deref(), Some("http://s3:2"));
         assert!(s.force_path_style);
-        assert_eq!(s.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(s.max_attempts, 5);
+        assert_eq!(s.service.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.service.max_attempts, 5);
     }
 
     #[test]

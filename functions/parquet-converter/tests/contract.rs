@@ -37,7 +37,7 @@ async fn converter(
     }
     let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
     settings.force_path_style = s3.path_style;
-    settings.region = Some(s3.region.clone());
+    settings.service.region = Some(s3.region.clone());
     let glue = GlueSettings::for_endpoint(
         &glue.endpoint,
         &glue.region,

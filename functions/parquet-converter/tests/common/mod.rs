@@ -17,7 +17,7 @@ pub async fn converter(s3: &TestS3, extra: &[(&str, &str)]) -> Converter {
     }
     let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
     settings.force_path_style = s3.path_style;
-    settings.region = Some(s3.region.clone());
+    settings.service.region = Some(s3.region.clone());
     Converter::new(
         Config::from_env(&env).expect("config"),
         settings.build_client().await,

@@ -15,7 +15,7 @@ use url_ingester::{Config, Ingester};
 pub async fn s3_client(s3: &TestS3) -> aws_sdk_s3::Client {
     let mut settings = S3Settings::for_endpoint(&s3.endpoint, &s3.access_key, &s3.secret_key);
     settings.force_path_style = s3.path_style;
-    settings.region = Some(s3.region.clone());
+    settings.service.region = Some(s3.region.clone());
     settings.build_client().await
 }
 

@@ -29,6 +29,7 @@ pub(super) enum Types {
 }
 
 /// Decoding records into batches of the plan's decode types.
+#[derive(Clone)]
 pub(super) struct Decoding {
     pub(super) format: Format,
     pub(super) delimiter: u8,

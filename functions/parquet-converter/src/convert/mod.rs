@@ -179,7 +179,7 @@ pub async fn convert(
             Some(r) => r,
             None => (open(client, object, Compression::Auto).await?, Vec::new()),
         };
-        let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan);
+        let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan)?;
         match run.decode_all(reader, sample).await {
             Ok(bytes_in) => {
                 let mut used = None;
@@ -315,7 +315,6 @@ struct Run<'a> {
     default_rows: u64,
     cfg: &'a Config,
     object: &'a ObjectRef,
-    plan: &'a Plan,
     /// What a worker needs to decode a batch.
     job: Arc<Job>,
     outputs: Outputs<'a>,
@@ -328,22 +327,22 @@ impl<'a> Run<'a> {
         names: &'a Names,
         object: &'a ObjectRef,
         bucket: &'a str,
-        plan: &'a Plan,
-    ) -> Self {
+        plan: &Plan,
+    ) -> Result<Self, Error> {
         let schema = plan.output_schema();
-        Run {
+        Ok(Run {
             cast_bad_rows: 0,
             default_rows: 0,
             cfg,
             object,
-            plan,
             job: Arc::new(Job {
+                decoding: Decoding::new(plan, Types::Plan).map_err(arrow_err)?,
                 plan: plan.clone(),
                 schema: schema.clone(),
                 partitioner: Partitioner::new(cfg, plan, names),
             }),
             outputs: Outputs::new(client, cfg, names, object, bucket, schema),
-        }
+        })
     }
 
     /// The partitioner of this pass.
@@ -357,14 +356,14 @@ impl<'a> Run<'a> {
         mut reader: tributary::reader::ObjectReader,
         sample: Vec<u8>,
     ) -> Result<u64, Failure> {
-        let mut splitter = Splitter::new(self.plan.framing);
+        let mut splitter = Splitter::new(self.job.plan.framing);
         let mut pending = sample;
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut recs: Vec<Rec> = Vec::with_capacity(self.cfg.batch_rows);
         let mut scanned = 0;
         let mut eof = false;
         let mut first = true;
-        let mut header = self.plan.header;
+        let mut header = self.job.plan.header;
         // Batches being decoded, oldest first; at most `in_flight` at a time.
         let mut decoding = VecDeque::new();
         let in_flight = rayon::current_num_threads() + 1;
@@ -464,6 +463,8 @@ impl<'a> Run<'a> {
 /// What a worker needs to decode a batch of records: the pass's plan, output schema and
 /// partitioning.
 struct Job {
+    /// The pass's decoder settings, copied by each batch (its scratch space is its own).
+    decoding: Decoding,
     plan: Plan,
     schema: arrow::datatypes::SchemaRef,
     partitioner: Partitioner,
@@ -510,7 +511,7 @@ impl Job {
 
     /// Decodes one batch of records, sets bad rows aside and splits the rest by partition.
     fn decode(&self, buf: &[u8], recs: &[Rec]) -> Result<Decoded, Failure> {
-        let mut decoding = Decoding::new(&self.plan, Types::Plan).map_err(arrow_err)?;
+        let mut decoding = self.decoding.clone();
         let mut decoded = Decoded {
             parts: Vec::new(),
             bad_rows: Vec::new(),

@@ -1,8 +1,11 @@
 //! Every function's `main`: configuration once ([`serve`]), a failed start reported to the
 //! Runtime API, then the runtime loop. [`serve_raw`] is the same loop for a handler that reads
-//! the request body and writes the response body itself (multi-megabyte events).
+//! the request body and writes the response body itself (multi-megabyte events). A handler
+//! that panics fails its invocation with `InternalError` in both; the process serves on.
 
+use std::any::Any;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -45,7 +48,8 @@ where
 /// deserialises the event into a payload type nor serialises the response again, so a
 /// multi-megabyte event is read once and the response is sent from the handler's buffer as it
 /// is. The invocation loop, its context and its tracing span are `lambda_runtime`'s; an error
-/// is reported on `.../error` as [`serve`] reports it.
+/// is reported on `.../error` as [`serve`] reports it, and so is a panic of the handler (while
+/// it is called or while its future runs), as [`Error::Internal`]: the process serves on.
 pub async fn serve_raw<S, Fut>(
     init: impl AsyncFnOnce(&crate::Env) -> crate::Result<S>,
     handler: impl Fn(Arc<S>, Bytes, Context) -> Fut + Send + Sync + 'static,
@@ -113,10 +117,27 @@ where
             .headers
             .get("lambda-runtime-invocation-id")
             .cloned();
-        let answer = (raw.handler)(raw.state.clone(), invocation.body, invocation.context);
+        // A panic is caught where lambda_runtime's own handler layer would catch it: in the
+        // call, and in every poll of the future it returns.
+        let answer = catch_unwind(AssertUnwindSafe(|| {
+            (raw.handler)(raw.state.clone(), invocation.body, invocation.context)
+        }));
         Box::pin(async move {
             let base = format!("/2018-06-01/runtime/invocation/{request_id}");
-            let mut request = match answer.await {
+            let outcome = match answer {
+                Ok(future) => {
+                    let mut future = std::pin::pin!(future);
+                    std::future::poll_fn(|cx| {
+                        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                            Ok(poll) => poll,
+                            Err(panic) => Poll::Ready(Err(panicked(&*panic))),
+                        }
+                    })
+                    .await
+                }
+                Err(panic) => Err(panicked(&*panic)),
+            };
+            let mut request = match outcome {
                 Ok(body) => build_request()
                     .method(http::Method::POST)
                     .uri(format!("{base}/response"))
@@ -140,6 +161,18 @@ where
             Ok(())
         })
     }
+}
+
+/// The error a panicking handler's invocation answers (logged here: the panic hook has
+/// printed the message and where it happened).
+fn panicked(panic: &(dyn Any + Send)) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    tracing::error!(panic = message, "the handler panicked");
+    Error::Internal(format!("the handler panicked: {message}"))
 }
 
 /// Tracing from the environment, then `init`: its state, or its error logged and reported to

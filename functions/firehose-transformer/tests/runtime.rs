@@ -120,3 +120,87 @@ async fn a_payload_that_is_not_a_firehose_event_answers_invalid_event() {
     child.kill().expect("stop the function");
     let _ = child.wait();
 }
+
+/// Set in the environment of this test binary when it runs as the function process of
+/// [`a_panicking_handler_is_an_invocation_error_and_the_next_event_is_served`].
+const PANICKING_FUNCTION: &str = "TRIBUTARY_TEST_PANICKING_FUNCTION";
+
+/// The function process of the test below (this test binary run again under the emulator):
+/// `serve_raw` with a handler that panics on the event `"panic now"` (while being called), on
+/// `"panic later"` (while its future runs) and echoes every other event. Does nothing in an
+/// ordinary test run.
+#[test]
+fn panicking_function_process() {
+    if std::env::var_os(PANICKING_FUNCTION).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let served = runtime.block_on(tributary::runtime::serve_raw(
+        async |_: &tributary::Env| Ok(()),
+        |_, body: bytes::Bytes, _| {
+            if body.as_ref() == br#""panic now""# {
+                panic!("a bug while starting the invocation");
+            }
+            async move {
+                if body.as_ref() == br#""panic later""# {
+                    panic!("a bug in the middle of the invocation");
+                }
+                Ok(body.to_vec())
+            }
+        },
+    ));
+    panic!("the runtime loop ended: {served:?}");
+}
+
+/// Regression: `serve_raw` answered invocations without lambda_runtime's panic catching, so a
+/// panic in the handler ended the process instead of being reported on `.../error` (and the
+/// next invocation was never served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_an_invocation_error_and_the_next_event_is_served() {
+    let api = RuntimeApi::start().await;
+    let mut child = api
+        .command(
+            &std::env::current_exe()
+                .expect("this test binary")
+                .to_string_lossy(),
+        )
+        .args(["--exact", "panicking_function_process", "--nocapture"])
+        .env(PANICKING_FUNCTION, "1")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start the function process");
+    for (event, message) in [
+        ("panic now", "a bug while starting the invocation"),
+        ("panic later", "a bug in the middle of the invocation"),
+    ] {
+        let answer = tokio::time::timeout(Duration::from_secs(20), api.invoke(Value::from(event)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no answer to {event:?}: the function process {}",
+                    match child.try_wait() {
+                        Ok(Some(status)) => format!("ended ({status})"),
+                        _ => "is still running".to_owned(),
+                    }
+                )
+            });
+        let Answer::Error(kind, text) = answer else {
+            panic!("{event:?}: answered {answer:?}, not an invocation error");
+        };
+        assert_eq!(kind, "InternalError", "{event:?}: {text}");
+        assert!(
+            text.contains("panicked") && text.contains(message),
+            "{event:?}: {text}"
+        );
+    }
+    // The process lives on and serves the next event.
+    let answer = tokio::time::timeout(Duration::from_secs(20), api.invoke(Value::from("fine")))
+        .await
+        .expect("an answer after the panics");
+    assert_eq!(answer, Answer::Response(Value::from("fine")));
+    child.kill().expect("stop the function");
+    let _ = child.wait();
+}

@@ -111,6 +111,9 @@ pub struct Config {
     pub checksum: ChecksumAlgorithm,
     /// Namespace of the EMF metrics (`METRICS_NAMESPACE`, default `Tributary`).
     pub metrics_namespace: String,
+    /// Bytes per child of a ranged ingestion when the plan names no `ranges`, in MiB
+    /// (`RANGE_MB`, default 1024, 5..=1048576).
+    pub range_mib: u64,
 }
 
 impl Config {
@@ -145,6 +148,7 @@ impl Config {
                 "CRC64NVME or CRC32C",
             )?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),
+            range_mib: env.int_in("RANGE_MB", 1024u64, 5, 1024 * 1024)?,
         })
     }
 

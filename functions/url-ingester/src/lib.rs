@@ -9,11 +9,13 @@
 //! check of the request and of a resume's checkpoint), [`guard`] (the SSRF guard), [`source`]
 //! (the download), [`upload`] (the writer and the SHA-256 kept at part boundaries),
 //! [`checkpoint`] (the resume document), [`secrets`] (request headers read from Secrets
-//! Manager); this file holds the handler and its steps.
+//! Manager), [`ranged`] (one large source in parallel ranges: the `plan`, `range` and
+//! `commit` modes); this file holds the handler and its steps.
 
 pub mod checkpoint;
 pub mod config;
 pub mod guard;
+pub mod ranged;
 pub mod request;
 pub mod secrets;
 pub mod source;
@@ -36,6 +38,7 @@ use crate::source::{Source, redact};
 use crate::upload::HashedUpload;
 
 pub use crate::config::Config;
+pub use crate::ranged::{Answer, Mode};
 pub use crate::request::{IngestRequest, MAX_KEY_BYTES, check_bucket_name, file_name};
 
 const MIB: u64 = 1024 * 1024;
@@ -184,6 +187,36 @@ impl Ingester {
         let result = Box::pin(self.run(request, deadline, arn)).await;
         if let Err(e) = &result {
             warn!(request_id = %ctx.request_id, error_type = e.error_type(), "{e}");
+        }
+        result
+    }
+
+    /// The Lambda handler of the binary: the request's `"mode"` chooses what it does. No
+    /// mode is the ordinary ingestion ([`Ingester::handle`]); `plan`, `range` and `commit`
+    /// are the steps of a ranged ingestion ([`ranged`]).
+    pub async fn dispatch(&self, event: LambdaEvent<serde_json::Value>) -> Result<Answer, Error> {
+        let (mut payload, ctx) = event.into_parts();
+        let mode = match Mode::take(&mut payload) {
+            Ok(Some(mode)) => mode,
+            Ok(None) => {
+                return self
+                    .handle(LambdaEvent::new(payload, ctx))
+                    .await
+                    .map(Answer::from);
+            }
+            Err(e) => {
+                warn!(request_id = %ctx.request_id, error_type = e.error_type(), "{e}");
+                return Err(e);
+            }
+        };
+        // Boxed, as in `handle`: the futures nest deep.
+        let result = match mode {
+            Mode::Plan => Box::pin(self.plan(payload)).await,
+            Mode::Range => Box::pin(self.range(payload)).await,
+            Mode::Commit => Box::pin(self.commit(payload)).await,
+        };
+        if let Err(e) = &result {
+            warn!(request_id = %ctx.request_id, mode = mode.as_str(), error_type = e.error_type(), "{e}");
         }
         result
     }

@@ -5,7 +5,7 @@ use url_ingester::Ingester;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tributary::runtime::serve(Ingester::from_env, |ingester, event| async move {
-        ingester.handle(event).await
+        ingester.dispatch(event).await
     })
     .await
 }

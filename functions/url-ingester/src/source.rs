@@ -7,6 +7,12 @@
 //! starting at `N` means the resource changed, and the download fails instead of mixing two
 //! versions. A body shorter than its `Content-Length` is a cut too; a longer one cannot be
 //! read past the announced length.
+//!
+//! For ranged ingestion, [`probe`] asks for `bytes=0-0` to learn whether the source serves
+//! ranges, its length and its validator, and [`Source::open_range`] reads one bounded range
+//! `bytes=a-b` pinned to that validator (`If-Range`, and `If-Match` for an ETag): a source that
+//! changed answers 412 or the whole resource, and either is an error naming the change. Every
+//! request, ranged or not, and every redirect hop passes the SSRF guard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +123,10 @@ pub struct Source {
     /// `Content-Type` of the resource.
     pub content_type: Option<String>,
     offset: u64,
+    /// For a bounded range, its last byte (inclusive).
+    end: Option<u64>,
+    /// The validator every continuation is pinned to (a range's, from the plan).
+    pinned: Option<String>,
     resumes: u32,
 }
 
@@ -135,14 +145,93 @@ impl Source {
         start: u64,
         validator: Option<&str>,
     ) -> Result<Source, Error> {
-        let (resp, total) = request(&client, &hops, &url, &headers, start, validator).await?;
+        let ask = Ask {
+            start,
+            end: None,
+            validator,
+            pin: false,
+        };
+        let (resp, total) = request(&client, &hops, &url, &headers, ask).await?;
+        Ok(Source::from_response(
+            client, hops, headers, resp, total, start, None, None,
+        ))
+    }
+
+    /// Reads bytes `start..=end` of a resource whose validator (strong ETag or Last-Modified,
+    /// from [`probe`]) is `validator`: sent as `If-Range`, and as `If-Match` when it is an
+    /// ETag, on this request and on every continuation after a cut. The answer must be a `206`
+    /// for exactly that range of a resource of `total` bytes carrying the same ETag; a source
+    /// that changed is an `InvalidInput` error saying so.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_range(
+        client: reqwest::Client,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        hops: Hops,
+        start: u64,
+        end: u64,
+        total: u64,
+        validator: &str,
+    ) -> Result<Source, Error> {
+        let ask = Ask {
+            start,
+            end: Some(end),
+            validator: Some(validator),
+            pin: true,
+        };
+        let (resp, announced) = request(&client, &hops, &url, &headers, ask).await?;
+        let final_url = resp.url().clone();
+        if announced.is_some_and(|t| t != total) {
+            return Err(source_error(
+                &final_url,
+                format!(
+                    "the source changed since it was planned: it now has {} bytes, the plan {total}",
+                    announced.unwrap_or_default()
+                ),
+            ));
+        }
+        let etag = header(resp.headers(), header::ETAG);
+        if is_etag(validator)
+            && let Some(etag) = &etag
+            && etag != validator
+        {
+            return Err(source_error(
+                &final_url,
+                format!(
+                    "the source changed since it was planned: ETag {etag}, the plan {validator}"
+                ),
+            ));
+        }
+        Ok(Source::from_response(
+            client,
+            hops,
+            headers,
+            resp,
+            Some(total),
+            start,
+            Some(end),
+            Some(validator.to_owned()),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_response(
+        client: reqwest::Client,
+        hops: Hops,
+        headers: HeaderMap,
+        resp: reqwest::Response,
+        total: Option<u64>,
+        start: u64,
+        end: Option<u64>,
+        pinned: Option<String>,
+    ) -> Source {
         let h = resp.headers();
         let accept_ranges = h
             .get(header::ACCEPT_RANGES)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("bytes"))
             || resp.status() == StatusCode::PARTIAL_CONTENT;
-        Ok(Source {
+        Source {
             etag: header(h, header::ETAG),
             last_modified: header(h, header::LAST_MODIFIED),
             content_type: header(h, header::CONTENT_TYPE),
@@ -154,8 +243,10 @@ impl Source {
             headers,
             resp,
             offset: start,
+            end,
+            pinned,
             resumes: 0,
-        })
+        }
     }
 
     /// The URL actually read (after redirects).
@@ -170,10 +261,18 @@ impl Source {
 
     /// The validator to send as `If-Range`: a strong ETag, else Last-Modified.
     pub fn validator(&self) -> Option<&str> {
+        if let Some(pinned) = &self.pinned {
+            return Some(pinned);
+        }
         self.etag
             .as_deref()
             .filter(|e| !e.starts_with("W/"))
             .or(self.last_modified.as_deref())
+    }
+
+    /// Bytes read so far, counting from the resource's first byte.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The next chunk of the body, `None` at its end.
@@ -184,7 +283,7 @@ impl Source {
                     self.offset += chunk.len() as u64;
                     return Ok(Some(chunk));
                 }
-                Ok(None) => match self.total {
+                Ok(None) => match self.end.map(|e| e + 1).or(self.total) {
                     Some(total) if self.offset < total => {
                         format!("body ended at byte {} of {total}", self.offset)
                     }
@@ -217,33 +316,63 @@ impl Source {
             warn!(url = %redact(&self.url), offset = self.offset, attempt = self.resumes, reason = %cut,
                 "download interrupted; continuing with a Range request");
             tokio::time::sleep(Duration::from_millis(200 * u64::from(self.resumes))).await;
-            let (resp, _) = request(
-                &self.client,
-                &self.hops,
-                &self.url,
-                &self.headers,
-                self.offset,
-                validator.as_deref(),
-            )
-            .await?;
+            let ask = Ask {
+                start: self.offset,
+                end: self.end,
+                validator: validator.as_deref(),
+                pin: self.pinned.is_some(),
+            };
+            let (resp, _) =
+                request(&self.client, &self.hops, &self.url, &self.headers, ask).await?;
             self.resp = resp;
         }
     }
 }
 
-/// One GET, following redirects (each hop checked, see [`Hops`]); for `start > 0` a ranged
-/// one that must come back as `206` from `start`.
-async fn request(
+/// What one GET asks for: the whole resource (`start` 0, no `end`), or a range.
+#[derive(Debug, Clone, Copy)]
+struct Ask<'a> {
+    /// First byte.
+    start: u64,
+    /// Last byte (inclusive) of a bounded range; `None` reads to the end.
+    end: Option<u64>,
+    /// Sent as `If-Range` with a range.
+    validator: Option<&'a str>,
+    /// Send an ETag validator as `If-Match` too (a range that must come from one version).
+    pin: bool,
+}
+
+impl Ask<'_> {
+    fn ranged(&self) -> bool {
+        self.start > 0 || self.end.is_some()
+    }
+
+    /// `a-b` or `a-`, as in the `Range` header.
+    fn spec(&self) -> String {
+        match self.end {
+            Some(end) => format!("{}-{end}", self.start),
+            None => format!("{}-", self.start),
+        }
+    }
+}
+
+/// Whether a validator is an ETag (quoted, possibly weak) rather than a date.
+fn is_etag(v: &str) -> bool {
+    v.starts_with('"') || v.starts_with("W/")
+}
+
+/// One GET, following redirects (each hop checked, see [`Hops`]); the final response,
+/// whatever its status.
+async fn send(
     client: &reqwest::Client,
     hops: &Hops,
     url: &reqwest::Url,
     headers: &HeaderMap,
-    start: u64,
-    validator: Option<&str>,
-) -> Result<(reqwest::Response, Option<u64>), Error> {
+    ask: Ask<'_>,
+) -> Result<reqwest::Response, Error> {
     let mut url = url.clone();
     let mut redirects = 0usize;
-    let resp = loop {
+    loop {
         if hops.proxied {
             hops.policy
                 .check_url_resolved(&url)
@@ -254,18 +383,21 @@ async fn request(
         if hops.forward_headers || url.origin() == hops.origin {
             req = req.headers(headers.clone());
         }
-        if start > 0 {
-            req = req.header(header::RANGE, format!("bytes={start}-"));
-            if let Some(v) = validator {
+        if ask.ranged() {
+            req = req.header(header::RANGE, format!("bytes={}", ask.spec()));
+            if let Some(v) = ask.validator {
                 req = req.header(header::IF_RANGE, v);
+                if ask.pin && is_etag(v) {
+                    req = req.header(header::IF_MATCH, v);
+                }
             }
         }
         let resp = req.send().await.map_err(|e| send_error(&url, e))?;
         if !resp.status().is_redirection() {
-            break resp;
+            return Ok(resp);
         }
         let Some(location) = header(resp.headers(), header::LOCATION) else {
-            break resp;
+            return Ok(resp);
         };
         if redirects >= MAX_REDIRECTS {
             return Err(source_error(
@@ -281,15 +413,42 @@ async fn request(
             .check_url(&next)
             .map_err(|why| source_error(&url, format!("redirect refused: {why}")))?;
         url = next;
-    };
+    }
+}
+
+/// One GET (see [`send`]) whose answer must be what `ask` asked for: a `2xx` for the whole
+/// resource, or a `206` for exactly the range asked. Returns the response and the resource's
+/// total size, when known.
+async fn request(
+    client: &reqwest::Client,
+    hops: &Hops,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    ask: Ask<'_>,
+) -> Result<(reqwest::Response, Option<u64>), Error> {
+    let resp = send(client, hops, url, headers, ask).await?;
     let status = resp.status();
     let final_url = resp.url().clone();
-    if start > 0 {
+    let start = ask.start;
+    if ask.ranged() {
+        let spec = ask.spec();
         if status == StatusCode::OK {
+            let why = if ask.pin {
+                "the source changed since it was planned (it sent the whole resource instead of the range)"
+            } else {
+                "the server sent the whole resource (it changed or ignores Range)"
+            };
+            return Err(source_error(
+                &final_url,
+                format!("asked for bytes {spec}: {why}"),
+            ));
+        }
+        if status == StatusCode::PRECONDITION_FAILED {
             return Err(source_error(
                 &final_url,
                 format!(
-                    "asked to continue at byte {start}, the server sent the whole resource (it changed or ignores Range)"
+                    "asked for bytes {spec}: the source changed since it was planned (HTTP 412: If-Match {} failed)",
+                    ask.validator.unwrap_or_default()
                 ),
             ));
         }
@@ -297,11 +456,11 @@ async fn request(
             return Err(status_error(
                 &final_url,
                 status,
-                format!("HTTP {status} when continuing at byte {start}"),
+                format!("HTTP {status} when asking for bytes {spec}"),
             ));
         }
         let range = header(resp.headers(), header::CONTENT_RANGE).unwrap_or_default();
-        let (first, total) = parse_content_range(&range).ok_or_else(|| {
+        let (first, last, total) = parse_content_range(&range).ok_or_else(|| {
             source_error(
                 &final_url,
                 format!("206 with an unusable Content-Range {range:?}"),
@@ -311,6 +470,14 @@ async fn request(
             return Err(source_error(
                 &final_url,
                 format!("asked for byte {start}, the server sent from byte {first}"),
+            ));
+        }
+        if let Some(end) = ask.end
+            && last != end
+        {
+            return Err(source_error(
+                &final_url,
+                format!("asked for bytes {spec}, the server sent {first}-{last}"),
             ));
         }
         return Ok((resp, total));
@@ -323,17 +490,114 @@ async fn request(
     Ok((resp, total))
 }
 
-/// `bytes a-b/total` -> `(a, Some(total))`; `total` may be `*`.
-fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+/// What a source says about itself when asked for its first byte ([`probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The URL that answered (after redirects).
+    pub url: reqwest::Url,
+    /// Whether it served the range (`206`): it supports byte ranges.
+    pub ranges: bool,
+    /// The resource's size, when announced.
+    pub total: Option<u64>,
+    /// Its `ETag`.
+    pub etag: Option<String>,
+    /// Its `Last-Modified`.
+    pub last_modified: Option<String>,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+impl Probe {
+    /// The validator a range is pinned to: a strong ETag, else Last-Modified.
+    pub fn validator(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.last_modified.as_deref())
+    }
+}
+
+/// Asks the source for `bytes=0-0` (through the guard, redirects checked) and reads what it
+/// says about itself, never its body: a `206` means it serves ranges (its `Content-Range`
+/// gives the size), a `200` that it does not (its `Content-Length`, if any, is the size), a
+/// `416` that it is empty. Other statuses are errors as for a download.
+pub async fn probe(
+    client: &reqwest::Client,
+    hops: &Hops,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+) -> Result<Probe, Error> {
+    let ask = Ask {
+        start: 0,
+        end: Some(0),
+        validator: None,
+        pin: false,
+    };
+    let resp = send(client, hops, url, headers, ask).await?;
+    let status = resp.status();
+    let final_url = resp.url().clone();
+    let h = resp.headers();
+    let range = header(h, header::CONTENT_RANGE);
+    let (ranges, total) = match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let (first, _, total) =
+                range
+                    .as_deref()
+                    .and_then(parse_content_range)
+                    .ok_or_else(|| {
+                        source_error(
+                            &final_url,
+                            format!("206 with an unusable Content-Range {range:?}"),
+                        )
+                    })?;
+            if first != 0 {
+                return Err(source_error(
+                    &final_url,
+                    format!("asked for byte 0, the server sent from byte {first}"),
+                ));
+            }
+            (true, total)
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            // `bytes */0`: an empty resource (nothing to split).
+            let total = range
+                .as_deref()
+                .and_then(|r| r.trim().strip_prefix("bytes */"))
+                .and_then(|t| t.parse().ok());
+            (false, total)
+        }
+        s if s.is_success() => (false, resp.content_length()),
+        s => {
+            return Err(status_error(
+                &final_url,
+                s,
+                format!("HTTP {s} when probing for ranges"),
+            ));
+        }
+    };
+    // The body (one byte, or the whole resource from a server that ignores Range) is not
+    // read: dropping the response closes the connection.
+    Ok(Probe {
+        url: final_url,
+        ranges,
+        total,
+        etag: header(h, header::ETAG),
+        last_modified: header(h, header::LAST_MODIFIED),
+        content_type: header(h, header::CONTENT_TYPE),
+    })
+}
+
+/// `bytes a-b/total` -> `(a, b, Some(total))`; `total` may be `*`.
+fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
-    let (first, _) = range.split_once('-')?;
+    let (first, last) = range.split_once('-')?;
     let total = if total == "*" {
         None
     } else {
         Some(total.parse().ok()?)
     };
-    Some((first.parse().ok()?, total))
+    Some((first.parse().ok()?, last.parse().ok()?, total))
 }
 
 /// An error and its causes, on one line.
@@ -359,9 +623,9 @@ mod tests {
     fn content_range_and_redaction() {
         assert_eq!(
             parse_content_range("bytes 100-199/1000"),
-            Some((100, Some(1000)))
+            Some((100, 199, Some(1000)))
         );
-        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
         let u =
             reqwest::Url::parse("https://user:pw@example.com/a/b.csv?X-Amz-Signature=secret#frag")

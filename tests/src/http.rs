@@ -6,8 +6,10 @@
 //!
 //! Serve bytes with [`HttpServer::serve`] under a [`Resource`]: normal, chunked (no length),
 //! truncated, cut once (then healthy, for `Range` resume), wrong `Content-Length`, an error
-//! status, a slow trickle; `Range`/`If-Range` support can be switched off; redirect chains come
-//! from [`HttpServer::redirect`]. Every request is recorded for assertions.
+//! status, a slow trickle, an error status for one range only; `Range`/`If-Range` support can be
+//! switched off (`If-Match` that fails is a 412); redirect chains come from
+//! [`HttpServer::redirect`]. [`Resource::generated`] serves content of any length made on the
+//! fly from a seed ([`Generated`]), never held whole. Every request is recorded for assertions.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,6 +58,72 @@ pub enum HttpFault {
         /// Pause between writes.
         delay: Duration,
     },
+    /// Answer `status` to a ranged request starting at byte `start`; serve the rest properly
+    /// (a source that fails for one range).
+    RangeStatus {
+        /// First byte of the range that fails.
+        start: u64,
+        /// The status it gets.
+        status: u16,
+    },
+}
+
+/// Content made on the fly from a seed: pseudo-random (incompressible) bytes of any length,
+/// the same for the same seed, never held whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generated {
+    /// Bytes.
+    pub len: u64,
+    /// What they are made from.
+    pub seed: u64,
+}
+
+impl Generated {
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
+    pub fn fill(&self, offset: u64, buf: &mut [u8]) {
+        let mut pos = offset;
+        let mut i = 0;
+        while i < buf.len() {
+            let word = self.word(pos / 8).to_le_bytes();
+            let from = (pos % 8) as usize;
+            let n = (8 - from).min(buf.len() - i);
+            buf[i..i + n].copy_from_slice(&word[from..from + n]);
+            i += n;
+            pos += n as u64;
+        }
+    }
+
+    /// The bytes at `offset..offset + len`.
+    pub fn bytes(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.fill(offset, &mut v);
+        v
+    }
+
+    /// SHA-256 (hex) of the whole content, computed in chunks.
+    pub fn sha256(&self) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
+        while offset < self.len {
+            let n = (self.len - offset).min(buf.len() as u64) as usize;
+            self.fill(offset, &mut buf[..n]);
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// The 64-bit word number `i` (splitmix64 of the seed and `i`).
+    fn word(&self, i: u64) -> u64 {
+        let mut z = self
+            .seed
+            .wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// Something the server serves at a path.
@@ -77,6 +145,8 @@ pub struct Resource {
     pub content_type: String,
     /// A header every request must carry with this value (name lower-case, value), else 401.
     pub required_header: Option<(String, String)>,
+    /// Content made on the fly instead of `body` (see [`Resource::generated`]).
+    pub generated: Option<Generated>,
 }
 
 impl Resource {
@@ -93,7 +163,40 @@ impl Resource {
             last_modified: Some("Wed, 01 Jan 2025 00:00:00 GMT".to_owned()),
             content_type: "application/octet-stream".to_owned(),
             required_header: None,
+            generated: None,
         }
+    }
+
+    /// A well-behaved resource (`Range` support, a strong ETag naming the length and seed) of
+    /// `len` bytes made on the fly from `seed` ([`Generated`]): large content without holding
+    /// it.
+    pub fn generated(len: u64, seed: u64) -> Self {
+        let mut r = Resource::new(Bytes::new());
+        r.etag = Some(format!("\"gen-{len}-{seed:x}\""));
+        r.generated = Some(Generated { len, seed });
+        r
+    }
+
+    /// Without an `ETag` (a source whose only validator is `Last-Modified`).
+    pub fn no_etag(mut self) -> Self {
+        self.etag = None;
+        self
+    }
+
+    /// With this `Last-Modified`.
+    pub fn last_modified(mut self, value: &str) -> Self {
+        self.last_modified = Some(value.to_owned());
+        self
+    }
+
+    /// The content's length.
+    pub fn len(&self) -> u64 {
+        self.generated.map_or(self.body.len() as u64, |g| g.len)
+    }
+
+    /// Whether the content is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// With a fault.
@@ -292,9 +395,15 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
     if let HttpFault::Status(code) = res.fault {
         return simple(&mut stream, code, "injected status").await;
     }
+    if let Some(want) = headers.get("if-match")
+        && want != "*"
+        && Some(want) != res.etag.as_ref()
+    {
+        return simple(&mut stream, 412, "precondition failed").await;
+    }
 
     // Range handling.
-    let total = res.body.len() as u64;
+    let total = res.len();
     let mut start = 0u64;
     let mut end = total; // exclusive
     let mut partial = false;
@@ -322,7 +431,21 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
             }
         }
     }
-    let body = res.body.slice(start as usize..end as usize);
+    if let HttpFault::RangeStatus { start: at, status } = res.fault
+        && partial
+        && start == at
+    {
+        return simple(&mut stream, status, "injected status for this range").await;
+    }
+    let len = (end - start) as usize;
+    let piece_at = |from: usize, n: usize| -> Bytes {
+        match res.generated {
+            Some(g) => Bytes::from(g.bytes(start + from as u64, n)),
+            None => res
+                .body
+                .slice(start as usize + from..start as usize + from + n),
+        }
+    };
 
     let mut head = String::new();
     if partial {
@@ -349,7 +472,7 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
     } else {
         let claimed = match res.fault {
             HttpFault::WrongLength { claimed } => claimed,
-            _ => body.len() as u64,
+            _ => len as u64,
         };
         head.push_str(&format!("Content-Length: {claimed}\r\n"));
     }
@@ -368,17 +491,17 @@ async fn serve_one(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::
         HttpFault::Trickle { chunk, delay } => (chunk.max(1), Some(delay)),
         _ => (256 * 1024, None),
     };
-    let limit = cut.unwrap_or(body.len()).min(body.len());
+    let limit = cut.unwrap_or(len).min(len);
     let mut sent = 0;
     while sent < limit {
         let n = chunk.min(limit - sent);
-        let piece = &body[sent..sent + n];
+        let piece = piece_at(sent, n);
         if res.chunked {
             stream.write_all(format!("{n:x}\r\n").as_bytes()).await?;
-            stream.write_all(piece).await?;
+            stream.write_all(&piece).await?;
             stream.write_all(b"\r\n").await?;
         } else {
-            stream.write_all(piece).await?;
+            stream.write_all(&piece).await?;
         }
         sent += n;
         if let HttpFault::StallAfter { after, pause } = res.fault
@@ -450,5 +573,16 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn generated_content_is_the_same_from_any_offset() {
+        let g = Generated { len: 1000, seed: 7 };
+        let whole = g.bytes(0, 1000);
+        for (at, n) in [(0usize, 1usize), (3, 17), (8, 8), (999, 1), (500, 500)] {
+            assert_eq!(g.bytes(at as u64, n), whole[at..at + n], "{at}+{n}");
+        }
+        assert_eq!(g.sha256(), crate::data::sha256_hex(&whole));
+        assert_ne!(Generated { len: 1000, seed: 8 }.bytes(0, 1000), whole);
     }
 }

@@ -1,6 +1,6 @@
 //! The real `bootstrap` binary under a Lambda Runtime API emulator: the sample events of
-//! `events/url-ingester/` (their URLs pointed at a local server) get the right answers; a bad
-//! configuration is an init error.
+//! `events/url-ingester/` (their URLs pointed at a local server) get the right answers, the
+//! ranged one through its plan, ranges and commit; a bad configuration is an init error.
 
 use std::time::Duration;
 
@@ -75,6 +75,49 @@ async fn the_binary_answers_every_sample_event() {
         .iter()
         .any(|r| r.headers.contains_key("authorization"));
     assert!(auth, "the with-headers sample's headers reached the server");
+
+    // The ranged sample, through the binary as the state machine runs it: the plan, each of
+    // its items, the commit. Smaller parts, so a small source still makes two ranges.
+    let mut event = sample("plan-ranges");
+    let url = url_path(event["url"].as_str().expect("url"));
+    let source = tributary_testkit::http::Generated {
+        len: 12 * 1024 * 1024 + 5,
+        seed: 11,
+    };
+    http.serve(&url, Resource::generated(source.len, source.seed));
+    event["url"] = Value::from(http.url(&url));
+    event["part_size_mib"] = Value::from(5);
+    event["ranges"] = Value::from(2);
+    let plan = match api.invoke(event).await {
+        Answer::Response(r) => r,
+        other => panic!("plan-ranges: unexpected answer {other:?}"),
+    };
+    assert_eq!(plan["status"], "planned", "{plan}");
+    assert_eq!(plan["ranged"], true, "{plan}");
+    let items = plan["Items"].as_array().expect("Items").clone();
+    assert_eq!(items.len(), 2, "{plan}");
+    let mut results = Vec::new();
+    for item in items {
+        match api.invoke(item).await {
+            Answer::Response(r) => {
+                assert_eq!(r["status"], "range_done", "{r}");
+                results.push(r);
+            }
+            other => panic!("range: unexpected answer {other:?}"),
+        }
+    }
+    let commit = serde_json::json!({"mode": "commit", "commit": plan["commit"], "ranges": results});
+    match api.invoke(commit).await {
+        Answer::Response(r) => {
+            assert_eq!(r["status"], "complete", "{r}");
+            assert_eq!(r["sha256"], source.sha256().as_str());
+            assert_eq!(
+                s3.sha256(&bucket, r["key"].as_str().expect("key")).await,
+                source.sha256()
+            );
+        }
+        other => panic!("commit: unexpected answer {other:?}"),
+    }
     child.kill().expect("stop the function");
     let _ = child.wait();
 }

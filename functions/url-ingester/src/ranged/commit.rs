@@ -105,19 +105,28 @@ impl Ingester {
         }
     }
 
-    /// Aborts the upload, and again while ListParts still finds it (a part that was in
-    /// flight at the abort can land after it).
+    /// Aborts the upload, and again while ListParts still finds parts of it (a part that
+    /// was in flight at the abort can land after it). An upload already gone is aborted: a
+    /// retried Catch finds nothing to do (stores answer NoSuchUpload, or like s3s-fs
+    /// AccessDenied, for an upload id they no longer know; the listing then tells).
     async fn abort(&self, plan: &CommitPlan) -> Result<(), Error> {
         for attempt in 1..=4u32 {
-            abort_upload(&self.s3, &plan.bucket, &plan.key, &plan.upload_id).await?;
+            let aborted = abort_upload(&self.s3, &plan.bucket, &plan.key, &plan.upload_id).await;
+            if let Err(e) = &aborted
+                && e.is_transient()
+            {
+                return aborted;
+            }
             match self.list_parts(plan).await {
                 Ok(Listing::Gone) => return Ok(()),
+                Ok(Listing::Open(parts)) if parts.is_empty() => return Ok(()),
+                Ok(Listing::Open(_)) if aborted.is_err() => return aborted,
                 Ok(Listing::Open(_)) => {
                     tokio::time::sleep(backoff(Duration::from_millis(200), attempt, 7)).await;
                 }
                 Err(e) if e.is_transient() => return Err(e),
-                // A store that answers ListParts oddly after an abort: the abort itself held.
-                Err(_) => return Ok(()),
+                // The listing is refused too: the abort's answer decides.
+                Err(_) => return aborted,
             }
         }
         Err(Error::S3 {
@@ -125,7 +134,7 @@ impl Ingester {
             bucket: plan.bucket.clone(),
             key: plan.key.clone(),
             code: None,
-            message: format!("upload {} still listed after 4 aborts", plan.upload_id),
+            message: format!("upload {} still has parts after 4 aborts", plan.upload_id),
         })
     }
 
@@ -210,8 +219,14 @@ impl Ingester {
         }
         let encoded = alg.encode(crc);
         let listed = match self.list_parts(plan).await.map_err(Failed::pass)? {
-            Listing::Open(parts) => parts,
-            Listing::Gone => {
+            // Some stores list no parts, rather than NoSuchUpload, for an upload that was
+            // completed: an object of the plan's size there means an earlier attempt did it.
+            Listing::Open(parts)
+                if !(parts.is_empty() && self.has_size(plan, layout.total).await) =>
+            {
+                parts
+            }
+            _ => {
                 return self
                     .already_completed(plan, &layout, alg, &encoded, ranges.len(), started)
                     .await;
@@ -364,6 +379,21 @@ impl Ingester {
             out.e_tag.map(|e| e.trim_matches('"').to_owned()),
             out.version_id,
         ))
+    }
+
+    /// Whether the target exists with `size` bytes.
+    async fn has_size(&self, plan: &CommitPlan, size: u64) -> bool {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&plan.bucket)
+            .key(&plan.key)
+            .send()
+            .await;
+        head.ok()
+            .and_then(|h| h.content_length())
+            .and_then(|l| u64::try_from(l).ok())
+            == Some(size)
     }
 
     /// A retried commit whose upload is gone: if an object of the plan's size is there, an

@@ -9,12 +9,14 @@ use base64::Engine as _;
 use crc_fast::CrcAlgorithm;
 
 /// A full-object checksum algorithm S3 supports for multipart uploads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ChecksumAlgorithm {
     /// CRC-64/NVME, S3's default and the fastest.
     #[default]
+    #[serde(rename = "CRC64NVME")]
     Crc64Nvme,
     /// CRC-32C (Castagnoli).
+    #[serde(rename = "CRC32C")]
     Crc32c,
 }
 

@@ -112,11 +112,42 @@ pub async fn open(
     object: &ObjectRef,
     compression: Compression,
 ) -> Result<ObjectReader> {
+    open_with(client, object, compression, None).await
+}
+
+/// Opens bytes `range` (`start..end` of the stored object) of `object` for streaming, as
+/// stored (a range of a compressed object cannot be decompressed on its own); pinned like
+/// [`open`]. An empty range reads nothing.
+pub async fn open_range(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    range: std::ops::Range<u64>,
+) -> Result<ObjectReader> {
+    if range.is_empty() {
+        return Ok(ObjectReader {
+            content_length: Some(0),
+            etag: object.etag.clone(),
+            version_id: object.version_id.clone(),
+            compression: Compression::None,
+            raw_bytes: Arc::new(AtomicU64::new(0)),
+            body: Box::pin(tokio::io::empty()),
+        });
+    }
+    open_with(client, object, Compression::None, Some(range)).await
+}
+
+async fn open_with(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    compression: Compression,
+    range: Option<std::ops::Range<u64>>,
+) -> Result<ObjectReader> {
     let mut req = client
         .get_object()
         .bucket(&object.bucket)
         .key(&object.key)
-        .set_version_id(object.version_id.clone());
+        .set_version_id(object.version_id.clone())
+        .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)));
     if let Some(etag) = &object.etag {
         req = req.if_match(format!("\"{etag}\""));
     }

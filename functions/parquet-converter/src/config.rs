@@ -229,6 +229,9 @@ pub struct Config {
     pub memory_budget: usize,
     /// The Glue Data Catalog as each dataset's schema contract (`GLUE_DATABASE` set).
     pub catalog: Option<CatalogSettings>,
+    /// A large object converted in ranges is cut into ranges of about this many bytes
+    /// (`SPLIT_MB`, default 1024).
+    pub split_bytes: u64,
 }
 
 /// What happens to an input column its dataset's table lacks (`SCHEMA_EVOLUTION`).
@@ -448,6 +451,7 @@ impl Config {
             part_size_mib: env.int_in("PART_SIZE_MIB", 5usize, 5, 5120)?,
             concurrency: env.int_in("CONCURRENCY", 4usize, 1, 64)?,
             metrics_namespace: env.string_or("METRICS_NAMESPACE", "Tributary"),
+            split_bytes: env.int_in("SPLIT_MB", 1024u64, 1, 1 << 20)? << 20,
         })
     }
 }

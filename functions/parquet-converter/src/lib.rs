@@ -14,6 +14,7 @@ pub mod convert;
 pub mod event;
 pub mod footer;
 pub mod naming;
+pub mod ranged;
 pub mod records;
 pub mod response;
 pub mod types;
@@ -84,7 +85,26 @@ impl Converter {
         })
     }
 
-    /// The Lambda handler.
+    /// The Lambda handler: a request with `"mode"` (one large object in ranges, [`ranged`]),
+    /// else an event naming objects ([`Converter::handle`]).
+    pub async fn invoke(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
+        if let Some(mode) = event.payload.get("mode") {
+            let Some(mode) = mode.as_str().map(str::to_owned) else {
+                return Err(Error::invalid_input(
+                    "mode",
+                    format!("{mode}: expected one of {}", ranged::MODES.join(", ")),
+                ));
+            };
+            return self.handle_mode(&mode, event.payload).await;
+        }
+        let response = self.handle(event).await?;
+        serde_json::to_value(response).map_err(|e| Error::Json {
+            what: "the answer".into(),
+            source: e,
+        })
+    }
+
+    /// The handler of events naming objects (S3, EventBridge, SQS, items).
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Response, Error> {
         let (payload, ctx) = event.into_parts();
         let (source, items) = event::parse(&payload)?;
@@ -254,7 +274,17 @@ impl Converter {
         Manifest::of(object, &summary)
             .commit(&self.s3, &out_bucket, &manifest_key, previous.as_ref())
             .await?;
-        let elapsed = started.elapsed();
+        self.report(object, &summary, started.elapsed());
+        Ok(summary)
+    }
+
+    /// The metrics and the log line of one object converted.
+    pub(crate) fn report(
+        &self,
+        object: &ObjectRef,
+        summary: &Summary,
+        elapsed: std::time::Duration,
+    ) {
         let mut m = Metrics::new(&self.config.metrics_namespace, "parquet-converter");
         m.count("Rows", summary.rows)
             .count("BadRows", summary.bad_rows)
@@ -276,6 +306,5 @@ impl Converter {
         info!(object = %object, rows = summary.rows, bad_rows = summary.bad_rows, files = summary.files.len(),
             bytes_in = summary.bytes_in, bytes_out = summary.bytes_out,
             widenings = summary.type_widenings, ms = elapsed.as_millis() as u64, "converted");
-        Ok(summary)
     }
 }

@@ -8,7 +8,7 @@ use parquet_converter::Converter;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tributary::runtime::serve(Converter::from_env, |converter, event| async move {
-        converter.handle(event).await
+        converter.invoke(event).await
     })
     .await
 }

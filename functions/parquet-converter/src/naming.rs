@@ -4,7 +4,8 @@
 //! `{OUTPUT_PREFIX}{dataset}/{partition path}/{stem}-{digest}-{NNNN}.parquet`, where `dataset` is
 //! the first path segment after `INPUT_PREFIX`, `stem` the file name without its extensions and
 //! `digest` 8 hex digits of SHA-256 over bucket, key and ETag/version: the same input always
-//! yields the same keys, so a redelivered event overwrites instead of duplicating.
+//! yields the same keys, so a redelivered event overwrites instead of duplicating. A large
+//! object converted in byte ranges names each range's files `{stem}-{digest}-r{RRRR}-{NNNN}`.
 
 use sha2::{Digest, Sha256};
 use tributary::ObjectRef;
@@ -45,6 +46,8 @@ pub struct Names {
     pub digest: String,
     /// `k=v` segments found between the dataset and the file name (Firehose partitions).
     pub key_partitions: Vec<String>,
+    /// The byte range of the object these names are for, when it is converted in ranges.
+    pub range: Option<u32>,
 }
 
 impl Names {
@@ -96,7 +99,38 @@ impl Names {
             stem,
             digest,
             key_partitions,
+            range: None,
         })
+    }
+
+    /// The names of range `index` of the same object.
+    pub fn for_range(&self, index: u32) -> Names {
+        Names {
+            range: Some(index),
+            ..self.clone()
+        }
+    }
+
+    /// `{stem}-{digest}`, and `-r{RRRR}` for a range: how this input's files begin.
+    fn base(&self) -> String {
+        match self.range {
+            Some(r) => format!("{}-{}-r{r:04}", self.stem, self.digest),
+            None => format!("{}-{}", self.stem, self.digest),
+        }
+    }
+
+    /// How the file names of every range of this input begin (`{stem}-{digest}-r`).
+    pub fn range_file_prefix(&self) -> String {
+        format!("{}-{}-r", self.stem, self.digest)
+    }
+
+    /// Where the work of a conversion in ranges is kept until it is committed: the plan
+    /// and each range's manifest (`{OUTPUT_PREFIX}_ranges/{dataset}/{stem}-{digest}/`).
+    pub fn ranges_prefix(&self, output_prefix: &str) -> String {
+        format!(
+            "{output_prefix}_ranges/{}/{}-{}/",
+            self.dataset, self.stem, self.digest
+        )
     }
 
     /// The key of output file `n` in `partition` (a path like `year=2024/month=01`, or empty).
@@ -107,16 +141,18 @@ impl Names {
             format!("{partition}/")
         };
         format!(
-            "{output_prefix}{}/{part}{}-{}-{n:04}.parquet",
-            self.dataset, self.stem, self.digest
+            "{output_prefix}{}/{part}{}-{n:04}.parquet",
+            self.dataset,
+            self.base()
         )
     }
 
     /// The key of the quarantine file (bad rows as JSON lines).
     pub fn bad_rows_key(&self, error_prefix: &str) -> String {
         format!(
-            "{error_prefix}{}/{}-{}.bad-rows.jsonl",
-            self.dataset, self.stem, self.digest
+            "{error_prefix}{}/{}.bad-rows.jsonl",
+            self.dataset,
+            self.base()
         )
     }
 
@@ -166,5 +202,22 @@ mod tests {
             ("taxi", "trips 2024")
         );
         assert!(Names::of(&ObjectRef::new("b", "other/x.csv"), "raw/").is_err());
+        let r = n.for_range(7);
+        assert_eq!(
+            r.output_key("processed/", "year=2024/month=03", 2),
+            format!(
+                "processed/events/year=2024/month=03/events-1-2024-{}-r0007-0002.parquet",
+                n.digest
+            )
+        );
+        assert_eq!(
+            r.bad_rows_key("errors/"),
+            format!(
+                "errors/events/events-1-2024-{}-r0007.bad-rows.jsonl",
+                n.digest
+            )
+        );
+        assert_eq!(r.manifest_key("processed/"), n.manifest_key("processed/"));
+        assert!(r.output_key("p/", "", 0).contains(&n.range_file_prefix()));
     }
 }

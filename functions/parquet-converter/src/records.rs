@@ -96,6 +96,12 @@ impl Splitter {
         }
     }
 
+    /// The same splitter numbering lines from `line` (a range that begins inside the input).
+    pub fn at_line(mut self, line: u64) -> Self {
+        self.line = line.max(1);
+        self
+    }
+
     /// Bytes examined so far (at most the bytes given, plus a few: the work is linear).
     pub fn bytes_scanned(&self) -> u64 {
         self.scanned

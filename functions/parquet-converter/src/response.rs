@@ -42,6 +42,13 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// A conversion in ranges undone (`commit` with `abort`): nothing of it is visible.
+    Aborted {
+        /// The object.
+        object: String,
+        /// The ranges' uploads aborted.
+        uploads_aborted: usize,
+    },
     /// Failed; everything it started was aborted.
     Failed {
         /// The object.
@@ -79,10 +86,11 @@ impl Response {
 }
 
 impl Outcome {
-    /// `converted`, `skipped` or `failed`, as serialised.
+    /// `converted`, `skipped`, `aborted` or `failed`, as serialised.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Converted(_) => "converted",
+            Outcome::Aborted { .. } => "aborted",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Failed { .. } => "failed",
         }

@@ -54,7 +54,7 @@ use crate::error::{Error, Result};
 pub use checkpoint::{CheckpointProblem, DonePart, WriterCheckpoint};
 pub use config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, WriterConfig};
 pub use retry::backoff;
-pub use sealed::{SealedUpload, abort_upload};
+pub use sealed::{DetachedUpload, SealedUpload, abort_upload};
 
 use config::MIB;
 use pool::Pool;

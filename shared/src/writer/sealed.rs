@@ -66,6 +66,66 @@ impl SealedUpload {
             None => Ok(()),
         }
     }
+
+    /// The upload as data, to be completed or aborted later, possibly by another process
+    /// ([`DetachedUpload::attach`]). It is no longer aborted when dropped: whoever holds the
+    /// detached form answers for it (the bucket's lifecycle rule is the last resort).
+    pub fn detach(mut self) -> Result<DetachedUpload> {
+        let Some(upload_id) = self.upload_id.take() else {
+            return Err(Error::Internal("sealed upload already closed".into()));
+        };
+        Ok(DetachedUpload {
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+            upload_id,
+            parts: std::mem::take(&mut self.parts),
+            bytes: self.bytes,
+            checksum: self.cfg.checksum,
+            if_none_match: self.cfg.if_none_match,
+        })
+    }
+}
+
+/// A sealed multipart upload as data ([`SealedUpload::detach`]): every part uploaded, the
+/// object not visible until completed. Serialised into the manifests of work that is
+/// committed elsewhere (a range of a large object, completed by the commit step).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DetachedUpload {
+    /// Bucket.
+    pub bucket: String,
+    /// Key the object appears under when completed.
+    pub key: String,
+    /// The open multipart upload.
+    pub upload_id: String,
+    /// Its parts, in order.
+    pub parts: Vec<DonePart>,
+    /// Bytes in the object.
+    pub bytes: u64,
+    /// The full-object checksum's algorithm (the parts' CRCs are of this algorithm).
+    pub checksum: ChecksumAlgorithm,
+    /// Completed with `If-None-Match: *`.
+    #[serde(default)]
+    pub if_none_match: bool,
+}
+
+impl DetachedUpload {
+    /// The upload as a [`SealedUpload`] of `client`, to complete or abort (and aborted when
+    /// dropped, like any other).
+    pub fn attach(self, client: &aws_sdk_s3::Client) -> SealedUpload {
+        SealedUpload {
+            client: client.clone(),
+            bucket: self.bucket.into(),
+            key: self.key.into(),
+            cfg: WriterConfig {
+                checksum: self.checksum,
+                if_none_match: self.if_none_match,
+                ..WriterConfig::default()
+            },
+            upload_id: Some(self.upload_id),
+            parts: self.parts,
+            bytes: self.bytes,
+        }
+    }
 }
 
 impl Drop for SealedUpload {

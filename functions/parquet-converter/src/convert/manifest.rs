@@ -40,6 +40,9 @@ pub struct Manifest {
     /// The quarantine file.
     #[serde(default)]
     pub bad_rows_file: Option<OutputFile>,
+    /// Converted in byte ranges: the quarantine file of each range that had bad rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_rows_files: Vec<OutputFile>,
     /// The schema written, `name: type`.
     #[serde(default)]
     pub schema: Vec<String>,
@@ -80,16 +83,40 @@ impl Manifest {
             type_widenings: s.type_widenings,
             bad_rows: s.bad_rows,
             bad_rows_file: s.bad_rows_file.clone(),
+            bad_rows_files: s.bad_rows_files.clone(),
             schema: s.schema.clone(),
             table: s.table.clone(),
         }
     }
 
-    /// Every key it lists: the Parquet files and the quarantine file.
+    /// The conversion it records, as the handler answered it.
+    pub fn summary(&self) -> Summary {
+        let s = &self.source;
+        Summary {
+            source: ObjectRef::new(&s.bucket, &s.key)
+                .with_version(s.version_id.as_deref())
+                .to_string(),
+            rows: self.rows,
+            bad_rows: self.bad_rows,
+            bad_rows_file: self.bad_rows_file.clone(),
+            bad_rows_files: self.bad_rows_files.clone(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            files: self.files.clone(),
+            partitions: self.partitions,
+            default_partition_rows: self.default_partition_rows,
+            type_widenings: self.type_widenings,
+            schema: self.schema.clone(),
+            table: self.table.clone(),
+        }
+    }
+
+    /// Every key it lists: the Parquet files and the quarantine files.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.files
             .iter()
             .chain(&self.bad_rows_file)
+            .chain(&self.bad_rows_files)
             .map(|f| f.key.as_str())
     }
 

@@ -33,6 +33,7 @@ pub mod manifest;
 mod outputs;
 mod partition;
 mod plan;
+pub mod ranges;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use arrow::compute::{filter_record_batch, take_record_batch};
 use arrow::datatypes::DataType;
 use tokio::io::AsyncReadExt;
 use tracing::info;
-use tributary::reader::{Compression, open};
+use tributary::reader::{Compression, open, open_range};
 use tributary::{Error, ObjectRef};
 
 use self::decode::{
@@ -72,6 +73,9 @@ pub struct Summary {
     pub bad_rows: u64,
     /// The quarantine file, when there were bad rows.
     pub bad_rows_file: Option<OutputFile>,
+    /// Converted in byte ranges: the quarantine file of each range that had bad rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_rows_files: Vec<OutputFile>,
     /// Bytes read from S3 (compressed).
     pub bytes_in: u64,
     /// Parquet bytes written.
@@ -130,6 +134,41 @@ pub async fn convert(
     names: &Names,
     contract: Option<&Contract>,
 ) -> Result<Summary, Error> {
+    match convert_input(client, cfg, object, names, contract, None).await? {
+        Finished::Complete(summary) => Ok(summary),
+        Finished::Sealed(_) => Err(Error::Internal(
+            "a whole object's conversion left its files sealed".into(),
+        )),
+    }
+}
+
+/// How a conversion ended: files completed, or (a range of an object) sealed, to be
+/// completed by the commit of every range.
+enum Finished {
+    Complete(Summary),
+    Sealed(ranges::SealedRange),
+}
+
+/// Converts `object`, or only `range` of it: then the columns keep the types the head of the
+/// object gives them (every range infers from the same bytes, so every range agrees), a
+/// value that does not fit is a bad row instead of a widening, and the files are sealed,
+/// not completed.
+async fn convert_input(
+    client: &aws_sdk_s3::Client,
+    cfg: &Config,
+    object: &ObjectRef,
+    names: &Names,
+    contract: Option<&Contract>,
+    range: Option<&ranges::ByteRange>,
+) -> Result<Finished, Error> {
+    let part_names;
+    let names = match range {
+        Some(r) => {
+            part_names = names.for_range(r.index);
+            &part_names
+        }
+        None => names,
+    };
     let from_key = format_from_key(&object.key);
     let mut reader = open(client, object, Compression::Auto).await?;
     let mut sample = Vec::with_capacity(MIB);
@@ -138,8 +177,17 @@ pub async fn convert(
         .input_format
         .or(from_key)
         .unwrap_or_else(|| sniff_format(&sample));
-    let inferred = Plan::infer(cfg, &names.dataset, format, &sample)
+    let mut inferred = Plan::infer(cfg, &names.dataset, format, &sample)
         .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
+    // A range reads its bytes after the object's header (the header's bytes first, so its
+    // records decode as the object's do), numbering lines from where the range begins.
+    let mut header = Vec::new();
+    let mut first_line = 1;
+    if let Some(r) = range.filter(|r| !r.whole) {
+        inferred.fix_types();
+        header = inferred.header_bytes(&sample);
+        first_line = r.first_line - memchr::memchr_iter(b'\n', &header).count() as u64;
+    }
     let out_bucket = cfg
         .output_bucket
         .clone()
@@ -151,17 +199,7 @@ pub async fn convert(
     let qualified = contract.map_or_else(String::new, |c| c.qualified(&name));
     if let Some(contract) = contract {
         table = contract.table(&name).await?;
-        if let Some(t) = &table
-            && !t.format.is_parquet()
-        {
-            return Err(Error::SchemaMismatch {
-                table: qualified.clone(),
-                reason: format!(
-                    "the table is not stored as Parquet (SerDe {:?}): its files could not be read",
-                    t.format.serde_library.as_deref().unwrap_or("none")
-                ),
-            });
-        }
+        check_parquet_table(table.as_ref(), &qualified)?;
         plan.conform(
             table.as_ref().map(|t| &t.def),
             contract.settings().evolution,
@@ -172,14 +210,26 @@ pub async fn convert(
     let mut widenings = 0;
     // A table from the cache is read again once before rows are quarantined as casts.
     let mut rechecked = false;
-    // The first pass reuses the open reader and its sample; later passes read the object again.
-    let mut first = Some((reader, sample));
+    if range.is_some_and(|r| !r.whole) {
+        plan.fix_types();
+    }
+    // The first pass reuses the open reader and its sample; later passes read the object (or
+    // the range) again.
+    let mut first = match range {
+        Some(r) if !r.whole => None,
+        _ => Some((reader, sample)),
+    };
     loop {
-        let (reader, sample) = match first.take() {
-            Some(r) => r,
-            None => (open(client, object, Compression::Auto).await?, Vec::new()),
+        let (reader, sample) = match (first.take(), range) {
+            (Some(r), _) => r,
+            (None, Some(r)) if !r.whole => (
+                open_range(client, object, r.start..r.end).await?,
+                header.clone(),
+            ),
+            (None, _) => (open(client, object, Compression::Auto).await?, Vec::new()),
         };
         let mut run = Run::new(client, cfg, names, object, &out_bucket, &plan)?;
+        run.first_line = first_line;
         match run.decode_all(reader, sample).await {
             Ok(bytes_in) => {
                 let mut used = None;
@@ -230,6 +280,9 @@ pub async fn convert(
                                 cfg.schema.of(&names.dataset),
                                 &qualified,
                             )?;
+                            if range.is_some_and(|r| !r.whole) {
+                                plan.fix_types();
+                            }
                             table = Some(t);
                             continue;
                         }
@@ -239,28 +292,39 @@ pub async fn convert(
                         }
                     }
                 }
+                let table_use = |partitions: usize| {
+                    used.as_ref()
+                        .map(|(t, created, added, cast_bad_rows)| TableUse {
+                            table: contract.map_or_else(String::new, |c| c.qualified(&t.def.name)),
+                            created: *created,
+                            columns_added: added.clone(),
+                            columns_ignored: plan
+                                .columns
+                                .iter()
+                                .filter(|c| !c.written)
+                                .map(|c| c.name.clone())
+                                .collect(),
+                            cast_bad_rows: *cast_bad_rows,
+                            partitions,
+                        })
+                };
+                if range.is_some() {
+                    // Partitions are registered by the commit, once every range's files are.
+                    let mut sealed = run.seal().await?;
+                    sealed.summary.bytes_in = bytes_in;
+                    sealed.summary.type_widenings = widenings;
+                    sealed.summary.table = table_use(0);
+                    return Ok(Finished::Sealed(sealed));
+                }
                 let mut summary = run.finish().await?;
                 summary.bytes_in = bytes_in;
                 summary.type_widenings = widenings;
-                if let (Some(contract), Some((t, created, added, cast_bad_rows))) = (contract, used)
-                {
+                if let (Some(contract), Some((t, _, _, _))) = (contract, &used) {
                     let partitions = conform::partitions_of(cfg, names, &out_bucket, &summary);
                     contract.register(&t.def, &partitions).await?;
-                    summary.table = Some(TableUse {
-                        table: contract.qualified(&t.def.name),
-                        created,
-                        columns_added: added,
-                        columns_ignored: plan
-                            .columns
-                            .iter()
-                            .filter(|c| !c.written)
-                            .map(|c| c.name.clone())
-                            .collect(),
-                        cast_bad_rows,
-                        partitions: partitions.len(),
-                    });
+                    summary.table = table_use(partitions.len());
                 }
-                return Ok(summary);
+                return Ok(Finished::Complete(summary));
             }
             Err(Failure::Drift(Change::Add(field))) if plan.evolution == Some(Evolution::Fail) => {
                 run.abort().await;
@@ -292,6 +356,23 @@ pub async fn convert(
     }
 }
 
+/// A table whose files are not Parquet cannot take ours.
+fn check_parquet_table(
+    table: Option<&crate::catalog::Table>,
+    qualified: &str,
+) -> Result<(), Error> {
+    match table {
+        Some(t) if !t.format.is_parquet() => Err(Error::SchemaMismatch {
+            table: qualified.to_owned(),
+            reason: format!(
+                "the table is not stored as Parquet (SerDe {:?}): its files could not be read",
+                t.format.serde_library.as_deref().unwrap_or("none")
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Why a pass stopped.
 enum Failure {
     /// The types must change; the object is read again.
@@ -309,6 +390,8 @@ impl From<Error> for Failure {
 /// One pass over the object with one plan: the records are cut here, decoded on the worker
 /// pool a batch at a time, and the decoded batches appended to the outputs in input order.
 struct Run<'a> {
+    /// The line number of the first record read (after a range's header).
+    first_line: u64,
     /// Rows quarantined because a value does not fit a table column's type.
     cast_bad_rows: u64,
     /// Rows whose partition value was null or unparseable.
@@ -331,6 +414,7 @@ impl<'a> Run<'a> {
     ) -> Result<Self, Error> {
         let schema = plan.output_schema();
         Ok(Run {
+            first_line: 1,
             cast_bad_rows: 0,
             default_rows: 0,
             cfg,
@@ -356,7 +440,7 @@ impl<'a> Run<'a> {
         mut reader: tributary::reader::ObjectReader,
         sample: Vec<u8>,
     ) -> Result<u64, Failure> {
-        let mut splitter = Splitter::new(self.job.plan.framing);
+        let mut splitter = Splitter::new(self.job.plan.framing).at_line(self.first_line);
         let mut pending = sample;
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut recs: Vec<Rec> = Vec::with_capacity(self.cfg.batch_rows);
@@ -445,6 +529,13 @@ impl<'a> Run<'a> {
             self.outputs.bad_row(row).await?;
         }
         Ok(())
+    }
+
+    /// Seals every file of the pass (a range's): uploaded, left for the commit to complete.
+    async fn seal(self) -> Result<ranges::SealedRange, Error> {
+        let mut sealed = self.outputs.seal_all().await?;
+        sealed.summary.default_partition_rows = self.default_rows;
+        Ok(sealed)
     }
 
     /// Completes every file of the pass.

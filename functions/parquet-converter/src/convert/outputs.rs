@@ -6,11 +6,14 @@ use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use parquet::file::properties::WriterProperties;
 use tracing::warn;
-use tributary::{Error, ObjectRef, S3Writer, SealedUpload, WriterConfig};
+use tributary::{Error, ObjectRef, S3Writer, SealedUpload, WriteOutcome, WriterConfig};
 
 use super::encode::FileEncoder;
+use super::ranges::SealedRange;
 use super::{MIB, OutputFile, Summary};
 
 /// S3's longest key, in bytes.
@@ -350,50 +353,13 @@ impl<'a> Outputs<'a> {
             last.push((writer, self.bad_rows));
         }
         let sealed = std::mem::take(&mut self.sealed);
-        // Complete them all, a few at a time; any failure removes the others again.
-        let results: Vec<(Result<tributary::WriteOutcome, Error>, u64)> = {
-            use futures::{FutureExt, StreamExt};
-            let finishing = last
-                .into_iter()
-                .map(|(w, rows)| async move { (w.finish().await, rows) }.boxed());
-            let completing = sealed
-                .into_iter()
-                .map(|(s, rows)| async move { (s.complete().await, rows) }.boxed());
-            futures::stream::iter(finishing.chain(completing))
-                .buffered(8)
-                .collect()
-                .await
-        };
-        let mut files = Vec::with_capacity(results.len());
-        let mut failure = None;
-        for (r, rows) in results {
-            match r {
-                Ok(o) => files.push(OutputFile {
-                    bucket: o.bucket,
-                    key: o.key,
-                    rows,
-                    bytes: o.bytes,
-                }),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = failure {
-            for f in &files {
-                if let Err(del) = self
-                    .client
-                    .delete_object()
-                    .bucket(&f.bucket)
-                    .key(&f.key)
-                    .send()
-                    .await
-                {
-                    warn!(key = %f.key, error = %del, "could not remove a completed output after a failure");
-                }
-            }
-            return Err(e);
-        }
+        let finishing = last
+            .into_iter()
+            .map(|(w, rows)| async move { (w.finish().await, rows) }.boxed());
+        let completing = sealed
+            .into_iter()
+            .map(|(s, rows)| async move { (s.complete().await, rows) }.boxed());
+        let mut files = complete_together(self.client, finishing.chain(completing)).await?;
         let bad_rows_file = bad_rows_key.and_then(|k| {
             let i = files.iter().position(|f| f.key == k)?;
             Some(files.remove(i))
@@ -404,6 +370,7 @@ impl<'a> Outputs<'a> {
             rows: self.rows,
             bad_rows: self.bad_rows,
             bad_rows_file,
+            bad_rows_files: Vec::new(),
             bytes_in: 0,
             bytes_out: files.iter().map(|f| f.bytes).sum(),
             // Every partition opened at least one file.
@@ -412,13 +379,79 @@ impl<'a> Outputs<'a> {
             default_partition_rows: 0,
             type_widenings: 0,
             table: None,
-            schema: self
-                .schema
-                .fields()
-                .iter()
-                .map(|f| format!("{}: {}", f.name(), f.data_type()))
-                .collect(),
+            schema: self.schema_names(),
         })
+    }
+
+    /// Closes every file and seals every upload (the quarantine's too), completing none: a
+    /// range's files, made visible by the commit of all ranges. On failure everything is
+    /// aborted.
+    pub(super) async fn seal_all(mut self) -> Result<SealedRange, Error> {
+        let paths: Vec<String> = self.open.keys().cloned().collect();
+        for path in paths {
+            if let Err(e) = self.seal(&path).await {
+                self.abort().await;
+                return Err(e);
+            }
+        }
+        let mut sealed = std::mem::take(&mut self.sealed);
+        let mut bad_rows_file = None;
+        if let Some(writer) = self.quarantine.take() {
+            match writer.seal().await {
+                Ok(s) => {
+                    bad_rows_file = Some(s.key().to_owned());
+                    sealed.push((s, self.bad_rows));
+                }
+                Err(e) => {
+                    self.sealed = sealed;
+                    self.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+        let mut files = Vec::with_capacity(sealed.len());
+        let mut uploads = Vec::with_capacity(sealed.len());
+        for (s, rows) in sealed {
+            files.push(OutputFile {
+                bucket: self.bucket.to_owned(),
+                key: s.key().to_owned(),
+                rows,
+                bytes: s.bytes(),
+            });
+            uploads.push(s.detach()?);
+        }
+        let bad_rows_file = bad_rows_file.and_then(|k| {
+            let i = files.iter().position(|f| f.key == k)?;
+            Some(files.remove(i))
+        });
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(SealedRange {
+            summary: Summary {
+                source: self.object.to_string(),
+                rows: self.rows,
+                bad_rows: self.bad_rows,
+                bad_rows_file,
+                bad_rows_files: Vec::new(),
+                bytes_in: 0,
+                bytes_out: files.iter().map(|f| f.bytes).sum(),
+                partitions: self.next_file.len(),
+                files,
+                default_partition_rows: 0,
+                type_widenings: 0,
+                table: None,
+                schema: self.schema_names(),
+            },
+            uploads,
+        })
+    }
+
+    /// The schema written, `name: type`.
+    fn schema_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect()
     }
 
     /// Aborts every output of this pass.
@@ -438,6 +471,49 @@ impl<'a> Outputs<'a> {
             let _ = w.abort().await;
         }
     }
+}
+
+/// Completes objects together, a few at a time: every one, or (on any failure) none, those
+/// already completed deleted again and the rest aborted. The files, each with its rows.
+pub(super) async fn complete_together(
+    client: &aws_sdk_s3::Client,
+    completing: impl Iterator<Item = BoxFuture<'static, (Result<WriteOutcome, Error>, u64)>>,
+) -> Result<Vec<OutputFile>, Error> {
+    use futures::StreamExt;
+    let results: Vec<(Result<WriteOutcome, Error>, u64)> = futures::stream::iter(completing)
+        .buffered(8)
+        .collect()
+        .await;
+    let mut files = Vec::with_capacity(results.len());
+    let mut failure = None;
+    for (r, rows) in results {
+        match r {
+            Ok(o) => files.push(OutputFile {
+                bucket: o.bucket,
+                key: o.key,
+                rows,
+                bytes: o.bytes,
+            }),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for f in &files {
+            if let Err(del) = client
+                .delete_object()
+                .bucket(&f.bucket)
+                .key(&f.key)
+                .send()
+                .await
+            {
+                warn!(key = %f.key, error = %del, "could not remove a completed output after a failure");
+            }
+        }
+        return Err(e);
+    }
+    Ok(files)
 }
 
 /// Closes a file's Parquet writer: its last bytes, footer included, with float statistics

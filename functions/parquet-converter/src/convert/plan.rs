@@ -442,6 +442,30 @@ impl Plan {
         }
     }
 
+    /// Fixes every column's type as it stands: a value that does not fit is a bad row, never
+    /// a widening (the byte ranges of one object must write the same types).
+    pub(super) fn fix_types(&mut self) {
+        for c in &mut self.columns {
+            c.fixed = true;
+        }
+    }
+
+    /// CSV: the header record's bytes at the start of `sample` (a leading byte order mark
+    /// included); empty without a header.
+    pub(super) fn header_bytes(&self, sample: &[u8]) -> Vec<u8> {
+        if !self.header {
+            return Vec::new();
+        }
+        let bom = sample.len() - strip_bom(sample).len();
+        let mut recs = Vec::new();
+        let end = Splitter::new(self.framing)
+            .split(&sample[bom..], 0, false, 1, &mut recs)
+            .ok()
+            .and_then(|_| recs.first().map(|r| r.end))
+            .unwrap_or(sample.len() - bom);
+        sample[..bom + end].to_vec()
+    }
+
     pub(super) fn can_widen(&self, i: usize) -> bool {
         let c = &self.columns[i];
         let wider = ColType::of_arrow(&c.data_type)

@@ -4,6 +4,7 @@
 //! DEFAULT_BUCKET=b AWS_ENDPOINT_URL_S3=http://127.0.0.1:9000 S3_FORCE_PATH_STYLE=true \
 //!   cargo run --release -p url-ingester --example ingest -- '{"url": "https://…/file.csv"}'
 //! ```
+//! Any mode works (`"mode": "plan"`, `"range"`, `"commit"`; none for the ordinary ingestion).
 //! Prints the response JSON. Used by the benchmark and the local demo.
 
 use lambda_runtime::{Context, LambdaEvent};
@@ -33,7 +34,7 @@ async fn main() {
         }
     };
     match ingester
-        .handle(LambdaEvent::new(event, Context::default()))
+        .dispatch(LambdaEvent::new(event, Context::default()))
         .await
     {
         Ok(resp) => println!("{}", serde_json::to_string(&resp).unwrap_or_default()),

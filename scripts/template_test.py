@@ -341,7 +341,8 @@ class EverythingOn(unittest.TestCase):
     def test_kms_for_exactly_the_roles_that_use_the_bucket(self):
         grants = kms_statements(self.r, via="s3.")
         self.assertEqual(
-            sorted(grants), ["BackfillRole", "FirehoseRole", "ParquetConverterRole", "UrlIngesterRole"]
+            sorted(grants),
+            ["BackfillRole", "FirehoseRole", "LargeObjectRole", "ParquetConverterRole", "UrlIngesterRole"],
         )
         for role, sts in grants.items():
             self.assertEqual(len(sts), 1, role)
@@ -691,6 +692,121 @@ class Backfill(unittest.TestCase):
         for k in ("objects.$", "succeeded.$", "failed.$", "results.$"):
             self.assertIn(k, summary)
         self.assertEqual(TEMPLATE["Outputs"]["BackfillStateMachineArn"]["Value"], {"Ref": "Backfill"})
+
+
+class LargeObject(unittest.TestCase):
+    """The large-object state machine: plan, a Distributed Map over the plan's lines whose
+    children convert one range each, commit; any failure after the plan leads to the abort.
+    Its role may invoke the converter and read the plans, nothing more."""
+
+    CASES = Always.CASES
+
+    def states(self, r):
+        return definition(r["LargeObject"])["States"]
+
+    def test_plan_ranges_commit_and_abort_on_any_failure(self):
+        for params in self.CASES:
+            r = resolve(params)
+            props = r["LargeObject"]["Properties"]
+            self.assertEqual(props["StateMachineType"], "STANDARD")
+            self.assertEqual(props["RoleArn"], {"Fn::GetAtt": ["LargeObjectRole", "Arn"]})
+            self.assertEqual(
+                props["DefinitionSubstitutions"]["ConverterArn"], {"Fn::GetAtt": ["ParquetConverter", "Arn"]}
+            )
+            d = definition(r["LargeObject"])
+            st = d["States"]
+            self.assertEqual(d["StartAt"], "Request")
+            self.assertEqual(st["Request"]["Next"], "Plan")
+            self.assertEqual(st["Plan"]["Next"], "Settings")
+            self.assertEqual(st["Settings"]["Next"], "ConvertEachRange")
+            m = st["ConvertEachRange"]
+            self.assertEqual(m["Next"], "CommitRequest")
+            self.assertEqual(st["CommitRequest"]["Next"], "Commit")
+            self.assertEqual(m["ItemReader"]["Resource"], "arn:aws:states:::s3:getObject")
+            self.assertEqual(m["ItemReader"]["ReaderConfig"], {"InputType": "JSONL"})
+            self.assertEqual(
+                m["ItemReader"]["Parameters"],
+                {"Bucket.$": "$.plan.manifest.bucket", "Key.$": "$.plan.manifest.key"},
+            )
+            self.assertEqual(m["ToleratedFailurePercentage"], 0)
+            self.assertEqual(m["MaxConcurrencyPath"], "$.max_concurrency")
+            self.assertEqual(props["DefinitionSubstitutions"]["MaxConcurrency"], {"Ref": "LargeObjectMaxConcurrency"})
+            # Every way out after the plan: done, or the abort then a failed execution.
+            for name in ("ConvertEachRange", "Commit"):
+                (catch,) = st[name]["Catch"]
+                self.assertEqual(catch["ErrorEquals"], ["States.ALL"])
+                self.assertEqual(catch["Next"], "AbortRequest")
+            self.assertEqual(st["AbortRequest"]["Next"], "Abort")
+            self.assertEqual(st["Abort"]["Next"], "Failed")
+            self.assertEqual(st["Failed"]["Type"], "Fail")
+            self.assertEqual([n for n, s in st.items() if s.get("End")], ["Commit"])
+            # Each step is the converter in one mode: the request, with the mode set before it.
+            self.assertEqual((st["Request"]["Result"], st["Request"]["ResultPath"]), ("plan", "$.mode"))
+            self.assertEqual((st["CommitRequest"]["Result"], st["CommitRequest"]["ResultPath"]), ("commit", "$.plan.mode"))
+            self.assertEqual(st["AbortRequest"]["Result"], {"mode": "commit", "abort": True})
+            for name, payload in (
+                ("Plan", "$"),
+                ("Commit", "$.plan"),
+                ("Abort", "States.JsonMerge($.plan, $.undo, false)"),
+            ):
+                task = st[name]
+                self.assertEqual(task["Resource"], "arn:aws:states:::lambda:invoke")
+                self.assertEqual(task["Parameters"], {"FunctionName": "${ConverterArn}", "Payload.$": payload})
+            (child,) = m["ItemProcessor"]["States"].values()
+            self.assertEqual(child["Parameters"], {"FunctionName": "${ConverterArn}", "Payload.$": "$"})
+            self.assertEqual(
+                m["ItemProcessor"]["ProcessorConfig"], {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+            )
+
+    def test_ranges_retry_what_can_pass_and_the_commit_only_lambdas_errors(self):
+        st = self.states(resolve({}))
+        (child,) = st["ConvertEachRange"]["ItemProcessor"]["States"].values()
+        retried = {e for rule in child["Retry"] for e in rule["ErrorEquals"]}
+        self.assertEqual(sorted(e for e in retried if not e.startswith("Lambda.")), sorted(retryable_error_types()))
+        commit = {e for rule in st["Commit"]["Retry"] for e in rule["ErrorEquals"]}
+        self.assertTrue(all(e.startswith("Lambda.") for e in commit), commit)
+
+    def test_split_size_reaches_the_converter(self):
+        r = resolve({})
+        self.assertEqual(converter_env(r)["SPLIT_MB"], {"Ref": "ConverterSplitMB"})
+        self.assertEqual(TEMPLATE["Parameters"]["ConverterSplitMB"]["Default"], 1024)
+        sts = {s["Sid"]: s for _, s in statements(r["ParquetConverterRole"])}
+        self.assertEqual(
+            sts["TellMissingRangesApart"]["Condition"], {"StringLike": {"s3:prefix": "processed/_ranges/*"}}
+        )
+        self.assertEqual(actions(sts["FindAbandonedRangeUploads"]), ["s3:ListBucketMultipartUploads"])
+        self.assertEqual(sts["FindAbandonedRangeUploads"]["Resource"], bucket_arn())
+
+    def test_role_invokes_the_converter_reads_plans_and_runs_its_own_children(self):
+        for params in self.CASES:
+            r = resolve(params)
+            role = r["LargeObjectRole"]
+            self.assertNotIn("ManagedPolicyArns", role["Properties"])
+            sts = {s["Sid"]: s for _, s in statements(role)}
+            self.assertEqual(actions(sts["InvokeConverter"]), ["lambda:InvokeFunction"])
+            self.assertEqual(
+                sts["InvokeConverter"]["Resource"],
+                [{"Fn::GetAtt": ["ParquetConverter", "Arn"]}, {"Fn::Sub": "${ParquetConverter.Arn}:*"}],
+            )
+            self.assertEqual(actions(sts["ReadPlans"]), ["s3:GetObject"])
+            self.assertEqual(sts["ReadPlans"]["Resource"], bucket_arn("/processed/_ranges/*"))
+            writer = self.states(r)["ConvertEachRange"]["ResultWriter"]["Parameters"]
+            self.assertEqual(sts["WriteResults"]["Resource"], bucket_arn("/" + writer["Prefix"] + "/*"))
+            own = "${AWS::StackName}-large-object"
+            self.assertEqual(r["LargeObject"]["Properties"]["StateMachineName"], {"Fn::Sub": own})
+            self.assertEqual(sts["ChildExecutions"]["Resource"], states_arn("stateMachine", own))
+            self.assertEqual(sts["ManageChildExecutions"]["Resource"], states_arn("execution", own + "/*"))
+            s3_actions = sorted({a for _, s in statements(role) for a in actions(s) if a.startswith("s3:")})
+            self.assertEqual(
+                s3_actions,
+                ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"],
+            )
+            for _, s in statements(role):
+                for a in actions(s):
+                    self.assertNotIn("*", a, s)
+                if s["Resource"] == "*":
+                    self.assertTrue(all(a.startswith("xray:") for a in actions(s)), s)
+        self.assertEqual(TEMPLATE["Outputs"]["LargeObjectStateMachineArn"]["Value"], {"Ref": "LargeObject"})
 
 
 class Resolver(unittest.TestCase):

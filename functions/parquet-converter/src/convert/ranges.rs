@@ -23,7 +23,7 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
-use tributary::reader::{Compression, open};
+use tributary::reader::{Compression, open, open_range};
 use tributary::writer::DetachedUpload;
 use tributary::{Error, ObjectRef};
 
@@ -37,8 +37,9 @@ use crate::contract::{Commit, Contract};
 use crate::naming::Names;
 use crate::records::Splitter;
 
-/// Bytes read at a time by the plan's scan.
-const SCAN_CHUNK: usize = 4 * MIB;
+/// Bytes read at a time by the plan's scan, and how many such reads run at once.
+const SCAN_CHUNK: usize = 8 * MIB;
+const SCAN_AT_ONCE: usize = 8;
 /// Range manifests read at once by the commit.
 const READ_AT_ONCE: usize = 16;
 
@@ -131,10 +132,16 @@ pub async fn plan(
     if reader.compression != Compression::None || size <= split {
         return Ok(whole);
     }
+    // The rest is read as ranges, several at once, and scanned in order: one stream would
+    // hold the scan of a 100 GB object to the speed of one connection.
+    let sampled = buf.len() as u64;
+    drop(reader);
+    let mut chunks = futures::stream::iter((sampled..size).step_by(SCAN_CHUNK))
+        .map(|at| read_range(client, object, at..(at + SCAN_CHUNK as u64).min(size)))
+        .buffered(SCAN_AT_ONCE);
     let bom = (buf.len() - strip_bom(&buf).len()) as u64;
     let mut splitter = Splitter::new(plan.framing);
     let mut recs = Vec::new();
-    let mut chunk = vec![0u8; SCAN_CHUNK];
     // `buf[0]` is byte `base` of the object; `from` where the next record starts in `buf`.
     let (mut base, mut from, mut eof) = (0u64, bom as usize, false);
     let mut header = plan.header;
@@ -184,12 +191,10 @@ pub async fn plan(
         buf.drain(..keep_from);
         base += keep_from as u64;
         from -= keep_from;
-        let n = reader
-            .read(&mut chunk)
-            .await
-            .map_err(|e| Error::read(object, e))?;
-        eof = n == 0;
-        buf.extend_from_slice(&chunk[..n]);
+        match chunks.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk?),
+            None => eof = true,
+        }
     }
     let Some((start, line)) = current else {
         // No record after the header: nothing to cut.
@@ -210,6 +215,30 @@ pub async fn plan(
             whole: false,
         })
         .collect())
+}
+
+/// Bytes `range` of the object (pinned to its ETag).
+async fn read_range(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, Error> {
+    let mut reader = open_range(client, object, range.clone()).await?;
+    let mut out = Vec::with_capacity((range.end - range.start) as usize);
+    reader
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| Error::read(object, e))?;
+    if out.len() as u64 != range.end - range.start {
+        return Err(Error::io(
+            format!("reading bytes {}..{} of {object}", range.start, range.end),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} bytes arrived", out.len()),
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Makes sure the dataset's table exists, with the columns the head of the object gives.

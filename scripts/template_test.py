@@ -809,6 +809,78 @@ class LargeObject(unittest.TestCase):
         self.assertEqual(TEMPLATE["Outputs"]["LargeObjectStateMachineArn"]["Value"], {"Ref": "LargeObject"})
 
 
+class IngestRanged(unittest.TestCase):
+    """The ranged ingestion state machine: plan, an inline Map of range children, commit; any
+    failure after the plan goes through the abort. Its role invokes the ingester only."""
+
+    CASES = Always.CASES
+
+    def test_plan_ranges_commit_and_abort_on_any_failure(self):
+        for params in self.CASES:
+            r = resolve(params)
+            props = r["IngestRanged"]["Properties"]
+            self.assertEqual(props["StateMachineType"], "STANDARD")
+            self.assertEqual(props["RoleArn"], {"Fn::GetAtt": ["IngestRangedRole", "Arn"]})
+            self.assertEqual(props["DefinitionSubstitutions"]["IngesterArn"], {"Fn::GetAtt": ["UrlIngester", "Arn"]})
+            d = definition(r["IngestRanged"])
+            st = d["States"]
+            self.assertEqual((st["Request"]["Result"], st["Request"]["ResultPath"]), ("plan", "$.mode"))
+            self.assertEqual(st["Plan"]["Next"], "Ranges")
+            self.assertEqual(st["Ranges"]["Next"], "Commit")
+            self.assertEqual(st["Ranges"]["ItemsPath"], "$.Items")
+            for name in ("Ranges", "Commit"):
+                (catch,) = st[name]["Catch"]
+                self.assertEqual(catch["ErrorEquals"], ["States.ALL"])
+                self.assertEqual(catch["Next"], "Abort")
+            self.assertEqual(st["Abort"]["Parameters"]["Payload"]["mode"], "commit")
+            self.assertIs(st["Abort"]["Parameters"]["Payload"]["abort"], True)
+            self.assertEqual(st["Abort"]["Next"], "Failed")
+            self.assertEqual([n for n, s in st.items() if s["Type"] == "Fail"], ["Failed"])
+            self.assertEqual([n for n, s in st.items() if s.get("End")], ["Commit"])
+            tasks = [st["Plan"], st["Commit"], st["Abort"], *st["Ranges"]["ItemProcessor"]["States"].values()]
+            for t in tasks:
+                self.assertEqual(t["Resource"], "arn:aws:states:::lambda:invoke")
+                self.assertEqual(t["Parameters"]["FunctionName"], "${IngesterArn}")
+
+    def test_ranges_retry_exactly_what_can_pass(self):
+        st = definition(resolve({})["IngestRanged"])["States"]
+        (child,) = st["Ranges"]["ItemProcessor"]["States"].values()
+        retried = {e for rule in child["Retry"] for e in rule["ErrorEquals"]}
+        self.assertEqual(
+            sorted(e for e in retried if not e.startswith(("Lambda.", "States."))), sorted(retryable_error_types())
+        )
+        commit = {e for rule in st["Commit"]["Retry"] for e in rule["ErrorEquals"]}
+        self.assertTrue(commit - {e for e in commit if e.startswith("Lambda.")} <= set(retryable_error_types()))
+
+    def test_role_invokes_only_the_ingester(self):
+        for params in self.CASES:
+            r = resolve(params)
+            role = r["IngestRangedRole"]
+            self.assertNotIn("ManagedPolicyArns", role["Properties"])
+            for _, s in statements(role):
+                for a in actions(s):
+                    self.assertTrue(a == "lambda:InvokeFunction" or a.startswith("xray:"), s)
+                if "lambda:InvokeFunction" in actions(s):
+                    self.assertEqual(
+                        s["Resource"], [{"Fn::GetAtt": ["UrlIngester", "Arn"]}, {"Fn::Sub": "${UrlIngester.Arn}:*"}]
+                    )
+
+    def test_the_ingester_reads_back_and_deletes_under_raw_only(self):
+        r = resolve({})
+        sts = {s["Sid"]: s for _, s in statements(r["UrlIngesterRole"])}
+        commit = sts["RangedCommit"]
+        self.assertEqual(
+            sorted(actions(commit)),
+            ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:GetObject", "s3:ListMultipartUploadParts"],
+        )
+        self.assertEqual(commit["Resource"], sts["WriteRaw"]["Resource"])
+        env = r["UrlIngester"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["RANGE_MB"], {"Ref": "IngesterRangeMiB"})
+        self.assertEqual(
+            TEMPLATE["Outputs"]["IngestRangedStateMachineArn"]["Value"], {"Ref": "IngestRanged"}
+        )
+
+
 class Resolver(unittest.TestCase):
     """The resolver itself: a cycle is found, conditions combine."""
 

@@ -410,8 +410,8 @@ fn case(
     })
 }
 
-/// `BENCH_PROFILE=small|transform`: only that event's handler, in process on one thread, for
-/// a few seconds (under `perf record`).
+/// `BENCH_PROFILE=small|transform`: only that event's handler, in process on one thread (or
+/// `BENCH_WORKERS`), for a few seconds (under `perf record`).
 fn profile(name: &str) {
     let (ev, env) = if name == "small" {
         (small_event(), &[][..])
@@ -422,7 +422,12 @@ fn profile(name: &str) {
     let Ok(p) = Processor::from_env(&Env::from_pairs(env.iter().copied())) else {
         return;
     };
-    let p = p.with_workers(1);
+    // `BENCH_WORKERS=n`: on n threads instead.
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
+    let p = p.with_workers(workers);
     let (cost, _) = in_process(&p, &request, 400);
     println!(
         "{name}: wall {:.2} ms, CPU {:.2} ms per event",

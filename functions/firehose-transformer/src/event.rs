@@ -11,7 +11,10 @@
 //! A payload that is not a Firehose event (another trigger's event, a bare string) is an
 //! [`Invocation`] that knows why, in one pass over the request: the handler answers it with
 //! the `InvalidEvent` error naming what was expected, never the runtime's deserialisation
-//! error.
+//! error. A request of the shape Firehose sends is read by a scanner of its own ([`scan`]);
+//! anything else by serde, which decides what a refusal says.
+
+mod scan;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -111,6 +114,14 @@ impl<'a> EventRef<'a> {
     /// Reads a request body: the event, or why it is not one (the reason an [`Invocation`]
     /// gives; a body that is not JSON at all says so).
     pub fn parse(body: &'a [u8]) -> Result<EventRef<'a>, String> {
+        if let Some(event) = scan::parse(body) {
+            return Ok(event);
+        }
+        Self::parse_with_serde(body)
+    }
+
+    /// [`EventRef::parse`] by serde alone (what the request scanner must agree with).
+    pub fn parse_with_serde(body: &'a [u8]) -> Result<EventRef<'a>, String> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let shaped = Shaped::<EventRef<'a>>::deserialize(&mut de)
             .and_then(|s| de.end().map(|()| s))
@@ -622,6 +633,248 @@ pub fn json_string_len(s: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A Firehose request of many spellings: members in any order, whitespace, escapes, numbers of
+    /// every form, nulls, unknown and repeated members, metadata objects; then random byte edits.
+    fn request() -> impl Strategy<Value = Vec<u8>> {
+        let ws = prop_oneof![Just(""), Just(""), Just(" "), Just("\n\t"), Just("\r ")];
+        let text = prop_oneof![
+            4 => "[a-zA-Z0-9+/=]{0,24}".prop_map(|s| format!("\"{s}\"")),
+            1 => r#""([a-z]|\\["\\/bfnrtu]|\\u00e9|é|\t){0,6}""#,
+            1 => Just("null".to_owned()),
+            1 => Just("7".to_owned()),
+            1 => Just("{}".to_owned()),
+        ];
+        let number = prop_oneof![
+            4 => any::<u64>().prop_map(|n| (n >> (n % 64)).to_string()),
+            1 => Just("null".to_owned()),
+            1 => "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][-+]?[0-9]{1,3})?",
+            1 => "0[0-9]{1,3}",
+            2 => any::<u64>().prop_map(|n| format!("{}.{}", n >> (n % 64), "0".repeat((n % 4) as usize))),
+            1 => Just("\"1\"".to_owned()),
+        ];
+        let metadata = prop_oneof![
+        Just("null".to_owned()),
+        Just(r#"{"shardId":"shardId-000000000000","partitionKey":"k","sequenceNumber":"4954","approximateArrivalTimestamp":1709787967000,"subsequenceNumber":0}"#.to_owned()),
+        Just(r#"{ "a" : [1, {"b": "\u00e9"}], "c": null }"#.to_owned()),
+        Just("[]".to_owned()),
+        Just("{\"a\":1".to_owned()),
+    ];
+        let member = prop_oneof![
+            4 => text.clone().prop_map(|v| ("recordId", v)),
+            4 => text.clone().prop_map(|v| ("data", v)),
+            2 => number.prop_map(|v| ("approximateArrivalTimestamp", v)),
+            3 => metadata.prop_map(|v| ("kinesisRecordMetadata", v)),
+            1 => text.clone().prop_map(|v| ("other", v)),
+        ];
+        // An id and data (mostly plain), then any members, in any order.
+        let record = (
+            "[a-zA-Z0-9]{1,12}",
+            "[a-zA-Z0-9+/]{0,40}={0,2}",
+            prop::collection::vec((member, ws.clone()), 0..5),
+            any::<prop::sample::Index>(),
+        )
+            .prop_map(|(id, data, extra, at)| {
+                let mut members = vec![
+                    format!("\"recordId\":\"{id}\""),
+                    format!("\"data\":\"{data}\""),
+                ];
+                for ((k, v), w) in &extra {
+                    members.insert(
+                        at.index(members.len() + 1),
+                        format!("{w}\"{k}\"{w}:{w}{v}{w}"),
+                    );
+                }
+                format!("{{{}}}", members.join(","))
+            });
+        // Mostly well-formed records (each with an id and data), some of any members.
+        let good = (
+            "[a-zA-Z0-9]{1,12}",
+            "[a-zA-Z0-9+/]{0,40}={0,2}",
+            any::<u32>(),
+        )
+            .prop_map(|(id, data, ms)| {
+                format!(
+                    r#"{{"recordId":"{id}","approximateArrivalTimestamp":{ms},"data":"{data}"}}"#
+                )
+            });
+        let records = prop::collection::vec(
+            prop_oneof![3 => good, 3 => record, 1 => Just("7".to_owned())],
+            0..6,
+        )
+        .prop_map(|r| format!("[{}]", r.join(",")));
+        let top = prop_oneof![
+            1 => records.clone().prop_map(|v| ("records", v)),
+            1 => text.clone().prop_map(|v| ("invocationId", v)),
+            1 => text.clone().prop_map(|v| ("deliveryStreamArn", v)),
+            1 => text.clone().prop_map(|v| ("sourceKinesisStreamArn", v)),
+            1 => text.clone().prop_map(|v| ("region", v)),
+            1 => text.prop_map(|v| ("unknown", v)),
+        ];
+        // `records`, then other members (another `records` among them at times), in any order.
+        let event = (
+            records,
+            prop::collection::vec((top, ws.clone()), 0..4),
+            any::<prop::sample::Index>(),
+            ws,
+        )
+            .prop_map(|(records, extra, at, w)| {
+                let mut members = vec![format!("\"records\":{records}")];
+                for ((k, v), w) in &extra {
+                    members.insert(
+                        at.index(members.len() + 1),
+                        format!("{w}\"{k}\"{w}:{w}{v}{w}"),
+                    );
+                }
+                format!("{w}{{{}}}{w}", members.join(",")).into_bytes()
+            });
+        let edit = (any::<prop::sample::Index>(), any::<u8>(), 0u8..4);
+        (
+            event,
+            prop_oneof![3 => Just(Vec::new()), 2 => prop::collection::vec(edit, 1..3)],
+        )
+            .prop_map(|(mut bytes, edits)| {
+                for (at, byte, kind) in edits {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let i = at.index(bytes.len());
+                    match kind {
+                        0 => bytes[i] = byte,
+                        1 => bytes.insert(i, byte),
+                        2 => {
+                            bytes.remove(i);
+                        }
+                        _ => bytes.insert(i, b"{}[]\":,\\ n0"[usize::from(byte) % 11]),
+                    }
+                }
+                bytes
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The request scanner reads every request it takes exactly as serde reads it (and what it
+        /// leaves to serde reads as before: the same event, or the same refusal).
+        #[test]
+        fn the_request_scanner_reads_what_serde_reads(body in request()) {
+            let serde = EventRef::parse_with_serde(&body).map(|e| format!("{e:?}"));
+            if let Some(fast) = scan::parse(&body) {
+                prop_assert_eq!(Ok(format!("{fast:?}")), serde.clone(), "{}", String::from_utf8_lossy(&body));
+            }
+            prop_assert_eq!(EventRef::parse(&body).map(|e| format!("{e:?}")), serde);
+        }
+    }
+
+    /// Requests at the edges of what the scanner takes: each reads as serde reads it.
+    #[test]
+    fn the_request_scanner_agrees_at_the_edges() {
+        let r = |members: &str| format!(r#"{{"records":[{{{members}}}]}}"#);
+        let cases = [
+            r(r#""recordId":"1","data":"eA==""#),
+            r(r#""recordId":"1","recordId":"2","data":"eA==""#),
+            r(r#""recordId":"1","data":"eA==","data":"eQ==""#),
+            r(r#""recordId":"1","data":null"#),
+            r(r#""recordId":null,"data":"eA==""#),
+            r(r#""data":"eA==""#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1,"approximateArrivalTimestamp":2"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1.5"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":-1"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":01"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1e3"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":123456789012345678901"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":"1""#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1709787967000.0"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1709787967000.000"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1709787967000.10"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1709787967000.0e1"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":1709787967000."#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":9007199254740993"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":900719925474099.30"#),
+            r(r#""recordId":"1","approximateArrivalTimestamp":0.0"#),
+            r(r#""recordId":"1","kinesisRecordMetadata":null"#),
+            r(r#""recordId":"1","kinesisRecordMetadata":{"a": [1, {"b":"é"}]}"#),
+            r(r#""recordId":"1","kinesisRecordMetadata":{},"kinesisRecordMetadata":{}"#),
+            r(r#""recordId":"1","kinesisRecordMetadata":{"a":1"#),
+            r(r#""recordId":"1","kinesisRecordMetadata":[]"#),
+            r(r#""recordId":"a\"b","data":"eA==""#),
+            r(r#""recordId":"é","data":"eA==""#),
+            r("\"recordId\":\"\t\""),
+            r(r#""recordId":"1","other":1"#),
+            r#"{"records":[],"records":[]}"#.to_owned(),
+            r#"{"records":[],"region":"r","region":"s","invocationId":null}"#.to_owned(),
+            r#"{"records":[],"region":5}"#.to_owned(),
+            r#"{"records":[] } x"#.to_owned(),
+            r#" {"records":[ ] } "#.to_owned(),
+            r#"{"records":[7]}"#.to_owned(),
+            r#"{"region":"r"}"#.to_owned(),
+        ];
+        for case in &cases {
+            let body = case.as_bytes();
+            let serde = EventRef::parse_with_serde(body).map(|e| format!("{e:?}"));
+            if let Some(fast) = scan::parse(body) {
+                assert_eq!(Ok(format!("{fast:?}")), serde, "{case}");
+            }
+            assert_eq!(
+                EventRef::parse(body).map(|e| format!("{e:?}")),
+                serde,
+                "{case}"
+            );
+        }
+    }
+
+    /// What Firehose sends (the sample events) and what [`FirehoseEvent`] writes are read by the
+    /// scanner, not left to serde.
+    #[test]
+    fn the_request_scanner_takes_the_events_firehose_sends() {
+        for sample in [
+            include_str!("../../../events/firehose-transformer/direct-put.json"),
+            include_str!("../../../events/firehose-transformer/kinesis-source.json"),
+            include_str!("../../../events/firehose-transformer/cloudwatch-logs.json"),
+            include_str!("../../../events/firehose-transformer/bad-records.json"),
+        ] {
+            let fast = scan::parse(sample.as_bytes()).map(|e| format!("{e:?}"));
+            let serde = EventRef::parse_with_serde(sample.as_bytes()).map(|e| format!("{e:?}"));
+            assert_eq!(
+                fast.ok_or("left to serde"),
+                serde.as_deref().map(str::to_owned).map_err(|_| "refused"),
+                "{sample}"
+            );
+        }
+        let mut written = FirehoseEvent::new(vec![FirehoseRecord {
+            record_id: "49546986683135544286507457936321625675700192471156785154".into(),
+            approximate_arrival_timestamp: Some(1_709_787_967_000.0),
+            data: "eyJhIjoxfQ==".into(),
+            kinesis_record_metadata: None,
+        }]);
+        written.delivery_stream_arn = Some("arn:aws:firehose:us-east-1:1:deliverystream/s".into());
+        let body = serde_json::to_vec(&written).expect("JSON");
+        assert!(
+            scan::parse(&body).is_some(),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// The property above sees both sides: requests the scanner takes and requests it leaves.
+    #[test]
+    fn the_request_strategy_reaches_both_readers() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = request();
+        let (mut taken, mut events) = (0, 0);
+        for _ in 0..2000 {
+            let body = strategy.new_tree(&mut runner).expect("a case").current();
+            taken += usize::from(scan::parse(&body).is_some());
+            events += usize::from(EventRef::parse_with_serde(&body).is_ok());
+        }
+        assert!(
+            taken > 150 && events - taken > 50,
+            "{taken} taken of {events} events"
+        );
+    }
 
     #[test]
     fn json_string_len_matches_serde() {

@@ -13,6 +13,7 @@ pub mod event;
 pub mod filter;
 pub mod partition;
 pub mod record;
+pub mod text;
 pub mod transform;
 
 use std::io::Read;

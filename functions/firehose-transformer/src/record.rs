@@ -206,7 +206,7 @@ pub fn elements(json: &str) -> Option<Vec<Raw<'_>>> {
 
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::text::is_plain(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -218,7 +218,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// Appends `s` as a JSON string literal to a `String`.
 pub fn push_json_string(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::text::is_plain(s.as_bytes()) {
         out.push('"');
         out.push_str(s);
         out.push('"');

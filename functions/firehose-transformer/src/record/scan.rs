@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use super::{Fields, Raw};
+use crate::text::plain_run_end;
 
 /// Where the scanner stopped, and why.
 type ScanError = (&'static str, usize);
@@ -18,18 +19,6 @@ pub(super) struct Scanner<'a> {
     pos: usize,
     /// Whitespace was skipped inside the value being scanned.
     spaced: bool,
-}
-
-/// Whether any byte of `w` is `"`, `\` or a control character (< 0x20).
-#[inline]
-fn has_string_special(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let quote = zero(w ^ (ONES * u64::from(b'"')));
-    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | control != 0
 }
 
 impl<'a> Scanner<'a> {
@@ -210,14 +199,7 @@ impl<'a> Scanner<'a> {
         let mut i = self.pos + 1;
         let mut escaped = false;
         loop {
-            while let Some(chunk) = bytes.get(i..i + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                if has_string_special(u64::from_le_bytes(word)) {
-                    break;
-                }
-                i += 8;
-            }
+            i = plain_run_end(bytes, i);
             match bytes.get(i) {
                 None => return Err(("unterminated string", self.pos)),
                 Some(b'"') => {

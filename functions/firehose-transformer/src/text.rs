@@ -1,0 +1,84 @@
+//! Byte-level helpers the scanners share: where the plain run of a JSON string ends (the next
+//! quote, backslash or control character), a block of bytes at a time.
+
+/// Bytes tested together: the compiler turns a block's test into a few vector instructions.
+const BLOCK: usize = 32;
+
+/// Whether `b` ends a plain run: `"`, `\` or a control character (below 0x20).
+#[inline]
+fn ends_run(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20
+}
+
+/// The high bit of every byte of `w` (little-endian) that is `"`, `\` or a control character;
+/// exact for the lowest such byte (a borrow may also mark bytes above it, never below).
+#[inline]
+fn run_end_bits(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control
+}
+
+/// The index of the first byte at or after `from` that is `"`, `\` or a control character
+/// (`bytes.len()` when there is none).
+#[inline]
+pub fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    // Whole blocks while none holds such a byte (no early exit inside a block: the compiler
+    // tests it with vector instructions) ...
+    while let Some(block) = bytes.get(i..i + BLOCK) {
+        let mut any = false;
+        for &b in block {
+            any |= (b == b'"') | (b == b'\\') | (b < 0x20);
+        }
+        if any {
+            break;
+        }
+        i += BLOCK;
+    }
+    // ... then the byte, eight at a time.
+    while let Some(word) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let bits = run_end_bits(u64::from_le_bytes(w));
+        if bits != 0 {
+            return i + (bits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if ends_run(b) {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `s` needs no escaping as a JSON string (no `"`, `\` or control character).
+#[inline]
+pub fn is_plain(s: &[u8]) -> bool {
+    plain_run_end(s, 0) == s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn plain_run_end_finds_the_first_special_byte(
+            bytes in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20), Just(0x7f), Just(0xc3), 0x21u8..0x7f], 0..200),
+            from in 0usize..220,
+        ) {
+            let from = from.min(bytes.len());
+            let want = bytes[from..].iter().position(|&b| ends_run(b)).map_or(bytes.len(), |p| from + p);
+            prop_assert_eq!(plain_run_end(&bytes, from), want);
+        }
+    }
+}

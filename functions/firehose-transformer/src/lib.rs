@@ -89,7 +89,11 @@ struct Chunk {
 struct Scratch {
     decoded: Vec<u8>,
     inflated: Vec<u8>,
+    /// The output (after the copied part, if any).
     line: Vec<u8>,
+    /// The output starts with this many whole base64 groups of the input's `data` (3 bytes
+    /// each), copied as text instead of decoded and encoded again; `line` holds the rest.
+    copied_groups: usize,
 }
 
 /// What one record became.
@@ -422,6 +426,7 @@ impl Processor {
         let mut scratch = Scratch::default();
         for (i, rec) in records.iter().enumerate() {
             scratch.line.clear();
+            scratch.copied_groups = 0;
             let outcome = self.record(rec, processing_time, &mut scratch, &mut chunk.stats);
             let buf = &mut chunk.buf;
             if !(first && i == 0) {
@@ -434,6 +439,12 @@ impl Processor {
             let (result, out_bytes, reason) = match outcome {
                 Outcome::Ok { keys } => {
                     buf.push_str(r#","result":"Ok","data":""#);
+                    // Whole groups of the input are the same groups of the output.
+                    let copied = rec
+                        .data
+                        .get(..scratch.copied_groups * 4)
+                        .unwrap_or_default();
+                    buf.push_str(copied);
                     base64_simd::STANDARD.encode_append(&scratch.line, buf);
                     buf.push('"');
                     if let Some(keys) = keys {
@@ -441,7 +452,11 @@ impl Processor {
                         buf.push_str(&keys);
                         buf.push_str("}}");
                     }
-                    (RecordResult::Ok, scratch.line.len(), None)
+                    (
+                        RecordResult::Ok,
+                        copied.len() / 4 * 3 + scratch.line.len(),
+                        None,
+                    )
                 }
                 Outcome::Dropped => {
                     buf.push_str(r#","result":"Dropped","data":"""#);
@@ -558,7 +573,17 @@ impl Processor {
             // after the same validation (the others take the full path).
             match Fields::compact_span(data) {
                 Ok(Some(object)) => {
-                    scratch.line.extend_from_slice(&data[object]);
+                    // The output is the object and a newline: when the object starts the
+                    // input's bytes, the input's base64 for its whole 3-byte groups is the
+                    // output's too (a full group maps to one text), so only the rest is
+                    // encoded.
+                    let from = if object.start == 0 && std::ptr::eq(data, &scratch.decoded[..]) {
+                        scratch.copied_groups = object.end / 3;
+                        scratch.copied_groups * 3
+                    } else {
+                        object.start
+                    };
+                    scratch.line.extend_from_slice(&data[from..object.end]);
                     scratch.line.push(b'\n');
                     return Outcome::Ok { keys: None };
                 }

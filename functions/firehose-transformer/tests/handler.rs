@@ -539,3 +539,71 @@ async fn the_raw_handler_answers_exactly_what_the_handler_answers() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Without a transform, every answer is what writing the parsed record gives (compact
+    /// JSON and a newline, encoded afresh), whether the record took the copy path (its base64
+    /// groups copied as text) or not: any length modulo 3, whitespace around or inside, a
+    /// newline already there, escapes, bad JSON, non-canonical base64 padding bits.
+    #[test]
+    fn an_untransformed_record_answers_what_writing_it_gives(
+        records in prop::collection::vec(
+            (
+                prop_oneof![
+                    Just(String::new()), Just(" ".to_owned()), Just("\n".to_owned())
+                ],
+                prop::collection::vec(("[a-z]{0,4}", "[a-z \\\\\"é]{0,5}", 0u32..1000), 0..5),
+                prop_oneof![Just(""), Just(""), Just(" "), Just("\n"), Just("x")],
+                any::<bool>(),
+                any::<bool>(),
+            ),
+            1..12,
+        )
+    ) {
+        let ev = FirehoseEvent::new(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, (before, members, after, spaced, flip_padding))| {
+                    let sep = if *spaced { ", " } else { "," };
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(k, v, n)| {
+                            format!("{}:[{n},{}]", serde_json::json!(k), serde_json::json!(v))
+                        })
+                        .collect();
+                    let text = format!("{before}{{{}}}{after}", members.join(sep));
+                    let mut data = B64.encode(&text);
+                    // A padded final group whose unused bits are set.
+                    if *flip_padding && data.ends_with("==") {
+                        let mut bytes = data.into_bytes();
+                        let at = bytes.len() - 3;
+                        bytes[at] = match bytes[at] { b'A' => b'B', b'Q' => b'R', b'g' => b'h', b'w' => b'x', c => c };
+                        data = String::from_utf8(bytes).expect("ascii");
+                    }
+                    record(i, data)
+                })
+                .collect(),
+        );
+        let (resp, _, _) = process(&processor(&[]), &ev);
+        for (input, output) in ev.records.iter().zip(&resp.records) {
+            let want = B64
+                .decode(&input.data)
+                .ok()
+                .and_then(|bytes| firehose_transformer::record::Fields::parse(&bytes).ok().map(|f| {
+                    let mut line = Vec::new();
+                    f.write_line(&mut line);
+                    B64.encode(line)
+                }));
+            match want {
+                Some(want) => {
+                    prop_assert_eq!(output.result, RecordResult::Ok);
+                    prop_assert_eq!(&output.data, &want);
+                }
+                None => prop_assert_eq!(output.result, RecordResult::ProcessingFailed),
+            }
+        }
+    }
+}

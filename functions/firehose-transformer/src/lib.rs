@@ -28,8 +28,8 @@ use tributary::{Env, Error};
 use serde_json::value::RawValue;
 
 use crate::event::{EventRef, FirehoseEvent, Invocation, RecordRef, RecordResult, json_string_len};
-use crate::record::{Fields, push_json_string};
-use crate::transform::{Stamps, json_text, rfc3339_millis};
+use crate::record::{Fields, Raw, push_json_string};
+use crate::transform::{Stamps, json_text, push_rfc3339_millis_json, rfc3339_millis};
 
 pub use crate::config::Config;
 pub use crate::event::FirehoseResponse;
@@ -91,6 +91,8 @@ struct Scratch {
     inflated: Vec<u8>,
     /// The output (after the copied part, if any).
     line: Vec<u8>,
+    /// The record's arrival stamp, as JSON text.
+    stamp: String,
     /// The output starts with this many whole base64 groups of the input's `data` (3 bytes
     /// each), copied as text instead of decoded and encoded again; `line` holds the rest.
     copied_groups: usize,
@@ -522,14 +524,16 @@ impl Processor {
             .filter(|t| t.is_finite())
             .map(|t| t as i64);
         let arrival_time = match (&self.config.transform.add_arrival_time, arrival_ms) {
-            (Some(_), Some(ms)) => {
-                DateTime::<Utc>::from_timestamp_millis(ms).map(|t| json_text(&rfc3339_millis(t)))
-            }
+            (Some(_), Some(ms)) => DateTime::<Utc>::from_timestamp_millis(ms).map(|t| {
+                scratch.stamp.clear();
+                push_rfc3339_millis_json(t, &mut scratch.stamp);
+                Raw::written(&scratch.stamp)
+            }),
             _ => None,
         };
         let stamps = Stamps {
             processing_time,
-            arrival_time: arrival_time.as_deref(),
+            arrival_time,
         };
         let partition = &self.config.partition;
         let mut keys_of = |fields: &Fields<'_>| {

@@ -118,7 +118,7 @@ impl PartitionSpec {
                 (Slot::Time(level), Some(t)) => {
                     // Digits need no JSON escaping.
                     out.push('"');
-                    level.push_value(t, out);
+                    push_level(*level, t, out);
                     out.push('"');
                 }
                 (Slot::Field(f), _) => {
@@ -179,11 +179,46 @@ pub fn key_text(text: &str) -> Option<String> {
     hive::escape_within(text, MAX_VALUE_BYTES)
 }
 
+/// [`TimeLevel::push_value`], its digits written directly for years of four digits (a key per
+/// level per record: no formatting machinery).
+fn push_level(level: TimeLevel, t: &DateTime<Utc>, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    let (n, width) = match level {
+        TimeLevel::Year => match u32::try_from(t.year()) {
+            Ok(year) if year <= 9999 => (year, 4),
+            _ => return level.push_value(t, out),
+        },
+        TimeLevel::Month => (t.month(), 2),
+        TimeLevel::Day => (t.day(), 2),
+        TimeLevel::Hour => (t.hour(), 2),
+    };
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
     use tributary::partition::HIVE_DEFAULT_PARTITION;
+
+    proptest::proptest! {
+        /// Every level's value is written as the shared layout writes it, at any time.
+        #[test]
+        fn time_levels_are_written_as_the_shared_layout_writes_them(
+            s in proptest::prop_oneof![0i64..4_102_444_800, -8_000_000_000_000i64..8_000_000_000_000]
+        ) {
+            if let Some(t) = DateTime::<Utc>::from_timestamp(s, 0) {
+                for level in TimeLevel::ALL {
+                    let (mut ours, mut shared) = (String::new(), String::new());
+                    push_level(level, &t, &mut ours);
+                    level.push_value(&t, &mut shared);
+                    proptest::prop_assert_eq!(ours, shared);
+                }
+            }
+        }
+    }
 
     fn spec(ts: Option<&str>, fields: &[&str]) -> PartitionSpec {
         PartitionSpec::new(

@@ -34,6 +34,15 @@ impl<'a> Raw<'a> {
         }
     }
 
+    /// Borrows a JSON string literal this crate wrote itself, compact and escaped (a time
+    /// stamp written per record).
+    pub(crate) fn written(json: &'a str) -> Raw<'a> {
+        Raw {
+            json,
+            compact: true,
+        }
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &'a str {
         self.json

@@ -77,7 +77,7 @@ pub struct Stamps<'t> {
     /// When this batch is processed (RFC 3339).
     pub processing_time: &'t RawValue,
     /// When Firehose received the record (RFC 3339), if known.
-    pub arrival_time: Option<&'t RawValue>,
+    pub arrival_time: Option<Raw<'t>>,
 }
 
 /// A string as JSON text (for [`Stamps`]).
@@ -94,6 +94,41 @@ pub fn json_text(s: &str) -> Box<RawValue> {
 /// RFC 3339 UTC with milliseconds, e.g. `2024-05-01T12:00:00.000Z` (the stamps' format).
 pub fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Appends [`rfc3339_millis`] of `t` as a JSON string literal, the digits written directly
+/// (a stamp per record: no formatting machinery, no allocation).
+pub fn push_rfc3339_millis_json(t: chrono::DateTime<chrono::Utc>, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Signed, wider years: as chrono writes them (no character needs escaping).
+        out.push('"');
+        out.push_str(&rfc3339_millis(t));
+        out.push('"');
+        return;
+    }
+    let digits = |out: &mut String, n: u32, width: u32| {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        }
+    };
+    out.push('"');
+    digits(out, year.unsigned_abs(), 4);
+    out.push('-');
+    digits(out, t.month(), 2);
+    out.push('-');
+    digits(out, t.day(), 2);
+    out.push('T');
+    digits(out, t.hour(), 2);
+    out.push(':');
+    digits(out, t.minute(), 2);
+    out.push(':');
+    digits(out, t.second(), 2);
+    out.push('.');
+    // A leap second's nanoseconds run past 10^9: chrono writes them as 60.xxx; so do we.
+    digits(out, t.nanosecond() % 1_000_000_000 / 1_000_000, 3);
+    out.push_str("Z\"");
 }
 
 impl Transform {
@@ -172,7 +207,7 @@ impl Transform {
             fields.set(Cow::Borrowed(name), Raw::compact(stamps.processing_time));
         }
         if let (Some(name), Some(t)) = (&self.add_arrival_time, stamps.arrival_time) {
-            fields.set(Cow::Borrowed(name), Raw::compact(t));
+            fields.set(Cow::Borrowed(name), t);
         }
         true
     }
@@ -253,7 +288,7 @@ mod tests {
         let arrival = json_text("2024-05-01T11:59:59.123Z");
         let stamps = Stamps {
             processing_time: &processing,
-            arrival_time: Some(&arrival),
+            arrival_time: Some(Raw::compact(&arrival)),
         };
         let mut f = Fields::parse(record.as_bytes()).expect("object");
         if !t.apply(&mut f, stamps) {
@@ -262,6 +297,25 @@ mod tests {
         let mut out = Vec::new();
         f.write_line(&mut out);
         Some(String::from_utf8(out).expect("utf8"))
+    }
+
+    proptest::proptest! {
+        /// The stamp written digit by digit is chrono's RFC 3339 text, quoted, at any time.
+        #[test]
+        fn stamps_are_written_as_chrono_writes_them(
+            ms in proptest::prop_oneof![
+                0i64..4_102_444_800_000,
+                -62_167_219_200_000i64..0,
+                proptest::prelude::any::<i64>(),
+            ]
+        ) {
+            if let Some(t) = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms) {
+                let mut ours = String::new();
+                push_rfc3339_millis_json(t, &mut ours);
+                let chrono = json_text(&rfc3339_millis(t));
+                proptest::prop_assert_eq!(ours.as_str(), chrono.get());
+            }
+        }
     }
 
     #[test]

@@ -411,7 +411,7 @@ fn case(
 }
 
 /// `BENCH_PROFILE=small|transform`: only that event's handler, in process on one thread (or
-/// `BENCH_WORKERS`), for a few seconds (under `perf record`).
+/// `BENCH_WORKERS`), for a few seconds (under `perf record`; `BENCH_ROUNDS` sets how many).
 fn profile(name: &str) {
     let (ev, env) = if name == "small" {
         (small_event(), &[][..])
@@ -428,7 +428,12 @@ fn profile(name: &str) {
         .and_then(|w| w.parse().ok())
         .unwrap_or(1);
     let p = p.with_workers(workers);
-    let (cost, _) = in_process(&p, &request, 400);
+    // `BENCH_ROUNDS=n`: n events instead of 400 (under an instruction counter).
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(400);
+    let (cost, _) = in_process(&p, &request, rounds);
     println!(
         "{name}: wall {:.2} ms, CPU {:.2} ms per event",
         cost.wall_ms, cost.cpu_ms

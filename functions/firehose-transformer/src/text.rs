@@ -28,6 +28,17 @@ fn run_end_bits(w: u64) -> u64 {
 #[inline]
 pub fn plain_run_end(bytes: &[u8], from: usize) -> usize {
     let mut i = from;
+    // Most strings in a record are short: their first two words, before any block.
+    for _ in 0..2 {
+        let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
+            break;
+        };
+        let bits = run_end_bits(u64::from_le_bytes(*word));
+        if bits != 0 {
+            return i + (bits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     // Whole blocks while none holds such a byte (no early exit inside a block: the compiler
     // tests it with vector instructions) ...
     while let Some(block) = bytes.get(i..i + BLOCK) {
@@ -41,10 +52,8 @@ pub fn plain_run_end(bytes: &[u8], from: usize) -> usize {
         i += BLOCK;
     }
     // ... then the byte, eight at a time.
-    while let Some(word) = bytes.get(i..i + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let bits = run_end_bits(u64::from_le_bytes(w));
+    while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let bits = run_end_bits(u64::from_le_bytes(*word));
         if bits != 0 {
             return i + (bits.trailing_zeros() / 8) as usize;
         }

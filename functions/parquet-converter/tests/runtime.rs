@@ -107,6 +107,56 @@ async fn the_binary_answers_every_sample_event() {
     let _ = child.wait();
 }
 
+/// The large-object samples through the real binary: `plan.json`, each line of the plan as
+/// the Map hands it, then `commit.json` (its `ranges` as the plan cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_plans_converts_the_ranges_and_commits() {
+    let key = "raw/taxi/yellow_tripdata_2024-01.csv";
+    let (s3, etag) = sample_store(&[key]).await;
+    let api = RuntimeApi::start().await;
+    let mut child = api.spawn(
+        BIN,
+        &[
+            ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", s3.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_key.as_str()),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("PARTITION_BY", "tpep_pickup_datetime:day"),
+        ],
+    );
+    let Answer::Response(plan) = api.invoke(sample("plan", &etag)).await else {
+        panic!("plan: the invocation failed");
+    };
+    let plan: parquet_converter::ranged::PlanAnswer =
+        serde_json::from_value(plan).expect("a plan answer");
+    assert_eq!(plan.ranges, 1, "a small object is one range");
+    let lines = s3.get(&plan.manifest.bucket, &plan.manifest.key).await;
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let item: Value = serde_json::from_slice(line).expect("a plan line");
+        assert_eq!(item["mode"], "range");
+        let Answer::Response(done) = api.invoke(item).await else {
+            panic!("range: the invocation failed");
+        };
+        assert_eq!(done["rows"], 2, "{done}");
+    }
+    let mut commit = sample("commit", &etag);
+    commit["ranges"] = plan.ranges.into();
+    let Answer::Response(out) = api.invoke(commit).await else {
+        panic!("commit: the invocation failed");
+    };
+    let outcome: Outcome = serde_json::from_value(out).expect("an outcome");
+    let summary = outcome.summary().expect("converted");
+    assert_eq!(summary.rows, 2);
+    assert_eq!(summary.partitions, 2);
+    assert!(s3.keys(SAMPLE_BUCKET, "processed/_ranges/").await.is_empty());
+    assert_eq!(
+        s3.keys(SAMPLE_BUCKET, "processed/taxi/").await.len(),
+        summary.files.len()
+    );
+    child.kill().expect("stop the function");
+    let _ = child.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_configuration_is_an_init_error_naming_the_variable() {
     let api = RuntimeApi::start().await;

@@ -75,6 +75,9 @@ pub struct Options {
     /// The catalog contract: the converter writes each dataset under its table in the local
     /// catalog (`GLUE_DATABASE` set). `false`: no catalog (`--no-catalog`).
     pub catalog: bool,
+    /// Convert the taxi file in this many byte ranges (plan, ranges at once, commit: what
+    /// the large-object state machine does), instead of in one invocation.
+    pub ranges: Option<u32>,
     /// Progress on stderr.
     pub progress: bool,
 }
@@ -90,6 +93,7 @@ impl Default for Options {
             bucket: "demo-lake".into(),
             partition_by: "tpep_pickup_datetime:day".into(),
             catalog: true,
+            ranges: None,
             progress: true,
         }
     }
@@ -201,13 +205,18 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
     if let Some(c) = &catalog {
         converter = converter.with_catalog(c.clone());
     }
-    let step = steps::convert(
-        &converter,
-        opts,
-        std::slice::from_ref(&raw_key),
-        "parquet-converter",
-    )
-    .await?;
+    let step = match opts.ranges {
+        Some(n) => steps::convert_in_ranges(&converter, &client, opts, &raw_key, n).await?,
+        None => {
+            steps::convert(
+                &converter,
+                opts,
+                std::slice::from_ref(&raw_key),
+                "parquet-converter",
+            )
+            .await?
+        }
+    };
     report.steps.push(step);
 
     // 3. firehose-transformer on the sample batches; deliver like Firehose; convert.

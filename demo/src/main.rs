@@ -8,6 +8,7 @@
 //! --endpoint URL       an existing S3 endpoint instead (credentials from the AWS chain)
 //! --bucket NAME        bucket (default demo-lake; must exist on an existing endpoint)
 //! --no-catalog         no catalog contract: the converter infers each file's types on its own
+//! --ranges N           convert the taxi file in N byte ranges, as the large-object state machine does
 //! ```
 //!
 //! By default the converter writes each dataset under its table in a local catalog (JSON files
@@ -16,7 +17,7 @@
 
 use tributary_demo::{Options, run};
 
-const USAGE: &str = "usage: tributary-demo [--rows N] [--url URL] [--partition-by SPEC] [--dir PATH] [--endpoint URL] [--bucket NAME] [--no-catalog]";
+const USAGE: &str = "usage: tributary-demo [--rows N] [--url URL] [--partition-by SPEC] [--dir PATH] [--endpoint URL] [--bucket NAME] [--no-catalog] [--ranges N]";
 
 #[tokio::main]
 async fn main() {
@@ -51,6 +52,13 @@ async fn main() {
             "--dir" => opts.dir = value.into(),
             "--endpoint" => opts.endpoint = Some(value),
             "--bucket" => opts.bucket = value,
+            "--ranges" => match value.parse() {
+                Ok(n) if (1..=10_000).contains(&n) => opts.ranges = Some(n),
+                _ => {
+                    eprintln!("--ranges needs a number from 1 to 10000, got {value:?}");
+                    std::process::exit(2);
+                }
+            },
             _ => {
                 eprintln!("unknown option {flag}\n{USAGE}");
                 std::process::exit(2);

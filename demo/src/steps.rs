@@ -310,6 +310,110 @@ pub(crate) async fn convert(
     Ok(step)
 }
 
+/// parquet-converter on `key` in about `n` byte ranges, as the large-object state machine runs
+/// it: the plan, every range at once, the commit; one step with the totals.
+pub(crate) async fn convert_in_ranges(
+    converter: &parquet_converter::Converter,
+    client: &aws_sdk_s3::Client,
+    opts: &Options,
+    key: &str,
+    n: u32,
+) -> Result<Step, String> {
+    use futures::StreamExt;
+    let name = format!("parquet-converter ({n} ranges)");
+    let sp = Spinner::start(&format!("{name}: plan -> ranges -> commit"), opts.progress);
+    let started = Instant::now();
+    let fail = |e: tributary::Error| format!("{name}: {}: {e}", e.error_type());
+    let head = client
+        .head_object()
+        .bucket(&opts.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("{name}: HeadObject {key}: {e}"))?;
+    let size = head.content_length().unwrap_or_default().max(0) as u64;
+    let split_mb = size.div_ceil(u64::from(n) << 20).max(1);
+    let invoke = |event: serde_json::Value| converter.invoke(LambdaEvent::new(event, ctx()));
+    let plan: parquet_converter::ranged::PlanAnswer = serde_json::from_value(
+        invoke(
+            serde_json::json!({"mode": "plan", "bucket": opts.bucket, "key": key,
+            "etag": head.e_tag(), "split_mb": split_mb}),
+        )
+        .await
+        .map_err(fail)?,
+    )
+    .map_err(|e| format!("{name}: the plan's answer: {e}"))?;
+    let lines = client
+        .get_object()
+        .bucket(&plan.manifest.bucket)
+        .key(&plan.manifest.key)
+        .send()
+        .await
+        .map_err(|e| format!("{name}: the plan: {e}"))?
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("{name}: the plan: {e}"))?
+        .into_bytes();
+    let items: Vec<serde_json::Value> = lines
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{name}: a line of the plan: {e}"))?;
+    let answers: Vec<Result<serde_json::Value, tributary::Error>> = futures::stream::iter(items)
+        .map(|item| invoke(item))
+        .buffer_unordered(n as usize)
+        .collect()
+        .await;
+    let failed = answers
+        .iter()
+        .find_map(|a| a.as_ref().err().map(|e| e.to_string()));
+    let commit = serde_json::json!({"mode": "commit", "bucket": plan.object.bucket,
+        "key": plan.object.key, "etag": plan.object.etag, "ranges": plan.ranges,
+        "abort": failed.is_some()});
+    let answer = invoke(commit).await.map_err(fail)?;
+    if let Some(e) = failed {
+        return Err(format!("{name}: a range failed, every range aborted: {e}"));
+    }
+    let outcome: parquet_converter::Outcome =
+        serde_json::from_value(answer).map_err(|e| format!("{name}: the commit's answer: {e}"))?;
+    let r = outcome
+        .summary()
+        .ok_or_else(|| format!("{name}: not converted: {}", outcome.status()))?;
+    let step = Step {
+        name: format!("parquet-converter ({} ranges)", plan.ranges),
+        rows_in: Some(r.rows + r.bad_rows),
+        rows_out: Some(r.rows),
+        bad: Some(r.bad_rows),
+        partitions: Some(r.partitions as u64),
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        files: r.files.len() as u64,
+        output: r
+            .files
+            .iter()
+            .map(|f| f.key.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        tables: r.table.clone().into_iter().collect(),
+        seconds: started.elapsed().as_secs_f64(),
+        ..Step::default()
+    };
+    sp.done(&format!(
+        "{}: {} rows -> {} files in {} partitions, {} bad rows quarantined, {:.2} s{}",
+        step.name,
+        r.rows,
+        step.files,
+        r.partitions,
+        r.bad_rows,
+        step.seconds,
+        table_note(&step.tables)
+    ))
+    .await;
+    Ok(step)
+}
+
 /// `; table db.t created, 2 columns added` for the progress line (empty without the catalog).
 fn table_note(uses: &[parquet_converter::convert::TableUse]) -> String {
     let mut names: Vec<&str> = uses.iter().map(|u| u.table.as_str()).collect();

@@ -232,3 +232,34 @@ print(json.dumps(out))
         }
     }
 }
+
+/// `--ranges N`: the taxi file converted in byte ranges (plan, ranges, commit) gives the rows,
+/// bad rows and partitions of the one-invocation run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_converts_the_taxi_file_in_ranges_like_in_one_invocation() {
+    let mut steps = Vec::new();
+    for ranges in [None, Some(4)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = Options {
+            rows: 60_000,
+            bad_every: Some(1_000),
+            dir: dir.path().to_owned(),
+            progress: false,
+            ranges,
+            ..Options::default()
+        };
+        let report = run(&opts).await.expect("the demo runs");
+        steps.push(report.steps[1].clone());
+    }
+    let (one, ranged) = (&steps[0], &steps[1]);
+    assert_eq!(one.name, "parquet-converter");
+    assert!(
+        ranged.name.ends_with(" ranges)") && ranged.name != "parquet-converter (1 ranges)",
+        "{}",
+        ranged.name
+    );
+    assert_eq!(ranged.rows_out, one.rows_out);
+    assert_eq!((ranged.bad, one.bad), (Some(60), Some(60)));
+    assert_eq!(ranged.partitions, one.partitions);
+    assert!(ranged.files >= one.files);
+}

@@ -362,7 +362,7 @@ pub(crate) async fn convert_in_ranges(
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{name}: a line of the plan: {e}"))?;
     let answers: Vec<Result<serde_json::Value, tributary::Error>> = futures::stream::iter(items)
-        .map(|item| invoke(item))
+        .map(&invoke)
         .buffer_unordered(n as usize)
         .collect()
         .await;
@@ -398,7 +398,6 @@ pub(crate) async fn convert_in_ranges(
             .join(", "),
         tables: r.table.clone().into_iter().collect(),
         seconds: started.elapsed().as_secs_f64(),
-        ..Step::default()
     };
     sp.done(&format!(
         "{}: {} rows -> {} files in {} partitions, {} bad rows quarantined, {:.2} s{}",

@@ -6,6 +6,7 @@
 #   scripts/test.sh                 # everything
 #   SKIP_SEAWEEDFS=1 scripts/test.sh  # embedded server only
 #   SKIP_LAMBDA_BUILD=1 scripts/test.sh  # without the arm64 release build of the three functions
+#   SKIP_SCALE=1 scripts/test.sh  # without the 1 GiB large-object tests (optimised build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -39,6 +40,15 @@ stage "template checks (cfn-lint, sam validate, checkov)" scripts/check-template
 stage "cargo fmt --check" cargo fmt --all -- --check
 stage "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "tests: embedded S3 (s3s-fs)" env -u TEST_S3_ENDPOINT cargo test --workspace --locked
+
+# One large object in ranges at full size, optimised (the debug suite above runs the same tests
+# on a few MiB): a 1 GiB CSV and a 1 GiB JSON lines file converted in 8 ranges against one
+# invocation, and 1 GiB ingested by 8 ranged children.
+if [[ -z "${SKIP_SCALE:-}" ]]; then
+  stage "tests at scale: 1 GiB in 8 ranges" env -u TEST_S3_ENDPOINT \
+    TRIBUTARY_RANGES_BYTES=1073741824 TRIBUTARY_RANGED_BYTES=1073741824 \
+    cargo test --profile scale --locked -p parquet-converter -p url-ingester --test ranges -- --nocapture
+fi
 
 if [[ -z "${SKIP_LAMBDA_BUILD:-}" ]]; then
   stage "cargo lambda build --release --arm64" scripts/build-lambdas.sh

@@ -148,7 +148,11 @@ async fn the_binary_plans_converts_the_ranges_and_commits() {
     let summary = outcome.summary().expect("converted");
     assert_eq!(summary.rows, 2);
     assert_eq!(summary.partitions, 2);
-    assert!(s3.keys(SAMPLE_BUCKET, "processed/_ranges/").await.is_empty());
+    assert!(
+        s3.keys(SAMPLE_BUCKET, "processed/_ranges/")
+            .await
+            .is_empty()
+    );
     assert_eq!(
         s3.keys(SAMPLE_BUCKET, "processed/taxi/").await.len(),
         summary.files.len()

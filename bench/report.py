@@ -130,7 +130,7 @@ def firehose_section(doc, when):
         seed = ev.get("seed")
         rows = [(f"ours in process, {ev['threads']} threads", ev["in_process"]),
                 ("ours in process, 1 thread", ev["in_process_one_thread"]),
-                ("ours through the Runtime API", ev.get("through_runtime")),
+                ("ours through the Runtime API, 1,024 MB (1 thread)", ev.get("through_runtime")),
                 ("seed Python `lambda_handler`", seed)]
         for name, c in rows:
             if c is None:

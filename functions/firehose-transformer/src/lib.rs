@@ -105,6 +105,8 @@ enum Outcome {
     Failed { reason: String, echo: bool },
 }
 
+/// Lambda's memory per vCPU: a function gets one full vCPU at 1,769 MB, in proportion below.
+const MB_PER_VCPU: usize = 1769;
 /// Records per worker (and per piece) below which a batch is not split further.
 const MIN_RECORDS_PER_WORKER: usize = 256;
 /// Pieces a batch is cut into per worker.
@@ -131,9 +133,23 @@ impl Processor {
         }
     }
 
-    /// Reads the configuration from `env`.
+    /// Reads the configuration from `env`. In Lambda (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE` set),
+    /// batches use as many threads as the function has vCPUs by its memory (one per 1,769 MB,
+    /// rounded up, at most the cores the process sees): below 1,769 MB the function has a
+    /// fraction of one vCPU, where a second thread adds work and no speed.
     pub fn from_env(env: &Env) -> tributary::Result<Processor> {
-        Ok(Processor::new(Config::from_env(env)?))
+        let processor = Processor::new(Config::from_env(env)?);
+        let vcpus = env
+            .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|mb| mb.parse::<usize>().ok())
+            .map(|mb| mb.div_ceil(MB_PER_VCPU));
+        Ok(match vcpus {
+            Some(vcpus) => {
+                let workers = processor.workers.min(vcpus);
+                processor.with_workers(workers)
+            }
+            None => processor,
+        })
     }
 
     /// Limits the worker threads (1 processes batches on the calling thread only).
@@ -626,4 +642,28 @@ fn gunzip(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_follow_the_functions_vcpus_by_memory() {
+        let cores = Processor::new(Config::from_env(&Env::default()).expect("defaults")).workers;
+        let workers = |mb: &str| {
+            Processor::from_env(&Env::from_pairs([("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", mb)]))
+                .expect("config")
+                .workers
+        };
+        assert_eq!(workers("128"), 1);
+        assert_eq!(workers("1769"), 1);
+        assert_eq!(workers("1770"), cores.min(2));
+        assert_eq!(workers("10240"), cores.min(6));
+        assert_eq!(workers("not a number"), cores);
+        let outside = Processor::from_env(&Env::default())
+            .expect("config")
+            .workers;
+        assert_eq!(outside, cores);
+    }
 }

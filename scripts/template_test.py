@@ -689,8 +689,19 @@ class Backfill(unittest.TestCase):
         ends = [n for n, s in d["States"].items() if s.get("End")]
         self.assertEqual(ends, ["Summary"])
         summary = d["States"]["Summary"]["Parameters"]
-        for k in ("objects.$", "succeeded.$", "failed.$", "results.$"):
+        for k in ("objects.$", "succeeded.$", "failed.$", "results.$", "rows.$", "bad_rows.$", "failures.$"):
             self.assertIn(k, summary)
+        # The totals: the converter over the Map Run's result files, which its role may read.
+        totals = d["States"]["Totals"]
+        self.assertEqual(totals["Parameters"]["FunctionName"], "${ConverterArn}")
+        self.assertEqual(
+            totals["Parameters"]["Payload"],
+            {"mode": "totals", "bucket.$": "$.map.ResultWriterDetails.Bucket", "key.$": "$.map.ResultWriterDetails.Key"},
+        )
+        writer = backfill_map(resolve({}))["ResultWriter"]["Parameters"]["Prefix"]
+        sts = {s["Sid"]: s for _, s in statements(resolve({})["ParquetConverterRole"])}
+        self.assertEqual(actions(sts["BackfillResults"]), ["s3:GetObject"])
+        self.assertEqual(sts["BackfillResults"]["Resource"], bucket_arn("/" + writer + "/*"))
         self.assertEqual(TEMPLATE["Outputs"]["BackfillStateMachineArn"]["Value"], {"Ref": "Backfill"})
 
 

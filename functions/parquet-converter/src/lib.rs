@@ -17,6 +17,7 @@ pub mod naming;
 pub mod ranged;
 pub mod records;
 pub mod response;
+pub mod totals;
 pub mod types;
 
 use std::sync::Arc;

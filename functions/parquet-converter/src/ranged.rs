@@ -9,6 +9,9 @@
 //!   "first_line", "whole"}` answers [`RangeAnswer`].
 //! * `{"mode": "commit", "bucket", "key", "etag", "version_id"?, "ranges", "abort"?}`
 //!   answers the object's [`Outcome`] (`converted`, or `aborted`).
+//!
+//! And for the backfill: `{"mode": "totals", "bucket", "key"}` adds up a Map Run's results
+//! ([`crate::totals`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +24,7 @@ use crate::naming::Names;
 use crate::{Converter, Outcome};
 
 /// The modes a request names.
-pub const MODES: [&str; 3] = ["plan", "range", "commit"];
+pub const MODES: [&str; 4] = ["plan", "range", "commit", "totals"];
 
 /// The object a request is about.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +136,9 @@ impl Converter {
             "plan" => serde_json::to_value(self.plan(parse(event, mode)?).await?),
             "range" => serde_json::to_value(self.range(parse(event, mode)?).await?),
             "commit" => serde_json::to_value(self.commit(parse(event, mode)?).await?),
+            "totals" => {
+                serde_json::to_value(crate::totals::totals(&self.s3, &parse(event, mode)?).await?)
+            }
             other => {
                 return Err(Error::invalid_input(
                     "mode",

@@ -125,3 +125,97 @@ async fn a_backfill_of_hundreds_of_objects_converts_each_once_and_a_second_run_c
         OBJECTS
     );
 }
+
+/// The backfill's totals: one child per object as the map runs them, its results written as
+/// the map's ResultWriter writes them (`manifest.json` listing `SUCCEEDED_n.json` and
+/// `FAILED_n.json`, arrays of child executions with `Input`, `Output` or `Error` and `Cause`),
+/// then `{"mode": "totals"}` over them: objects, rows, bad rows, and each failure with its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_totals_of_a_backfill_count_rows_bad_rows_and_failures_with_their_keys() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let c = converter(&s3, &[("PARTITION_BY", "ts:day")]).await;
+    for i in 0..12 {
+        let body = format!(
+            "id,ts,amount\n{i},2024-02-03 10:00:00,{i}.25\nbroken row\n{i},2024-02-04 11:30:00,1.5\n"
+        );
+        s3.put(
+            &bucket,
+            &format!("raw/totals/part-{i:02}.csv"),
+            body.into_bytes(),
+        )
+        .await;
+    }
+    s3.put(
+        &bucket,
+        "raw/totals/unclosed.csv",
+        b"id,note\n1,\"never closed\n2,x\n".to_vec(),
+    )
+    .await;
+    s3.put(&bucket, "raw/totals/already.parquet", b"PAR1".to_vec())
+        .await;
+    let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+    for item in list(&s3, &bucket, "raw/totals/").await {
+        let event = json!({"bucket": bucket, "key": item["Key"], "etag": item["Etag"], "size": item["Size"]});
+        let child = match c
+            .invoke(LambdaEvent::new(event.clone(), Context::default()))
+            .await
+        {
+            Ok(answer) => json!({"ExecutionArn": "arn:child", "Input": event.to_string(),
+                "Output": answer.to_string(), "Status": "SUCCEEDED"}),
+            Err(e) => json!({"ExecutionArn": "arn:child", "Input": event.to_string(),
+                "Error": e.error_type(), "Cause": e.to_string(), "Status": "FAILED"}),
+        };
+        if child["Status"] == "SUCCEEDED" {
+            succeeded.push(child)
+        } else {
+            failed.push(child)
+        }
+    }
+    let run = "backfill/0f0e/";
+    s3.put(
+        &bucket,
+        &format!("{run}SUCCEEDED_0.json"),
+        serde_json::to_vec(&succeeded).expect("json"),
+    )
+    .await;
+    s3.put(
+        &bucket,
+        &format!("{run}FAILED_0.json"),
+        serde_json::to_vec(&failed).expect("json"),
+    )
+    .await;
+    let manifest = json!({"DestinationBucket": bucket, "MapRunArn": "arn:map-run",
+        "ResultFiles": {"FAILED": [{"Key": format!("{run}FAILED_0.json"), "Size": 1}], "PENDING": [],
+                        "SUCCEEDED": [{"Key": format!("{run}SUCCEEDED_0.json"), "Size": 1}]}});
+    s3.put(
+        &bucket,
+        &format!("{run}manifest.json"),
+        manifest.to_string().into_bytes(),
+    )
+    .await;
+    let totals: parquet_converter::totals::Totals = serde_json::from_value(
+        c.invoke(LambdaEvent::new(
+            json!({"mode": "totals", "bucket": bucket, "key": format!("{run}manifest.json")}),
+            Context::default(),
+        ))
+        .await
+        .expect("totals"),
+    )
+    .expect("a totals answer");
+    assert_eq!(totals.objects, 14);
+    assert_eq!(
+        (totals.converted, totals.skipped, totals.failed),
+        (12, 1, 1),
+        "{totals:?}"
+    );
+    assert_eq!((totals.rows, totals.bad_rows), (24, 12));
+    assert_eq!(totals.failures.len(), 1);
+    assert_eq!(totals.failures[0].key, "raw/totals/unclosed.csv");
+    assert_eq!(totals.failures[0].error, "DecodeError");
+    assert!(
+        totals.failures[0].cause.contains("never closes"),
+        "{:?}",
+        totals.failures[0]
+    );
+}

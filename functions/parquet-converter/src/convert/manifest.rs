@@ -190,19 +190,7 @@ impl Manifest {
         key: &str,
         previous: Option<&Manifest>,
     ) -> Result<(), Error> {
-        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Json {
-            what: "manifest".into(),
-            source: e,
-        })?;
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| Error::s3("PutObject", bucket, key, e))?;
+        super::ranges::put_json(client, bucket, key, self).await?;
         let produced: Vec<&str> = self.keys().collect();
         for stale in previous
             .into_iter()

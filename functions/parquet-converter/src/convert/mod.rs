@@ -169,16 +169,7 @@ async fn convert_input(
         }
         None => names,
     };
-    let from_key = format_from_key(&object.key);
-    let mut reader = open(client, object, Compression::Auto).await?;
-    let mut sample = Vec::with_capacity(MIB);
-    read_sample(object, &mut reader, &mut sample, cfg.infer_rows).await?;
-    let format = cfg
-        .input_format
-        .or(from_key)
-        .unwrap_or_else(|| sniff_format(&sample));
-    let mut inferred = Plan::infer(cfg, &names.dataset, format, &sample)
-        .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
+    let (reader, sample, mut inferred) = read_head(client, cfg, object, names).await?;
     // A range reads its bytes after the object's header (the header's bytes first, so its
     // records decode as the object's do), numbering lines from where the range begins.
     let mut header = Vec::new();
@@ -354,6 +345,26 @@ async fn convert_input(
             }
         }
     }
+}
+
+/// Opens `object`, reads its type sample and infers how to read it: the open reader (past the
+/// sample), the sample, the plan.
+async fn read_head(
+    client: &aws_sdk_s3::Client,
+    cfg: &Config,
+    object: &ObjectRef,
+    names: &Names,
+) -> Result<(tributary::reader::ObjectReader, Vec<u8>, Plan), Error> {
+    let mut reader = open(client, object, Compression::Auto).await?;
+    let mut sample = Vec::with_capacity(MIB);
+    read_sample(object, &mut reader, &mut sample, cfg.infer_rows).await?;
+    let format = cfg
+        .input_format
+        .or(format_from_key(&object.key))
+        .unwrap_or_else(|| sniff_format(&sample));
+    let plan = Plan::infer(cfg, &names.dataset, format, &sample)
+        .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
+    Ok((reader, sample, plan))
 }
 
 /// A table whose files are not Parquet cannot take ours.

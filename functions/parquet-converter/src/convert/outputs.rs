@@ -364,8 +364,13 @@ impl<'a> Outputs<'a> {
             let i = files.iter().position(|f| f.key == k)?;
             Some(files.remove(i))
         });
+        Ok(self.summary(files, bad_rows_file))
+    }
+
+    /// What the pass wrote: `files` (sorted here) and the quarantine file.
+    fn summary(&self, mut files: Vec<OutputFile>, bad_rows_file: Option<OutputFile>) -> Summary {
         files.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Summary {
+        Summary {
             source: self.object.to_string(),
             rows: self.rows,
             bad_rows: self.bad_rows,
@@ -379,8 +384,13 @@ impl<'a> Outputs<'a> {
             default_partition_rows: 0,
             type_widenings: 0,
             table: None,
-            schema: self.schema_names(),
-        })
+            schema: self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                .collect(),
+        }
     }
 
     /// Closes every file and seals every upload (the quarantine's too), completing none: a
@@ -424,34 +434,10 @@ impl<'a> Outputs<'a> {
             let i = files.iter().position(|f| f.key == k)?;
             Some(files.remove(i))
         });
-        files.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(SealedRange {
-            summary: Summary {
-                source: self.object.to_string(),
-                rows: self.rows,
-                bad_rows: self.bad_rows,
-                bad_rows_file,
-                bad_rows_files: Vec::new(),
-                bytes_in: 0,
-                bytes_out: files.iter().map(|f| f.bytes).sum(),
-                partitions: self.next_file.len(),
-                files,
-                default_partition_rows: 0,
-                type_widenings: 0,
-                table: None,
-                schema: self.schema_names(),
-            },
+            summary: self.summary(files, bad_rows_file),
             uploads,
         })
-    }
-
-    /// The schema written, `name: type`.
-    fn schema_names(&self) -> Vec<String> {
-        self.schema
-            .fields()
-            .iter()
-            .map(|f| format!("{}: {}", f.name(), f.data_type()))
-            .collect()
     }
 
     /// Aborts every output of this pass.

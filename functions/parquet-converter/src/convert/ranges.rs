@@ -23,14 +23,14 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
-use tributary::reader::{Compression, open, open_range};
+use tributary::reader::{Compression, open_range};
 use tributary::writer::DetachedUpload;
 use tributary::{Error, ObjectRef};
 
 use super::manifest::{self, Manifest};
 use super::outputs::complete_together;
 use super::partition::Partitioner;
-use super::plan::{Plan, format_from_key, read_sample, sniff_format, strip_bom};
+use super::plan::{Plan, strip_bom};
 use super::{Finished, MAX_PASSES, MIB, OutputFile, Summary, TableUse, conform, convert_input};
 use crate::config::Config;
 use crate::contract::{Commit, Contract};
@@ -109,16 +109,8 @@ pub async fn plan(
     contract: Option<&Contract>,
     split: u64,
 ) -> Result<Vec<ByteRange>, Error> {
-    let mut reader = open(client, object, Compression::Auto).await?;
+    let (reader, mut buf, plan) = super::read_head(client, cfg, object, names).await?;
     let size = reader.content_length.unwrap_or_default();
-    let mut buf = Vec::with_capacity(SCAN_CHUNK);
-    read_sample(object, &mut reader, &mut buf, cfg.infer_rows).await?;
-    let format = cfg
-        .input_format
-        .or(format_from_key(&object.key))
-        .unwrap_or_else(|| sniff_format(&buf));
-    let plan = Plan::infer(cfg, &names.dataset, format, &buf)
-        .map_err(|reason| Error::undecodable(object.to_string(), reason))?;
     if let Some(contract) = contract {
         ensure_table(cfg, names, &out_bucket(cfg, object), contract, &plan).await?;
     }

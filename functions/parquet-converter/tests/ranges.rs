@@ -546,3 +546,57 @@ async fn ranges_convert_under_the_table_the_plan_makes() {
     assert_eq!(registered.len(), summary.partitions, "{registered:?}");
     assert_eq!(t.partitions, summary.partitions);
 }
+
+/// A range attempt that timed out mid-upload leaves an upload no manifest records: the commit
+/// finds it (ListMultipartUploads, on a store that lists uploads) and aborts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_left_by_a_timed_out_range_attempt_is_aborted_by_the_commit() {
+    let s3 = TestS3::start().await;
+    if s3.faults().is_some() {
+        eprintln!("skipped: the embedded store does not list multipart uploads");
+        return;
+    }
+    let bucket = s3.bucket().await;
+    let key = "raw/trips/export.csv";
+    let etag = write_object(&s3, &bucket, key, 3 * MIB - 64 * 1024, true).await;
+    let c = converter(&s3, &[("PARTITION_BY", "ts:day")]).await;
+    let object = tributary::ObjectRef::new(&bucket, key).with_etag(Some(etag.as_str()));
+    let names = parquet_converter::naming::Names::of(&object, "raw/").expect("names");
+    let orphan = format!(
+        "processed/trips/year=2024/month=02/day=01/{}0001-0099.parquet",
+        names.range_file_prefix()
+    );
+    s3.client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key(&orphan)
+        .send()
+        .await
+        .expect("an upload a range attempt left");
+    let unrelated = "processed/trips/year=2024/month=02/day=01/other-0000.parquet";
+    let other = s3
+        .client
+        .create_multipart_upload()
+        .bucket(&bucket)
+        .key(unrelated)
+        .send()
+        .await
+        .expect("another object's upload");
+    let (_, answers, commit) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    summary_of(commit.expect("commit"));
+    let open = s3.open_uploads(&bucket).await;
+    assert!(!open.iter().any(|u| u.starts_with(&orphan)), "{open:?}");
+    assert!(
+        open.iter().any(|u| u.starts_with(unrelated)),
+        "another object's upload stays: {open:?}"
+    );
+    let _ = s3
+        .client
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key(unrelated)
+        .upload_id(other.upload_id().unwrap_or_default())
+        .send()
+        .await;
+}

@@ -53,12 +53,11 @@ use crate::error::{Error, Result};
 
 pub use checkpoint::{CheckpointProblem, DonePart, WriterCheckpoint};
 pub use config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, WriterConfig};
-pub use retry::backoff;
+pub use retry::{PartTask, backoff};
 pub use sealed::{DetachedUpload, SealedUpload, abort_upload};
 
 use config::MIB;
 use pool::Pool;
-use retry::PartTask;
 use sealed::{complete_upload, spawn_abort};
 
 /// What a finished write produced.

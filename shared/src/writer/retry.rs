@@ -12,21 +12,34 @@ use super::DonePart;
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
 
-/// One part's upload, with its own retries.
-pub(super) struct PartTask {
-    pub(super) client: aws_sdk_s3::Client,
-    pub(super) bucket: Arc<str>,
-    pub(super) key: Arc<str>,
-    pub(super) upload_id: String,
-    pub(super) number: i32,
-    pub(super) data: Bytes,
-    pub(super) algorithm: ChecksumAlgorithm,
-    pub(super) attempts: u32,
-    pub(super) base_delay: Duration,
+/// One part's upload, with its own retries: the part's CRC sent for S3 to check (and no SigV4
+/// payload hash), transient failures retried with [`backoff`]. The writer's parts, and those of
+/// an upload another process opened and completes (a ranged ingestion's children).
+#[derive(Debug)]
+pub struct PartTask {
+    /// The client.
+    pub client: aws_sdk_s3::Client,
+    /// Bucket.
+    pub bucket: Arc<str>,
+    /// Key.
+    pub key: Arc<str>,
+    /// The open multipart upload.
+    pub upload_id: String,
+    /// Part number (1-based).
+    pub number: i32,
+    /// The part's bytes.
+    pub data: Bytes,
+    /// The upload's checksum algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// Attempts at this level (each attempt may itself be retried by the SDK).
+    pub attempts: u32,
+    /// First backoff delay.
+    pub base_delay: Duration,
 }
 
 impl PartTask {
-    pub(super) async fn run(self) -> Result<DonePart> {
+    /// Uploads the part; the part as S3 confirmed it.
+    pub async fn run(self) -> Result<DonePart> {
         let crc = self.algorithm.checksum(&self.data);
         let encoded = self.algorithm.encode(crc);
         let mut attempt = 0;

@@ -10,13 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use tokio::task::JoinSet;
-use tracing::warn;
 use tributary::Error;
 use tributary::checksum::ChecksumAlgorithm;
-use tributary::writer::backoff;
+use tributary::writer::PartTask;
 
 /// Attempts per part at this level (each attempt may itself be retried by the SDK).
 const PART_ATTEMPTS: u32 = 4;
@@ -124,12 +122,20 @@ impl PartUploader {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: self.key.clone(),
-            upload_id: self.upload_id.clone(),
-            number,
+            upload_id: self.upload_id.to_string(),
+            number: number as i32,
             data,
             algorithm: self.algorithm,
+            attempts: PART_ATTEMPTS,
+            base_delay: Duration::from_millis(250),
         };
-        self.in_flight.spawn(task.run());
+        self.in_flight.spawn(async move {
+            task.run().await.map(|p| Uploaded {
+                number,
+                crc: p.crc,
+                len: p.len,
+            })
+        });
     }
 
     async fn reap(&mut self) -> Result<(), Error> {
@@ -139,60 +145,5 @@ impl PartUploader {
             self.done.push(part);
         }
         Ok(())
-    }
-}
-
-struct PartTask {
-    client: aws_sdk_s3::Client,
-    bucket: Arc<str>,
-    key: Arc<str>,
-    upload_id: Arc<str>,
-    number: u32,
-    data: Bytes,
-    algorithm: ChecksumAlgorithm,
-}
-
-impl PartTask {
-    async fn run(self) -> Result<Uploaded, Error> {
-        let crc = self.algorithm.checksum(&self.data);
-        let encoded = self.algorithm.encode(crc);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let req = self
-                .client
-                .upload_part()
-                .bucket(&*self.bucket)
-                .key(&*self.key)
-                .upload_id(&*self.upload_id)
-                .part_number(self.number as i32)
-                .content_length(self.data.len() as i64)
-                .body(ByteStream::from(self.data.clone()));
-            let req = match self.algorithm {
-                ChecksumAlgorithm::Crc64Nvme => req.checksum_crc64_nvme(&encoded),
-                ChecksumAlgorithm::Crc32c => req.checksum_crc32_c(&encoded),
-            };
-            // The part's CRC (checked by S3) protects its content: no SigV4 payload hash.
-            match req.customize().disable_payload_signing().send().await {
-                Ok(_) => {
-                    return Ok(Uploaded {
-                        number: self.number,
-                        crc,
-                        len: self.data.len() as u64,
-                    });
-                }
-                Err(e) => {
-                    let err = Error::s3("UploadPart", &self.bucket, &self.key, e);
-                    if attempt >= PART_ATTEMPTS || !err.is_transient() {
-                        return Err(err);
-                    }
-                    let delay =
-                        backoff(Duration::from_millis(250), attempt, u64::from(self.number));
-                    warn!(bucket = %self.bucket, key = %self.key, part = self.number, attempt,
-                        delay_ms = delay.as_millis() as u64, error = %err, "part upload failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
     }
 }

@@ -735,20 +735,7 @@ mod tests {
             prop_oneof![3 => Just(Vec::new()), 2 => prop::collection::vec(edit, 1..3)],
         )
             .prop_map(|(mut bytes, edits)| {
-                for (at, byte, kind) in edits {
-                    if bytes.is_empty() {
-                        break;
-                    }
-                    let i = at.index(bytes.len());
-                    match kind {
-                        0 => bytes[i] = byte,
-                        1 => bytes.insert(i, byte),
-                        2 => {
-                            bytes.remove(i);
-                        }
-                        _ => bytes.insert(i, b"{}[]\":,\\ n0"[usize::from(byte) % 11]),
-                    }
-                }
+                crate::edits::apply(&mut bytes, edits, b"{}[]\":,\\ n0");
                 bytes
             })
     }

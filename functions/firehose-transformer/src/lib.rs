@@ -16,6 +16,9 @@ pub mod record;
 pub mod text;
 pub mod transform;
 
+#[cfg(test)]
+mod edits;
+
 use std::io::Read;
 use std::time::Instant;
 

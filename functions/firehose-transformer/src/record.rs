@@ -365,20 +365,7 @@ mod tests {
         let edit = (any::<prop::sample::Index>(), any::<u8>(), 0u8..4);
         (object, proptest::collection::vec(edit, 0..3)).prop_map(|(text, edits)| {
             let mut bytes = text.into_bytes();
-            for (at, byte, kind) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match kind {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    2 => {
-                        bytes.remove(i);
-                    }
-                    _ => bytes.insert(i, b"{}[]\":,\\ "[usize::from(byte) % 9]),
-                }
-            }
+            crate::edits::apply(&mut bytes, edits, b"{}[]\":,\\ ");
             bytes
         })
     }

@@ -134,29 +134,9 @@ impl Manifest {
         let mut attempt = 0;
         let body = loop {
             attempt += 1;
-            let read = async {
-                let out = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| Error::s3("GetObject", bucket, key, e))?;
-                out.body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .map_err(|e| Error::S3 {
-                        operation: "GetObject",
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                        code: None,
-                        message: format!("reading the body: {e}"),
-                    })
-            };
-            match read.await {
-                Ok(body) => break body,
-                Err(Error::NotFound { .. }) => return Ok(None),
+            match get_bytes(client, bucket, key).await {
+                Ok(Some(body)) => break body,
+                Ok(None) => return Ok(None),
                 Err(e) if attempt < ATTEMPTS => {
                     let wait = tributary::writer::backoff(
                         std::time::Duration::from_millis(200),
@@ -190,7 +170,7 @@ impl Manifest {
         key: &str,
         previous: Option<&Manifest>,
     ) -> Result<(), Error> {
-        super::ranges::put_json(client, bucket, key, self).await?;
+        put_json(client, bucket, key, self).await?;
         let produced: Vec<&str> = self.keys().collect();
         for stale in previous
             .into_iter()
@@ -208,5 +188,67 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// An object's bytes; `None` when there is none (NotFound).
+async fn get_bytes(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<bytes::Bytes>, Error> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => o,
+        Err(e) => {
+            return match Error::s3("GetObject", bucket, key, e) {
+                Error::NotFound { .. } => Ok(None),
+                other => Err(other),
+            };
+        }
+    };
+    let body = out.body.collect().await.map_err(|e| Error::S3 {
+        operation: "GetObject",
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        code: None,
+        message: format!("reading the body: {e}"),
+    })?;
+    Ok(Some(body.into_bytes()))
+}
+
+/// Writes `value` as JSON (manifests, a run's range manifests).
+pub(super) async fn put_json<T: Serialize>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    value: &T,
+) -> Result<(), Error> {
+    let body = serde_json::to_vec(value).map_err(|e| Error::Json {
+        what: key.to_owned(),
+        source: e,
+    })?;
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| Error::s3("PutObject", bucket, key, e))?;
+    Ok(())
+}
+
+/// Reads a JSON object; `None` when there is none.
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<T>, Error> {
+    match get_bytes(client, bucket, key).await? {
+        Some(body) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| Error::decode(format!("s3://{bucket}/{key}"), e, str::to_owned)),
+        None => Ok(None),
     }
 }

@@ -27,7 +27,7 @@ use tributary::reader::{Compression, open_range};
 use tributary::writer::DetachedUpload;
 use tributary::{Error, ObjectRef};
 
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Manifest, put_json, read_json};
 use super::outputs::complete_together;
 use super::partition::Partitioner;
 use super::plan::{Plan, strip_bom};
@@ -651,54 +651,4 @@ async fn clear(client: &aws_sdk_s3::Client, cfg: &Config, names: &Names, bucket:
             }
         })
         .await;
-}
-
-/// Writes `value` as JSON.
-pub async fn put_json<T: Serialize>(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    value: &T,
-) -> Result<(), Error> {
-    let body = serde_json::to_vec(value).map_err(|e| Error::Json {
-        what: key.to_owned(),
-        source: e,
-    })?;
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/json")
-        .body(body.into())
-        .send()
-        .await
-        .map_err(|e| Error::s3("PutObject", bucket, key, e))?;
-    Ok(())
-}
-
-/// Reads a JSON object; `None` when there is none.
-async fn read_json<T: serde::de::DeserializeOwned>(
-    client: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<T>, Error> {
-    let out = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(o) => o,
-        Err(e) => {
-            return match Error::s3("GetObject", bucket, key, e) {
-                Error::NotFound { .. } => Ok(None),
-                other => Err(other),
-            };
-        }
-    };
-    let body = out.body.collect().await.map_err(|e| Error::S3 {
-        operation: "GetObject",
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        code: None,
-        message: format!("reading the body: {e}"),
-    })?;
-    serde_json::from_slice(&body.into_bytes())
-        .map(Some)
-        .map_err(|e| Error::decode(format!("s3://{bucket}/{key}"), e, str::to_owned))
 }

@@ -102,7 +102,7 @@ impl<'a> Fields<'a> {
         if let Some(reason) = not_an_object_reason(data) {
             return Err(reason.to_owned());
         }
-        let text = std::str::from_utf8(data)
+        let text = crate::text::utf8(data)
             .map_err(|e| format!("invalid JSON: not UTF-8 at byte {}", e.valid_up_to()))?;
         Scanner::new(text)
             .object()
@@ -117,7 +117,7 @@ impl<'a> Fields<'a> {
         if let Some(reason) = not_an_object_reason(data) {
             return Err(reason.to_owned());
         }
-        let text = std::str::from_utf8(data)
+        let text = crate::text::utf8(data)
             .map_err(|e| format!("invalid JSON: not UTF-8 at byte {}", e.valid_up_to()))?;
         let (start, end, compact) = Scanner::new(text)
             .object_span()

@@ -1,5 +1,5 @@
 //! Byte-level helpers the scanners share: where the plain run of a JSON string ends (the next
-//! quote, backslash or control character), a block of bytes at a time.
+//! quote, backslash or control character), a block of bytes at a time, and UTF-8 validation.
 
 /// Bytes tested together: the compiler turns a block's test into a few vector instructions.
 const BLOCK: usize = 32;
@@ -74,6 +74,17 @@ pub fn is_plain(s: &[u8]) -> bool {
     plain_run_end(s, 0) == s.len()
 }
 
+/// `bytes` as text, or why it is not UTF-8: the answer of [`std::str::from_utf8`], found with
+/// SIMD instructions (several times faster on the 6 MB request and on every record); only text
+/// that is not UTF-8 is looked at again by std, for the error and its position.
+#[inline]
+pub fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(_) => std::str::from_utf8(bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +99,32 @@ mod tests {
             let from = from.min(bytes.len());
             let want = bytes[from..].iter().position(|&b| ends_run(b)).map_or(bytes.len(), |p| from + p);
             prop_assert_eq!(plain_run_end(&bytes, from), want);
+        }
+
+        /// The SIMD check answers what std answers, the error's position included: on text of
+        /// every length around the vector widths, with bytes that start, continue or break
+        /// multi-byte sequences (overlong forms and surrogates included).
+        #[test]
+        fn utf8_agrees_with_std(
+            bytes in prop::collection::vec(prop_oneof![
+                4 => 0x20u8..0x7f,
+                1 => Just(0xc3u8), 1 => Just(0xa9u8), 1 => Just(0xe2u8), 1 => Just(0x82u8),
+                1 => Just(0xacu8), 1 => Just(0xf0u8), 1 => Just(0x9fu8), 1 => Just(0x98u8),
+                1 => Just(0xedu8), 1 => Just(0xa0u8), 1 => Just(0xc0u8), 1 => Just(0xffu8),
+                1 => any::<u8>(),
+            ], 0..300),
+            text in ".{0,100}",
+            at in any::<prop::sample::Index>(),
+        ) {
+            prop_assert_eq!(utf8(&bytes), std::str::from_utf8(&bytes));
+            // Valid text, then with one byte of it changed.
+            let mut valid = text.into_bytes();
+            prop_assert_eq!(utf8(&valid), std::str::from_utf8(&valid));
+            if !valid.is_empty() {
+                let i = at.index(valid.len());
+                valid[i] ^= 0x80;
+                prop_assert_eq!(utf8(&valid), std::str::from_utf8(&valid));
+            }
         }
     }
 }

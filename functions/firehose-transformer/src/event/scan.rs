@@ -17,7 +17,7 @@ use crate::text::plain_run_end;
 
 /// The event, or `None` when the serde reader must decide.
 pub(super) fn parse(body: &[u8]) -> Option<EventRef<'_>> {
-    let text = std::str::from_utf8(body).ok()?;
+    let text = crate::text::utf8(body).ok()?;
     let mut r = Reader {
         text,
         bytes: body,

@@ -108,6 +108,15 @@ impl Decoding {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         };
+        if !regex
+            && matches!(self.format, Format::Csv | Format::Tsv)
+            && let Some(batch) = super::plain::decode(buf, recs, self.delimiter, &self.schema)
+        {
+            return match &self.null_words {
+                Some(words) => words.apply(batch),
+                None => Ok(batch),
+            };
+        }
         let contiguous = recs.windows(2).all(|w| w[0].end == w[1].start);
         let bytes: &[u8] = if contiguous {
             &buf[first.start..last.end]

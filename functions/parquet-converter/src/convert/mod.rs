@@ -32,6 +32,7 @@ mod encode;
 pub mod manifest;
 mod outputs;
 mod partition;
+mod plain;
 mod plan;
 pub mod ranges;
 

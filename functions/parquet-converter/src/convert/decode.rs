@@ -40,6 +40,11 @@ pub(super) struct Decoding {
     pub(super) strict: bool,
     /// Decode schema: the input's columns, temporal ones as text.
     pub(super) schema: SchemaRef,
+    /// The decode schema with the plan's dates and timestamps as such, for CSV decoded
+    /// without the general decoder (which then parses them itself: see [`super::plain`]).
+    plain_schema: SchemaRef,
+    /// `TIMESTAMP_FORMATS`.
+    formats: Arc<[String]>,
     /// Output column -> decode column.
     pub(super) map: Vec<Option<usize>>,
     pub(super) scratch: Vec<u8>,
@@ -49,6 +54,7 @@ impl Decoding {
     /// `as_text`: every column as text (for inference).
     pub(super) fn new(plan: &Plan, types: Types) -> Result<Decoding, ArrowError> {
         let mut fields = Vec::new();
+        let mut plain_fields = Vec::new();
         let mut map = Vec::new();
         for (i, c) in plan.columns.iter().enumerate() {
             if !c.in_input {
@@ -74,6 +80,11 @@ impl Decoding {
                 Types::Only(..) => DataType::Utf8,
             };
             map.push(Some(fields.len()));
+            let plain_type = match (types, c.temporal()) {
+                (Types::Plan, Some(_)) => c.data_type.clone(),
+                _ => dt.clone(),
+            };
+            plain_fields.push(Field::new(c.input_name(), plain_type, true));
             fields.push(Field::new(c.input_name(), dt, true));
         }
         Ok(Decoding {
@@ -86,6 +97,8 @@ impl Decoding {
                 .filter(|_| matches!(plan.format, Format::Csv | Format::Tsv)),
             strict: !matches!(types, Types::Only(..)),
             schema: Arc::new(Schema::new(fields)),
+            plain_schema: Arc::new(Schema::new(plain_fields)),
+            formats: plan.formats.clone().into(),
             map,
             scratch: Vec::new(),
         })
@@ -110,7 +123,8 @@ impl Decoding {
         };
         if !regex
             && matches!(self.format, Format::Csv | Format::Tsv)
-            && let Some(batch) = super::plain::decode(buf, recs, self.delimiter, &self.schema)
+            && let Some(batch) =
+                super::plain::decode(buf, recs, self.delimiter, &self.plain_schema, &self.formats)
         {
             return match &self.null_words {
                 Some(words) => words.apply(batch),
@@ -221,8 +235,9 @@ impl Decoding {
         }
     }
 
-    /// Builds the output columns from a decoded batch, parsing dates and timestamps. Returns
-    /// the values that did not parse as (row, column, value).
+    /// Builds the output columns from a decoded batch, parsing dates and timestamps (those
+    /// still text: the plain decoder parses its own). Returns the values that did not parse
+    /// as (row, column, value).
     pub(super) fn to_output(
         &self,
         plan: &Plan,
@@ -518,6 +533,64 @@ mod tests {
         assert!(bad.is_empty());
         assert_eq!(good[0].0, with_regex);
         assert_eq!(with_regex.column(0).null_count(), 1);
+    }
+
+    #[test]
+    fn dates_and_timestamps_parsed_while_decoding_equal_those_parsed_from_text() {
+        use crate::config::Config;
+        use arrow::datatypes::TimeUnit;
+        let cfg = Config::from_env(&tributary::Env::from_pairs(Vec::<(String, String)>::new()))
+            .expect("config");
+        let text = "1,2024-03-07 10:00:00,2024-03-07T10:00:00Z,2024-03-07\n\
+            2,,2024-03-07T10:00:00.123456+02:00,\n\
+            3,2024-03-08 00:00:01.5,2024-03-08T00:00:00Z,2024-02-29\n";
+        let plan = Plan::infer(
+            &cfg,
+            "t",
+            Format::Csv,
+            format!("n,t,tz,d\n{text}").as_bytes(),
+        )
+        .expect("plan");
+        let types: Vec<_> = plan.columns.iter().map(|c| c.data_type.clone()).collect();
+        assert_eq!(
+            types,
+            [
+                DataType::Int64,
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Date32
+            ]
+        );
+        let schema = plan.output_schema();
+        let mut d = Decoding::new(&plan, Types::Plan).expect("decoding");
+        // The general decoder (with the regex) gives text; the batch path parses as it reads.
+        let output = |d: &mut Decoding, text: &str| {
+            let (buf, recs) = records(text);
+            let general = d.decode(&buf, &recs).expect("general");
+            assert!(general.column(1).as_any().is::<StringArray>());
+            let (mut good, mut bad) = (Vec::new(), Vec::new());
+            d.decode_batch(&buf, &recs, &mut good, &mut bad);
+            assert!(bad.is_empty());
+            assert_eq!(good.len(), 1);
+            (
+                d.to_output(&plan, &schema, &general),
+                d.to_output(&plan, &schema, &good[0].0),
+                good,
+            )
+        };
+        let (general, batch, good) = output(&mut d, text);
+        assert!(
+            !good[0].0.column(1).as_any().is::<StringArray>(),
+            "parsed while decoding"
+        );
+        assert_eq!(batch, general);
+        assert!(batch.1.is_empty());
+        assert_eq!(batch.0.column(3).null_count(), 1);
+        // A timestamp that does not parse: read as text, the value reported as before.
+        let (general, batch, good) = output(&mut d, "4,2024-13-45 10:00:00,,\n5,,,2024-01-01\n");
+        assert!(good[0].0.column(1).as_any().is::<StringArray>());
+        assert_eq!(batch, general);
+        assert_eq!(batch.1, [(0, 1, "2024-13-45 10:00:00".to_owned())]);
     }
 
     /// `text` cut into one record per line.

@@ -12,14 +12,21 @@
 //!
 //! Null values: only an empty field is null here, as in the general decoder without the
 //! `NULL_VALUES` regex (the words are applied to text columns afterwards).
+//!
+//! Dates and timestamps: where the schema asks for `Date32` or microsecond timestamps, the
+//! values are parsed here with the converter's own parsers ([`crate::types::parse_date`],
+//! [`crate::types::parse_timestamp`]), the ones that parse the general decoder's text later,
+//! so the column is the same without the text array between. A value that does not parse
+//! declines the batch: the general path then reads it as text and sets the row aside.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::compute::kernels::cast_utils::Parser;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, TimeUnit};
 
 use crate::records::Rec;
 
@@ -29,6 +36,9 @@ enum Builder {
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
+    Date(Date32Builder),
+    /// Microseconds since the epoch (with the schema's time zone, if any).
+    Time(TimestampMicrosecondBuilder),
 }
 
 impl Builder {
@@ -38,19 +48,26 @@ impl Builder {
             DataType::Int64 => Builder::Int(Int64Builder::with_capacity(rows)),
             DataType::Float64 => Builder::Float(Float64Builder::with_capacity(rows)),
             DataType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            DataType::Date32 => Builder::Date(Date32Builder::with_capacity(rows)),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Builder::Time(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_data_type(data_type.clone()),
+            ),
             _ => return None,
         })
     }
 
     /// Appends one field's value; `None` when it does not parse as the column's type.
+    /// `formats`: the `TIMESTAMP_FORMATS` tried after ISO 8601 for dates and timestamps.
     #[inline]
-    fn push(&mut self, v: &str) -> Option<()> {
+    fn push(&mut self, v: &str, formats: &[String]) -> Option<()> {
         if v.is_empty() {
             match self {
                 Builder::Text(b) => b.append_null(),
                 Builder::Int(b) => b.append_null(),
                 Builder::Float(b) => b.append_null(),
                 Builder::Bool(b) => b.append_null(),
+                Builder::Date(b) => b.append_null(),
+                Builder::Time(b) => b.append_null(),
             }
             return Some(());
         }
@@ -65,6 +82,8 @@ impl Builder {
             } else {
                 return None;
             }),
+            Builder::Date(b) => b.append_value(crate::types::parse_date(v, formats)?),
+            Builder::Time(b) => b.append_value(crate::types::parse_timestamp(v, formats)?.0),
         }
         Some(())
     }
@@ -75,17 +94,21 @@ impl Builder {
             Builder::Int(mut b) => Arc::new(b.finish()),
             Builder::Float(mut b) => Arc::new(b.finish()),
             Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::Time(mut b) => Arc::new(b.finish()),
         }
     }
 }
 
 /// Decodes `recs` (all from `buf`, one CSV record each, without a header) into a batch of
 /// `schema`, or `None` where the general decoder must read them (see the module's text).
+/// `formats`: the timestamp formats tried after ISO 8601 (dates and timestamps only).
 pub(super) fn decode(
     buf: &[u8],
     recs: &[Rec],
     delimiter: u8,
     schema: &SchemaRef,
+    formats: &[String],
 ) -> Option<RecordBatch> {
     // A delimiter outside ASCII could cut a character in two.
     if !delimiter.is_ascii() || delimiter == b'"' || delimiter == b'\r' || delimiter == b'\n' {
@@ -117,7 +140,7 @@ pub(super) fn decode(
                 start + memchr::memchr(delimiter, &bytes[start..])?
             };
             // `start` and `end` sit next to an ASCII delimiter or at the ends: char bounds.
-            column.push(line.get(start..end)?)?;
+            column.push(line.get(start..end)?, formats)?;
             start = end + 1;
         }
     }
@@ -293,7 +316,7 @@ mod tests {
     fn plain_records_decode_without_the_general_decoder() {
         let text = b"1,1.5,a,true\n-2,,,FALSE\n,0.25,b c,\r\n4,-7,d,true";
         let recs = records(text);
-        let ours = decode(text, &recs, b',', &schema()).expect("plain records");
+        let ours = decode(text, &recs, b',', &schema(), &[]).expect("plain records");
         assert_eq!(Some(ours.clone()), general(text, recs.len(), &schema()));
         assert_eq!(ours.num_rows(), 4);
         assert_eq!(ours.column(2).null_count(), 1);
@@ -306,7 +329,91 @@ mod tests {
             b"1,1.5,\xff,true\n",
             b"\n",
         ] {
-            assert!(decode(declined, &records(declined), b',', &schema()).is_none());
+            assert!(decode(declined, &records(declined), b',', &schema(), &[]).is_none());
+        }
+    }
+
+    fn fields(types: &[DataType]) -> SchemaRef {
+        use arrow::datatypes::{Field, Schema};
+        Arc::new(Schema::new(
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Field::new(format!("c{i}"), t.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// `TIMESTAMP_FORMATS` for the temporal tests.
+    fn formats() -> Vec<String> {
+        vec!["%d/%m/%Y %H:%M".to_owned(), "%d/%m/%Y".to_owned()]
+    }
+
+    /// What the converter makes of a text column afterwards: every value parsed as `to`'s
+    /// type, or `None` when one does not parse.
+    fn parsed_after(text: &ArrayRef, to: &DataType) -> Option<ArrayRef> {
+        use arrow::array::{Array, Date32Array, StringArray, TimestampMicrosecondArray};
+        let text = text.as_any().downcast_ref::<StringArray>()?;
+        let f = formats();
+        Some(match to {
+            DataType::Date32 => Arc::new(
+                text.iter()
+                    .map(|v| {
+                        v.map(|v| crate::types::parse_date(v, &f).ok_or(()))
+                            .transpose()
+                    })
+                    .collect::<Result<Date32Array, ()>>()
+                    .ok()?,
+            ),
+            _ => Arc::new(
+                text.iter()
+                    .map(|v| {
+                        v.map(|v| crate::types::parse_timestamp(v, &f).map(|t| t.0).ok_or(()))
+                            .transpose()
+                    })
+                    .collect::<Result<TimestampMicrosecondArray, ()>>()
+                    .ok()?
+                    .with_data_type(to.clone()),
+            ) as ArrayRef,
+        })
+        .filter(|a| a.len() == text.len())
+    }
+
+    #[test]
+    fn dates_and_timestamps_are_parsed_while_decoding() {
+        use arrow::array::{Array, TimestampMicrosecondArray};
+        let typed = fields(&[
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Date32,
+        ]);
+        let text = b"2024-03-07 10:00:00,2024-03-07T10:00:00.5+02:00,2024-03-07\n\
+            07/03/2024 10:30,,07/03/2024\n";
+        let recs = records(text);
+        let ours = decode(text, &recs, b',', &typed, &formats()).expect("plain records");
+        assert_eq!(ours.schema(), typed);
+        let t = ours
+            .column(0)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("timestamps");
+        assert_eq!(t.value(0), 1_709_805_600_000_000);
+        assert_eq!(t.value(1), 1_709_807_400_000_000);
+        let tz = ours
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("timestamps");
+        assert_eq!(tz.value(0), 1_709_798_400_500_000, "the offset made UTC");
+        assert!(tz.is_null(1));
+        for declined in [
+            &b"2024-02-30 10:00:00,,2024-03-07\n"[..],
+            b"2024-03-07 10:00:00,,2024-03-07 10:00:00\n",
+            b"10:00,,2024-03-07\n",
+            b"NA,,2024-03-07\n",
+        ] {
+            let recs = records(declined);
+            assert!(decode(declined, &recs, b',', &typed, &formats()).is_none());
         }
     }
 
@@ -333,13 +440,63 @@ mod tests {
                 text.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
             }
             let recs = records(&text);
-            let ours = decode(&text, &recs, b',', &schema());
+            let ours = decode(&text, &recs, b',', &schema(), &[]);
             let theirs = general(&text, recs.len(), &schema());
             if let Some(ours) = ours {
                 prop_assert_eq!(Some(ours), theirs);
             } else if !text.iter().any(|b| matches!(b, b'"' | b'\r')) {
                 // Without quotes or `\r`, only what the general decoder refuses is declined.
                 prop_assert!(theirs.is_none());
+            }
+        }
+
+        #[test]
+        fn a_batch_with_dates_and_timestamps_equals_its_text_parsed_after(
+            rows in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        4 => "20[0-9]{2}-[01][0-9]-[0-3][0-9]([ T][0-2][0-9]:[0-6][0-9](:[0-6][0-9](\\.[0-9]{1,9})?)?)?(Z|[+-][01][0-9]:?[0-5][0-9])?",
+                        1 => "[0-3][0-9]/[01][0-9]/20[0-9]{2}( [0-2][0-9]:[0-6][0-9])?",
+                        1 => "[0-9/: TZx-]{0,12}",
+                    ],
+                    prop_oneof![
+                        4 => "20[0-9]{2}-[01][0-9]-[0-3][0-9]",
+                        1 => "[0-3][0-9]/[01][0-9]/20[0-9]{2}( [0-2][0-9]:[0-6][0-9])?",
+                        1 => "[0-9/: TZx-]{0,12}",
+                    ],
+                    "-?[0-9]{1,5}",
+                ),
+                1..8,
+            ),
+        ) {
+            let mut text = Vec::new();
+            for (t, d, n) in &rows {
+                text.extend_from_slice(format!("{t},{t},{d},{n}\n").as_bytes());
+            }
+            let recs = records(&text);
+            let types = [
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                DataType::Date32,
+                DataType::Int64,
+            ];
+            let as_text = fields(&[DataType::Utf8, DataType::Utf8, DataType::Utf8, DataType::Int64]);
+            let text_batch = decode(&text, &recs, b',', &as_text, &formats()).expect("as text");
+            let columns: Option<Vec<ArrayRef>> = text_batch
+                .columns()
+                .iter()
+                .zip(&types)
+                .map(|(c, t)| if *t == DataType::Int64 { Some(c.clone()) } else { parsed_after(c, t) })
+                .collect();
+            let typed = fields(&types);
+            let ours = decode(&text, &recs, b',', &typed, &formats());
+            match columns {
+                Some(columns) => {
+                    let expected = RecordBatch::try_new(typed, columns).expect("batch");
+                    prop_assert_eq!(ours, Some(expected));
+                }
+                // A value the converter would set aside: the general path reads the batch.
+                None => prop_assert!(ours.is_none()),
             }
         }
 

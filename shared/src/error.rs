@@ -375,9 +375,16 @@ impl Error {
 
     /// An error reading the data stream of `what` (an object): damaged or truncated
     /// compressed data (`InvalidData`, `UnexpectedEof`) is [`Error::Decode`], which no retry
-    /// mends; anything else (the connection) is [`Error::Io`].
+    /// mends; anything else (the connection) is [`Error::Io`]. An error of ours carried through the stream (a chunk's GetObject) is given back as it
+    /// was.
     pub fn read(what: impl fmt::Display, source: std::io::Error) -> Self {
         use std::io::ErrorKind;
+        if source.get_ref().is_some_and(|e| e.is::<Error>()) {
+            return match source.into_inner().map(|e| e.downcast::<Error>()) {
+                Some(Ok(e)) => *e,
+                _ => Error::Internal(format!("reading {what}: a lost stream error")),
+            };
+        }
         if matches!(
             source.kind(),
             ErrorKind::InvalidData | ErrorKind::UnexpectedEof

@@ -1,6 +1,6 @@
 //! The streaming S3 reader: GetObject as a byte stream, pinned, transparently decompressed.
 //!
-//! [`open`] issues one GetObject that carries `versionId` and `If-Match` when the
+//! [`open`] issues GetObject requests that carry `versionId` and `If-Match` when the
 //! [`ObjectRef`] has them, so an object replaced between the event and the read fails with
 //! [`Error::PreconditionFailed`] instead of being read half old, half new. The body is never
 //! buffered whole: it is an [`AsyncRead`] over the HTTP stream, decompressed on the fly:
@@ -10,20 +10,79 @@
 //!
 //! chosen by the key's extension (`.gz`, `.gzip`, `.zst`, `.zstd`) or, when the extension says
 //! nothing, by the first bytes (gzip `1f 8b`, zstd `28 b5 2f fd`).
+//!
+//! One GetObject stream runs at the speed of one connection (and of one thread of the store),
+//! slower than a converter on several cores decodes. So an object larger than one
+//! [`ReadAhead::chunk`] is read as ranged GETs ([`ReadAhead`]): the first chunk streams while
+//! the next ones are fetched whole, several at once, and the bytes are handed on in order.
+//! The chunks after the first are pinned to the ETag (and version) the first response
+//! carried, so they are bytes of the same object even when the event named no ETag; a chunk
+//! whose body breaks off is fetched again. Memory is bounded by `ahead x chunk`.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::object::ObjectRef;
+use crate::writer::backoff;
 
 /// Size of the read buffer in front of the decompressors.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// How many times a chunk is fetched before its failure is the read's.
+const CHUNK_ATTEMPTS: u32 = 3;
+
+/// First delay before a chunk is fetched again.
+const CHUNK_RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// How an object is read: its first `chunk` bytes streamed by one GetObject, the rest as
+/// ranged GetObjects of `chunk` bytes, up to `ahead` of them fetched at once ahead of the
+/// reader. `ahead == 0` reads the object with one GetObject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadAhead {
+    /// Bytes per ranged GET.
+    pub chunk: u64,
+    /// Ranged GETs in flight (and chunks held) at most.
+    pub ahead: usize,
+}
+
+impl ReadAhead {
+    /// Bytes per ranged GET by default.
+    pub const CHUNK: u64 = 8 * 1024 * 1024;
+
+    /// Two GETs in flight per core the process may use, at least 4 and at most 16: enough
+    /// to keep a decoder on every core fed at the speed S3 serves one connection (tens of
+    /// MB/s to about 100 MB/s each), at most `16 x 8 MiB` held.
+    pub fn for_this_machine() -> ReadAhead {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ReadAhead {
+            chunk: Self::CHUNK,
+            ahead: (2 * cores).clamp(4, 16),
+        }
+    }
+
+    /// One GetObject for the whole object (or range).
+    pub fn single() -> ReadAhead {
+        ReadAhead {
+            chunk: u64::MAX,
+            ahead: 0,
+        }
+    }
+
+    fn ranged(self) -> bool {
+        self.ahead > 0 && self.chunk > 0 && self.chunk < u64::MAX
+    }
+}
 
 /// How the content is (or should be treated as) compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,23 +166,49 @@ impl AsyncRead for ObjectReader {
 }
 
 /// Opens `object` for streaming; `compression` says how to decompress (`Auto` to detect).
+/// Large objects are read in ranged GETs as [`ReadAhead::for_this_machine`] says.
 pub async fn open(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
     compression: Compression,
 ) -> Result<ObjectReader> {
-    open_with(client, object, compression, None).await
+    open_ahead(
+        client,
+        object,
+        compression,
+        None,
+        ReadAhead::for_this_machine(),
+    )
+    .await
 }
 
 /// Opens bytes `range` (`start..end` of the stored object) of `object` for streaming, as
-/// stored (a range of a compressed object cannot be decompressed on its own); pinned like
-/// [`open`]. An empty range reads nothing.
+/// stored (a range of a compressed object cannot be decompressed on its own); pinned and read
+/// like [`open`]. An empty range reads nothing.
 pub async fn open_range(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
-    range: std::ops::Range<u64>,
+    range: Range<u64>,
 ) -> Result<ObjectReader> {
-    if range.is_empty() {
+    open_ahead(
+        client,
+        object,
+        Compression::None,
+        Some(range),
+        ReadAhead::for_this_machine(),
+    )
+    .await
+}
+
+/// Opens `object` (or bytes `range` of it) with the ranged reading `ahead` asks for.
+pub async fn open_ahead(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    compression: Compression,
+    range: Option<Range<u64>>,
+    ahead: ReadAhead,
+) -> Result<ObjectReader> {
+    if range.as_ref().is_some_and(|r| r.is_empty()) {
         return Ok(ObjectReader {
             content_length: Some(0),
             etag: object.etag.clone(),
@@ -133,15 +218,41 @@ pub async fn open_range(
             body: Box::pin(tokio::io::empty()),
         });
     }
-    open_with(client, object, Compression::None, Some(range)).await
+    open_with(client, object, compression, range, ahead).await
 }
 
-async fn open_with(
+/// Bytes `range` of the stored `object` in memory, by one ranged GET (pinned like [`open`]);
+/// fewer bytes than asked for is an error.
+pub async fn read_range(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
-    compression: Compression,
-    range: Option<std::ops::Range<u64>>,
-) -> Result<ObjectReader> {
+    range: Range<u64>,
+) -> Result<Vec<u8>> {
+    let want = range.end - range.start;
+    let out = get(client, object, Some(&range)).await?;
+    let mut body = out.body.into_async_read();
+    let mut bytes = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    body.read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::read(object, e))?;
+    if bytes.len() as u64 != want {
+        return Err(Error::io(
+            format!("reading bytes {}..{} of {object}", range.start, range.end),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} of {want} bytes arrived", bytes.len()),
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// One GetObject of `object` (or of bytes `range` of it), pinned.
+async fn get(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    range: Option<&Range<u64>>,
+) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
     let mut req = client
         .get_object()
         .bucket(&object.bucket)
@@ -151,26 +262,202 @@ async fn open_with(
     if let Some(etag) = &object.etag {
         req = req.if_match(format!("\"{etag}\""));
     }
-    let out = req
-        .send()
+    req.send()
         .await
-        .map_err(|e| Error::s3("GetObject", &object.bucket, &object.key, e))?;
+        .map_err(|e| Error::s3("GetObject", &object.bucket, &object.key, e))
+}
+
+async fn open_with(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    compression: Compression,
+    range: Option<Range<u64>>,
+    ahead: ReadAhead,
+) -> Result<ObjectReader> {
+    let start = range.as_ref().map_or(0, |r| r.start);
+    // The first request: the whole object or range, or its first chunk when ranged.
+    let first = if ahead.ranged() {
+        let end = start.saturating_add(ahead.chunk);
+        Some(start..range.as_ref().map_or(end, |r| r.end.min(end)))
+    } else {
+        range.clone()
+    };
+    let out = match get(client, object, first.as_ref()).await {
+        // A range of an empty object cannot be satisfied: read it whole.
+        Err(Error::S3 { code, .. })
+            if range.is_none() && first.is_some() && code.as_deref() == Some("InvalidRange") =>
+        {
+            get(client, object, None).await?
+        }
+        other => other?,
+    };
+    let etag = out.e_tag.as_deref().map(|e| e.trim_matches('"').to_owned());
+    let sent = out.content_length.and_then(|l| u64::try_from(l).ok());
+    // "bytes 0-8388607/1073741824": the object's size, when the answer is a range.
+    let size = out
+        .content_range
+        .as_deref()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, total)| total.parse::<u64>().ok());
+    let end = match (&range, size) {
+        (Some(r), Some(size)) => r.end.min(size),
+        (Some(r), None) => r.end,
+        (None, Some(size)) => size,
+        // No range in the answer: the body is the whole object.
+        (None, None) => sent.unwrap_or(0),
+    };
+    let content_length = match &range {
+        Some(_) => Some(end - start),
+        None => size.or(sent),
+    };
     let raw_bytes = Arc::new(AtomicU64::new(0));
-    let counted = Counting {
-        inner: out.body.into_async_read(),
+    let first_end = start + sent.unwrap_or(end - start);
+    let pinned = Arc::new(ObjectRef {
+        etag: object.etag.clone().or_else(|| etag.clone()),
+        version_id: object.version_id.clone().or_else(|| out.version_id.clone()),
+        ..object.clone()
+    });
+    let mut chunked = Chunked {
+        first: Some(Box::new(out.body.into_async_read())),
+        first_left: sent,
+        current: Vec::new(),
+        at: 0,
+        fetches: VecDeque::new(),
+        next: first_end,
+        end: if size.is_some() { end } else { first_end },
+        ahead,
+        client: client.clone(),
+        object: pinned,
         count: raw_bytes.clone(),
     };
-    let (compression, body) = decompress(counted, &object.key, compression)
+    chunked.fetch_ahead();
+    let (compression, body) = decompress(chunked, &object.key, compression)
         .await
-        .map_err(|e| Error::io(format!("reading {object}"), e))?;
+        .map_err(|e| Error::read(object, e))?;
     Ok(ObjectReader {
-        content_length: out.content_length.and_then(|l| u64::try_from(l).ok()),
-        etag: out.e_tag.map(|e| e.trim_matches('"').to_owned()),
+        content_length,
+        etag,
         version_id: out.version_id,
         compression,
         raw_bytes,
         body,
     })
+}
+
+/// Fetches `range` of `object` whole, again after a failure that may pass.
+async fn fetch(
+    client: aws_sdk_s3::Client,
+    object: Arc<ObjectRef>,
+    range: Range<u64>,
+) -> Result<Vec<u8>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read_range(&client, &object, range.clone()).await {
+            Err(e) if e.is_transient() && attempt < CHUNK_ATTEMPTS => {
+                let delay = backoff(CHUNK_RETRY_BASE, attempt, range.start);
+                tracing::warn!(object = %object, start = range.start, attempt, delay_ms = delay.as_millis() as u64,
+                    error = %e, "ranged read failed; fetching the chunk again");
+                tokio::time::sleep(delay).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// A chunk being fetched; dropping it stops the fetch.
+struct Fetch(JoinHandle<Result<Vec<u8>>>);
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The stored bytes in order: the first response's stream, then the chunks fetched ahead.
+struct Chunked {
+    first: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    /// Bytes the first response still owes, when it said.
+    first_left: Option<u64>,
+    current: Vec<u8>,
+    at: usize,
+    fetches: VecDeque<Fetch>,
+    /// Where the next chunk to fetch starts; `end` where the bytes to read end.
+    next: u64,
+    end: u64,
+    ahead: ReadAhead,
+    client: aws_sdk_s3::Client,
+    object: Arc<ObjectRef>,
+    count: Arc<AtomicU64>,
+}
+
+impl Chunked {
+    /// Starts fetches until `ahead` are in flight or every chunk is asked for.
+    fn fetch_ahead(&mut self) {
+        while self.fetches.len() < self.ahead.ahead && self.next < self.end {
+            let range = self.next..self.end.min(self.next.saturating_add(self.ahead.chunk));
+            self.next = range.end;
+            let task = fetch(self.client.clone(), self.object.clone(), range);
+            self.fetches.push_back(Fetch(tokio::spawn(task)));
+        }
+    }
+}
+
+impl AsyncRead for Chunked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some(first) = this.first.as_mut() {
+                let before = buf.filled().len();
+                ready!(Pin::new(first).poll_read(cx, buf))?;
+                let n = (buf.filled().len() - before) as u64;
+                if n > 0 {
+                    this.first_left = this.first_left.map(|l| l.saturating_sub(n));
+                    this.count.fetch_add(n, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+                if this.first_left.is_some_and(|l| l > 0) {
+                    // The connection broke off: a failure that may pass, not damaged data.
+                    let cut = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the first response ended early",
+                    );
+                    let e = Error::io(format!("reading {}", this.object), cut);
+                    return Poll::Ready(Err(std::io::Error::other(e)));
+                }
+                this.first = None;
+                continue;
+            }
+            if this.at < this.current.len() {
+                let n = buf.remaining().min(this.current.len() - this.at);
+                buf.put_slice(&this.current[this.at..this.at + n]);
+                this.at += n;
+                this.count.fetch_add(n as u64, Ordering::Relaxed);
+                return Poll::Ready(Ok(()));
+            }
+            let Some(fetch) = this.fetches.front_mut() else {
+                return Poll::Ready(Ok(()));
+            };
+            let done = ready!(Pin::new(&mut fetch.0).poll(cx));
+            this.fetches.pop_front();
+            this.fetch_ahead();
+            match done {
+                Ok(Ok(bytes)) => {
+                    this.current = bytes;
+                    this.at = 0;
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(std::io::Error::other(e))),
+                Err(e) => return Poll::Ready(Err(std::io::Error::other(e))),
+            }
+        }
+    }
 }
 
 /// Wraps `inner` in the decompressor `compression` calls for (detecting it when `Auto`).
@@ -223,26 +510,6 @@ where
             Box::pin(d)
         }
         Compression::None | Compression::Auto => Box::pin(inner),
-    }
-}
-
-/// Counts the bytes that pass through.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        res
     }
 }
 

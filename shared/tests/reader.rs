@@ -6,10 +6,17 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+use tributary::Error;
 use tributary::ObjectRef;
-use tributary::reader::{Compression, open};
-use tributary_testkit::TestS3;
+use tributary::reader::{Compression, ObjectReader, ReadAhead, open, open_ahead};
 use tributary_testkit::data::{MIB, random_bytes, sha256_hex};
+use tributary_testkit::{Action, Calls, Op, TestS3};
+
+/// Chunks small enough that a test object spans many ranged GETs.
+const SMALL: ReadAhead = ReadAhead {
+    chunk: 64 * 1024,
+    ahead: 3,
+};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -178,4 +185,197 @@ async fn a_read_pinned_to_an_etag_fails_when_the_object_was_replaced() {
         .expect_err("object changed since the event");
     assert_eq!(err.error_type(), "PreconditionFailed", "{err}");
     assert!(err.to_string().contains("pinned.csv"), "{err}");
+}
+
+/// Reads `r` to its end in reads of an odd size (so chunk ends fall inside reads).
+async fn read_unevenly(r: &mut ObjectReader) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 10_007];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn gets(s3: &TestS3) -> Option<u64> {
+    s3.faults().map(|f| f.calls(Op::GetObject))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_read_in_ranged_gets_arrives_whole_and_in_order() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    let data = random_bytes(MIB + 12_345, 7);
+    s3.put(&bucket, "big.bin", data.clone()).await;
+    let obj = ObjectRef::new(&bucket, "big.bin");
+
+    let before = gets(&s3);
+    let mut r = open_ahead(&client, &obj, Compression::None, None, SMALL)
+        .await
+        .expect("open");
+    assert_eq!(r.content_length, Some(data.len() as u64));
+    let got = read_unevenly(&mut r).await.expect("read");
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    assert_eq!(r.raw_bytes_read(), data.len() as u64);
+    if let (Some(before), Some(after)) = (before, gets(&s3)) {
+        // One GET per 64 KiB: the object was read in ranges, each once.
+        assert_eq!(after - before, data.len().div_ceil(64 * 1024) as u64);
+    }
+
+    // A range of it, read in chunks the same way.
+    let range = 1_000..(data.len() as u64 - 777);
+    let mut r = open_ahead(&client, &obj, Compression::None, Some(range.clone()), SMALL)
+        .await
+        .expect("open range");
+    assert_eq!(r.content_length, Some(range.end - range.start));
+    let got = read_unevenly(&mut r).await.expect("read range");
+    assert_eq!(got, data[range.start as usize..range.end as usize]);
+
+    // Compressed data is undone over the chunks.
+    let text = text(80_000, 3);
+    let packed = gzip(&text);
+    assert!(packed.len() > 3 * 64 * 1024, "{} bytes", packed.len());
+    s3.put(&bucket, "big.csv.gz", packed).await;
+    let mut r = open_ahead(
+        &client,
+        &ObjectRef::new(&bucket, "big.csv.gz"),
+        Compression::Auto,
+        None,
+        SMALL,
+    )
+    .await
+    .expect("open gzip");
+    assert_eq!(r.compression, Compression::Gzip);
+    assert_eq!(read_unevenly(&mut r).await.expect("gunzip"), text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_small_object_reads_whole_when_reading_in_ranges() {
+    let s3 = TestS3::start().await;
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    s3.put(&bucket, "empty.csv", Vec::new()).await;
+    s3.put(&bucket, "small.csv", b"a,b\n1,2\n".to_vec()).await;
+    for (key, want) in [("empty.csv", &b""[..]), ("small.csv", &b"a,b\n1,2\n"[..])] {
+        let mut r = open_ahead(
+            &client,
+            &ObjectRef::new(&bucket, key),
+            Compression::Auto,
+            None,
+            SMALL,
+        )
+        .await
+        .expect(key);
+        assert_eq!(r.content_length, Some(want.len() as u64), "{key}");
+        assert_eq!(read_unevenly(&mut r).await.expect(key), want, "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_whose_body_breaks_off_is_fetched_again() {
+    let s3 = TestS3::start().await;
+    let Some(faults) = s3.faults() else {
+        return common::skip(
+            "chunk_refetch",
+            "needs the embedded store's fault injection",
+        );
+    };
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    let data = random_bytes(MIB, 11);
+    s3.put(&bucket, "cut.bin", data.clone()).await;
+    // The third GET (a chunk fetched ahead) stops after 1,000 bytes of its 64 KiB.
+    faults.add(Op::GetObject, Calls::Nth(3), Action::CutBody(1_000));
+    let before = faults.calls(Op::GetObject);
+    let mut r = open_ahead(
+        &client,
+        &ObjectRef::new(&bucket, "cut.bin"),
+        Compression::None,
+        None,
+        SMALL,
+    )
+    .await
+    .expect("open");
+    let got = read_unevenly(&mut r).await.expect("read despite the cut");
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    assert_eq!(faults.injected(), 1);
+    assert_eq!(
+        faults.calls(Op::GetObject) - before,
+        16 + 1,
+        "16 chunks, one twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_keeps_breaking_off_fails_the_read_instead_of_shortening_it() {
+    let s3 = TestS3::start().await;
+    let Some(faults) = s3.faults() else {
+        return common::skip("chunk_fails", "needs the embedded store's fault injection");
+    };
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    s3.put(&bucket, "cut.bin", random_bytes(MIB, 12)).await;
+    // Every GET after the first breaks off.
+    faults.add(Op::GetObject, Calls::From(2), Action::CutBody(1_000));
+    let obj = ObjectRef::new(&bucket, "cut.bin");
+    let mut r = open_ahead(&client, &obj, Compression::None, None, SMALL)
+        .await
+        .expect("open");
+    let err = read_unevenly(&mut r)
+        .await
+        .expect_err("the rest never arrives");
+    let err = Error::read(&obj, err);
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("cut.bin"), "{err}");
+
+    // The first response breaking off is an error too, not a short read.
+    faults.clear();
+    faults.add(Op::GetObject, Calls::From(1), Action::CutBody(1_000));
+    let outcome = match open_ahead(&client, &obj, Compression::None, None, SMALL).await {
+        Ok(mut r) => read_unevenly(&mut r)
+            .await
+            .map(|b| b.len())
+            .map_err(|e| Error::read(&obj, e)),
+        Err(e) => Err(e),
+    };
+    let err = outcome.expect_err("a cut first response");
+    assert!(err.is_transient(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ranged_read_fails_when_the_object_is_replaced_between_chunks() {
+    let s3 = TestS3::start().await;
+    if !s3.honours_get_if_match() {
+        return common::skip(
+            "replaced_between_chunks",
+            "s3s-fs ignores If-Match on GetObject; runs against SeaweedFS",
+        );
+    }
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    s3.put(&bucket, "moving.bin", random_bytes(MIB, 13)).await;
+    // No ETag from an event: the first response's pins the chunks after it.
+    let obj = ObjectRef::new(&bucket, "moving.bin");
+    let ahead = ReadAhead {
+        chunk: 64 * 1024,
+        ahead: 1,
+    };
+    let mut r = open_ahead(&client, &obj, Compression::None, None, ahead)
+        .await
+        .expect("open");
+    let mut first = vec![0u8; 64 * 1024];
+    r.read_exact(&mut first).await.expect("first chunk");
+    // Replaced while the reader is inside the object: the third chunk is asked for after.
+    s3.put(&bucket, "moving.bin", random_bytes(MIB, 14)).await;
+    let err = read_unevenly(&mut r)
+        .await
+        .expect_err("old and new bytes never mix");
+    let err = Error::read(&obj, err);
+    assert_eq!(err.error_type(), "PreconditionFailed", "{err}");
+    assert!(err.to_string().contains("moving.bin"), "{err}");
 }

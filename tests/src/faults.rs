@@ -74,6 +74,9 @@ pub enum Action {
     Delay(Duration),
     /// Close the connection without answering.
     Reset,
+    /// Serve the request, but break the connection after this many bytes of the response
+    /// body (the headers promise all of it).
+    CutBody(u64),
 }
 
 impl Action {

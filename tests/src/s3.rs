@@ -410,6 +410,10 @@ async fn handle(
     let op = Op::classify(req.method(), req.uri().path(), req.uri().query());
     match plan.on_call(op) {
         None => {}
+        Some(Action::CutBody(keep)) => {
+            let resp = service.call(req.map(s3s::Body::from)).await?;
+            return Ok(resp.map(|body| cut_after(body, keep)));
+        }
         Some(Action::Delay(d)) => tokio::time::sleep(d).await,
         Some(Action::Reset) => {
             // Returning an error makes hyper drop the connection without a response.
@@ -431,6 +435,29 @@ async fn handle(
     }
     let req = req.map(s3s::Body::from);
     service.call(req).await.map_err(BoxError::from)
+}
+
+/// `body` broken off after `keep` bytes: its stream then fails, and hyper drops the
+/// connection short of the length the headers promised.
+fn cut_after(body: s3s::Body, keep: u64) -> s3s::Body {
+    use futures::StreamExt;
+    let frames = futures::stream::unfold(Some((body, keep)), |state| async move {
+        let (mut body, left) = state?;
+        if left == 0 {
+            let cut: BoxError = "injected: response body cut off".into();
+            return Some((Err(cut), None));
+        }
+        match body.next().await {
+            Some(Ok(mut bytes)) => {
+                bytes.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+                let left = left - bytes.len() as u64;
+                Some((Ok(hyper::body::Frame::data(bytes)), Some((body, left))))
+            }
+            Some(Err(e)) => Some((Err(BoxError::from(e)), None)),
+            None => None,
+        }
+    });
+    s3s::Body::http_body_unsync(http_body_util::StreamBody::new(frames))
 }
 
 /// Waits until `f` holds or `timeout` passes (for effects of spawned tasks such as aborts).

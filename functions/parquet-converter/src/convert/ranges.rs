@@ -23,7 +23,7 @@ use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
-use tributary::reader::{Compression, open_range};
+use tributary::reader::Compression;
 use tributary::writer::DetachedUpload;
 use tributary::{Error, ObjectRef};
 
@@ -37,9 +37,8 @@ use crate::contract::{Commit, Contract};
 use crate::naming::Names;
 use crate::records::Splitter;
 
-/// Bytes read at a time by the plan's scan, and how many such reads run at once.
+/// Bytes read at a time by the plan's scan.
 const SCAN_CHUNK: usize = 8 * MIB;
-const SCAN_AT_ONCE: usize = 8;
 /// Range manifests read at once by the commit.
 const READ_AT_ONCE: usize = 16;
 
@@ -124,13 +123,9 @@ pub async fn plan(
     if reader.compression != Compression::None || size <= split {
         return Ok(whole);
     }
-    // The rest is read as ranges, several at once, and scanned in order: one stream would
-    // hold the scan of a 100 GB object to the speed of one connection.
-    let sampled = buf.len() as u64;
-    drop(reader);
-    let mut chunks = futures::stream::iter((sampled..size).step_by(SCAN_CHUNK))
-        .map(|at| read_range(client, object, at..(at + SCAN_CHUNK as u64).min(size)))
-        .buffered(SCAN_AT_ONCE);
+    // The rest is scanned in order as the reader fetches it in ranges, several at once: one
+    // stream would hold the scan of a 100 GB object to the speed of one connection.
+    let mut reader = reader;
     let bom = (buf.len() - strip_bom(&buf).len()) as u64;
     let mut splitter = Splitter::new(plan.framing);
     let mut recs = Vec::new();
@@ -183,10 +178,12 @@ pub async fn plan(
         buf.drain(..keep_from);
         base += keep_from as u64;
         from -= keep_from;
-        match chunks.next().await {
-            Some(chunk) => buf.extend_from_slice(&chunk?),
-            None => eof = true,
-        }
+        let read = (&mut reader)
+            .take(SCAN_CHUNK as u64)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| Error::read(object, e))?;
+        eof = read == 0;
     }
     let Some((start, line)) = current else {
         // No record after the header: nothing to cut.
@@ -207,30 +204,6 @@ pub async fn plan(
             whole: false,
         })
         .collect())
-}
-
-/// Bytes `range` of the object (pinned to its ETag).
-async fn read_range(
-    client: &aws_sdk_s3::Client,
-    object: &ObjectRef,
-    range: std::ops::Range<u64>,
-) -> Result<Vec<u8>, Error> {
-    let mut reader = open_range(client, object, range.clone()).await?;
-    let mut out = Vec::with_capacity((range.end - range.start) as usize);
-    reader
-        .read_to_end(&mut out)
-        .await
-        .map_err(|e| Error::read(object, e))?;
-    if out.len() as u64 != range.end - range.start {
-        return Err(Error::io(
-            format!("reading bytes {}..{} of {object}", range.start, range.end),
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{} bytes arrived", out.len()),
-            ),
-        ));
-    }
-    Ok(out)
 }
 
 /// Makes sure the dataset's table exists, with the columns the head of the object gives.

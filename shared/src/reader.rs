@@ -231,10 +231,18 @@ pub async fn read_range(
     let want = range.end - range.start;
     let out = get(client, object, Some(&range)).await?;
     let mut body = out.body.into_async_read();
+    // Exactly `want` bytes into a buffer of that size: reading on to the end would grow it
+    // (twice the memory and a copy) only to find the end of the body.
     let mut bytes = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-    body.read_to_end(&mut bytes)
-        .await
-        .map_err(|e| Error::read(object, e))?;
+    while (bytes.len() as u64) < want {
+        let n = body
+            .read_buf(&mut bytes)
+            .await
+            .map_err(|e| Error::read(object, e))?;
+        if n == 0 {
+            break;
+        }
+    }
     if bytes.len() as u64 != want {
         return Err(Error::io(
             format!("reading bytes {}..{} of {object}", range.start, range.end),

@@ -202,27 +202,6 @@ pub async fn open_range(
     .await
 }
 
-/// Opens `object` (or bytes `range` of it) with the ranged reading `ahead` asks for.
-pub async fn open_ahead(
-    client: &aws_sdk_s3::Client,
-    object: &ObjectRef,
-    compression: Compression,
-    range: Option<Range<u64>>,
-    ahead: ReadAhead,
-) -> Result<ObjectReader> {
-    if range.as_ref().is_some_and(|r| r.is_empty()) {
-        return Ok(ObjectReader {
-            content_length: Some(0),
-            etag: object.etag.clone(),
-            version_id: object.version_id.clone(),
-            compression: Compression::None,
-            raw_bytes: Arc::new(AtomicU64::new(0)),
-            body: Box::pin(tokio::io::empty()),
-        });
-    }
-    open_with(client, object, compression, range, ahead).await
-}
-
 /// Bytes `range` of the stored `object` in memory, by one ranged GET (pinned like [`open`]);
 /// fewer bytes than asked for is an error.
 pub async fn read_range(
@@ -289,13 +268,24 @@ async fn get(
         .map_err(|e| Error::s3("GetObject", &object.bucket, &object.key, e))
 }
 
-async fn open_with(
+/// Opens `object` (or bytes `range` of it) with the ranged reading `ahead` asks for.
+pub async fn open_ahead(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
     compression: Compression,
     range: Option<Range<u64>>,
     ahead: ReadAhead,
 ) -> Result<ObjectReader> {
+    if range.as_ref().is_some_and(|r| r.is_empty()) {
+        return Ok(ObjectReader {
+            content_length: Some(0),
+            etag: object.etag.clone(),
+            version_id: object.version_id.clone(),
+            compression: Compression::None,
+            raw_bytes: Arc::new(AtomicU64::new(0)),
+            body: Box::pin(tokio::io::empty()),
+        });
+    }
     let start = range.as_ref().map_or(0, |r| r.start);
     // The first request: the whole object or range, or its first chunk when ranged.
     let first = if ahead.ranged() {

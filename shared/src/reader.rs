@@ -326,7 +326,12 @@ pub async fn open_ahead(
     let first_end = start + sent.unwrap_or(end - start);
     let pinned = Arc::new(ObjectRef {
         etag: object.etag.clone().or_else(|| etag.clone()),
-        version_id: object.version_id.clone().or_else(|| out.version_id.clone()),
+        // "null" names the version of an object written while versioning was off.
+        version_id: object.version_id.clone().or_else(|| {
+            out.version_id
+                .clone()
+                .filter(|v| !v.is_empty() && v != "null")
+        }),
         ..object.clone()
     });
     let mut chunked = Chunked {

@@ -73,16 +73,8 @@ impl ReadAhead {
         }
     }
 
-    /// One GetObject for the whole object (or range).
-    pub fn single() -> ReadAhead {
-        ReadAhead {
-            chunk: u64::MAX,
-            ahead: 0,
-        }
-    }
-
     fn ranged(self) -> bool {
-        self.ahead > 0 && self.chunk > 0 && self.chunk < u64::MAX
+        self.ahead > 0 && self.chunk > 0
     }
 }
 
@@ -202,19 +194,10 @@ pub async fn open_range(
     .await
 }
 
-/// Bytes `range` of the stored `object` in memory, by one ranged GET (pinned like [`open`]);
-/// fewer bytes than asked for is an error.
-pub async fn read_range(
-    client: &aws_sdk_s3::Client,
-    object: &ObjectRef,
-    range: Range<u64>,
-) -> Result<Vec<u8>> {
-    read_range_into(client, object, range, Vec::new()).await
-}
-
-/// [`read_range`] into `bytes` (cleared first; a buffer of a chunk before is reused, so its
-/// pages are not faulted in again).
-async fn read_range_into(
+/// Bytes `range` of the stored `object`, by one ranged GET (pinned like [`open`]), into
+/// `bytes` (cleared first; the buffer of a chunk before is reused, so its pages are not faulted
+/// in again); fewer bytes than asked for is an error.
+async fn read_range(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
     range: Range<u64>,
@@ -372,7 +355,7 @@ async fn fetch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match read_range_into(&client, &object, range.clone(), std::mem::take(&mut buffer)).await {
+        match read_range(&client, &object, range.clone(), std::mem::take(&mut buffer)).await {
             Err(e) if e.is_transient() && attempt < CHUNK_ATTEMPTS => {
                 let delay = backoff(CHUNK_RETRY_BASE, attempt, range.start);
                 tracing::warn!(object = %object, start = range.start, attempt, delay_ms = delay.as_millis() as u64,

@@ -108,7 +108,7 @@ pub async fn plan(
     contract: Option<&Contract>,
     split: u64,
 ) -> Result<Vec<ByteRange>, Error> {
-    let (reader, mut buf, plan) = super::read_head(client, cfg, object, names).await?;
+    let (mut reader, mut buf, plan) = super::read_head(client, cfg, object, names).await?;
     let size = reader.content_length.unwrap_or_default();
     if let Some(contract) = contract {
         ensure_table(cfg, names, &out_bucket(cfg, object), contract, &plan).await?;
@@ -125,7 +125,6 @@ pub async fn plan(
     }
     // The rest is scanned in order as the reader fetches it in ranges, several at once: one
     // stream would hold the scan of a 100 GB object to the speed of one connection.
-    let mut reader = reader;
     let bom = (buf.len() - strip_bom(&buf).len()) as u64;
     let mut splitter = Splitter::new(plan.framing);
     let mut recs = Vec::new();

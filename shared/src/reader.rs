@@ -47,7 +47,8 @@ const CHUNK_RETRY_BASE: Duration = Duration::from_millis(100);
 
 /// How an object is read: its first `chunk` bytes streamed by one GetObject, the rest as
 /// ranged GetObjects of `chunk` bytes, up to `ahead` of them fetched at once ahead of the
-/// reader. `ahead == 0` reads the object with one GetObject.
+/// reader from the time it has read half of the first chunk. `ahead == 0` reads the object
+/// with one GetObject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadAhead {
     /// Bytes per ranged GET.
@@ -317,9 +318,10 @@ pub async fn open_ahead(
         }),
         ..object.clone()
     });
-    let mut chunked = Chunked {
+    let chunked = Chunked {
         first: Some(Box::new(out.body.into_async_read())),
         first_left: sent,
+        first_read: 0,
         current: Vec::new(),
         at: 0,
         fetches: VecDeque::new(),
@@ -331,7 +333,6 @@ pub async fn open_ahead(
         object: pinned,
         count: raw_bytes.clone(),
     };
-    chunked.fetch_ahead();
     let (compression, body) = decompress(chunked, &object.key, compression)
         .await
         .map_err(|e| Error::read(object, e))?;
@@ -381,6 +382,8 @@ struct Chunked {
     first: Option<Box<dyn AsyncRead + Send + Unpin>>,
     /// Bytes the first response still owes, when it said.
     first_left: Option<u64>,
+    /// Bytes the first response has handed on.
+    first_read: u64,
     current: Vec<u8>,
     at: usize,
     fetches: VecDeque<Fetch>,
@@ -396,6 +399,14 @@ struct Chunked {
 }
 
 impl Chunked {
+    /// Whether the chunks after the first are asked for: once half of the first has been read,
+    /// so a reader dropped after its first bytes (a range reading only the object's header and
+    /// type sample) has fetched nothing it did not read, and the next chunks still arrive while
+    /// the rest of the first streams.
+    fn wants_ahead(&self) -> bool {
+        self.first.is_none() || self.first_read >= self.ahead.chunk / 2
+    }
+
     /// Starts fetches until `ahead` are in flight or every chunk is asked for.
     fn fetch_ahead(&mut self) {
         while self.fetches.len() < self.ahead.ahead && self.next < self.end {
@@ -425,7 +436,11 @@ impl AsyncRead for Chunked {
                 let n = (buf.filled().len() - before) as u64;
                 if n > 0 {
                     this.first_left = this.first_left.map(|l| l.saturating_sub(n));
+                    this.first_read += n;
                     this.count.fetch_add(n, Ordering::Relaxed);
+                    if this.fetches.is_empty() && this.wants_ahead() {
+                        this.fetch_ahead();
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 if this.first_left.is_some_and(|l| l > 0) {
@@ -438,6 +453,7 @@ impl AsyncRead for Chunked {
                     return Poll::Ready(Err(std::io::Error::other(e)));
                 }
                 this.first = None;
+                this.fetch_ahead();
                 continue;
             }
             if this.at < this.current.len() {

@@ -254,6 +254,57 @@ async fn a_large_object_read_in_ranged_gets_arrives_whole_and_in_order() {
     assert_eq!(read_unevenly(&mut r).await.expect("gunzip"), text);
 }
 
+/// A reader that stops after the object's first bytes (a range reads only the object's header
+/// and type sample this way) must not have fetched the chunks after them: eight ranges of a
+/// large object each fetched several 16 MiB chunks they never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_dropped_after_its_first_bytes_fetched_no_chunk_ahead() {
+    let s3 = TestS3::start().await;
+    let Some(before) = gets(&s3) else {
+        return common::skip("early_drop", "needs the embedded store's request counts");
+    };
+    let bucket = s3.bucket().await;
+    let client = common::client(&s3).await;
+    let data = random_bytes(MIB, 5);
+    s3.put(&bucket, "big.bin", data.clone()).await;
+    let obj = ObjectRef::new(&bucket, "big.bin");
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(300));
+
+    let mut r = open_ahead(&client, &obj, Compression::None, None, SMALL)
+        .await
+        .expect("open");
+    let mut head = vec![0u8; 4 * 1024];
+    r.read_exact(&mut head).await.expect("the first bytes");
+    assert_eq!(head, data[..head.len()]);
+    settle().await;
+    drop(r);
+    assert_eq!(
+        gets(&s3).unwrap_or_default() - before,
+        1,
+        "only the first GET, for the bytes read"
+    );
+
+    // Past half of the first chunk the next ones are fetched (`ahead` of them), and the
+    // bytes still arrive whole and in order.
+    let before = gets(&s3).unwrap_or_default();
+    let mut r = open_ahead(&client, &obj, Compression::None, None, SMALL)
+        .await
+        .expect("open");
+    let mut part = vec![0u8; 40 * 1024];
+    r.read_exact(&mut part)
+        .await
+        .expect("past half the first chunk");
+    settle().await;
+    assert_eq!(
+        gets(&s3).unwrap_or_default() - before,
+        1 + SMALL.ahead as u64,
+        "the first GET and the chunks ahead"
+    );
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).await.expect("the rest");
+    assert_eq!(sha256_hex(&[part, rest].concat()), sha256_hex(&data));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_or_small_object_reads_whole_when_reading_in_ranges() {
     let s3 = TestS3::start().await;

@@ -421,7 +421,30 @@ fn case(
 
 /// `BENCH_PROFILE=small|transform`: only that event's handler, in process on one thread (or
 /// `BENCH_WORKERS`), for a few seconds (under `perf record`; `BENCH_ROUNDS` sets how many).
+/// `BENCH_PROFILE=runtime-small|runtime-transform`: the same event through the Runtime API
+/// emulator and the release binary instead (`perf record` follows the child).
 fn profile(name: &str) {
+    if let Some(event) = name.strip_prefix("runtime-") {
+        let (ev, env) = if event == "small" {
+            (small_event(), &[][..])
+        } else {
+            (transform_batch(), TRANSFORM_ENV)
+        };
+        let request = serde_json::to_vec(&ev).unwrap_or_default();
+        let bin = env!("CARGO_BIN_EXE_firehose-transformer");
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(400);
+        match through_runtime(bin, env, &request, rounds) {
+            Some(cost) => println!(
+                "{name}: wall {:.2} ms, CPU {:.2} ms per event",
+                cost.wall_ms, cost.cpu_ms
+            ),
+            None => println!("{name}: not measured"),
+        }
+        return;
+    }
     let (ev, env) = if name == "small" {
         (small_event(), &[][..])
     } else {

@@ -131,7 +131,11 @@ async fn invoke(c: &Converter, event: Value) -> Result<Value, tributary::Error> 
     c.invoke(LambdaEvent::new(event, Context::default())).await
 }
 
-/// Plan, ranges (4 at a time), commit; the plan and each range's answer (or error).
+/// Seconds each step of a run in ranges took: the plan, the ranges, the commit.
+type StepSecs = [f64; 3];
+
+/// Plan, ranges (4 at a time), commit; the plan, each range's answer (or error), the
+/// commit's, and how long each step took.
 async fn run_ranges(
     s3: &TestS3,
     c: &Converter,
@@ -143,7 +147,9 @@ async fn run_ranges(
     PlanAnswer,
     Vec<Result<Value, tributary::Error>>,
     Result<Value, tributary::Error>,
+    StepSecs,
 ) {
+    let started = std::time::Instant::now();
     let plan: PlanAnswer = serde_json::from_value(
         invoke(
             c,
@@ -160,11 +166,13 @@ async fn run_ranges(
         .map(|l| serde_json::from_slice(l).expect("a plan line"))
         .collect();
     assert_eq!(items.len() as u32, plan.ranges, "one line per range");
+    let planned = started.elapsed().as_secs_f64();
     let answers: Vec<Result<Value, tributary::Error>> = futures::stream::iter(items)
         .map(|item| invoke(c, item))
         .buffer_unordered(4)
         .collect()
         .await;
+    let converted = started.elapsed().as_secs_f64();
     let abort = answers.iter().any(Result::is_err);
     let commit = invoke(
         c,
@@ -172,7 +180,9 @@ async fn run_ranges(
                "ranges": plan.ranges, "abort": abort}),
     )
     .await;
-    (plan, answers, commit)
+    let committed = started.elapsed().as_secs_f64();
+    let steps = [planned, converted - planned, committed - converted];
+    (plan, answers, commit, steps)
 }
 
 fn summary_of(answer: Value) -> Summary {
@@ -292,7 +302,7 @@ async fn ranges_equal_one_invocation(csv: bool) {
         .expect("one invocation");
     let one_secs = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    let (plan, answers, commit) = run_ranges(&s3, &ranged, &bucket, key, &etag, split).await;
+    let (plan, answers, commit, steps) = run_ranges(&s3, &ranged, &bucket, key, &etag, split).await;
     let ranged_secs = started.elapsed().as_secs_f64();
     assert_eq!(
         u64::from(plan.ranges),
@@ -304,8 +314,12 @@ async fn ranges_equal_one_invocation(csv: bool) {
     }
     let summary = summary_of(commit.expect("commit"));
     eprintln!(
-        "{} {size} bytes: one invocation {one_secs:.1} s, {RANGES} ranges {ranged_secs:.1} s; {} rows, {} bad rows, {} files",
+        "{} {size} bytes: one invocation {one_secs:.1} s, {RANGES} ranges {ranged_secs:.1} s \
+         (plan {:.1} s, ranges {:.1} s, commit {:.1} s); {} rows, {} bad rows, {} files",
         if csv { "CSV" } else { "JSON lines" },
+        steps[0],
+        steps[1],
+        steps[2],
         summary.rows,
         summary.bad_rows,
         summary.files.len()
@@ -339,7 +353,7 @@ async fn ranges_equal_one_invocation(csv: bool) {
     assert_eq!(summary_of(again).files, summary.files);
     // Converting in ranges again writes the same keys.
     let before = s3.keys(&bucket, "ranged/").await;
-    let (_, _, commit) = run_ranges(&s3, &ranged, &bucket, key, &etag, split).await;
+    let (_, _, commit, _) = run_ranges(&s3, &ranged, &bucket, key, &etag, split).await;
     commit.expect("second run");
     assert_eq!(s3.keys(&bucket, "ranged/").await, before);
 }
@@ -375,7 +389,7 @@ async fn a_failed_range_aborts_every_range_and_leaves_nothing() {
     // 4 ranges of 1 MiB; malformed rows in the later ranges fail them under BAD_ROWS=fail.
     let etag = write_object(&s3, &bucket, key, 4 * MIB - 64 * 1024, true).await;
     let c = converter(&s3, &[("PARTITION_BY", "ts:day"), ("BAD_ROWS", "fail")]).await;
-    let (plan, answers, commit) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
+    let (plan, answers, commit, _) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
     assert_eq!(plan.ranges, 4);
     assert!(answers.iter().any(Result::is_ok), "some ranges convert");
     let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
@@ -513,7 +527,7 @@ async fn ranges_convert_under_the_table_the_plan_makes() {
     )
     .await
     .with_catalog(catalog.clone());
-    let (plan, answers, commit) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
+    let (plan, answers, commit, _) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
     assert!(plan.ranges >= 3, "{}", plan.ranges);
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let summary = summary_of(commit.expect("commit"));
@@ -582,7 +596,7 @@ async fn an_upload_left_by_a_timed_out_range_attempt_is_aborted_by_the_commit() 
         .send()
         .await
         .expect("another object's upload");
-    let (_, answers, commit) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
+    let (_, answers, commit, _) = run_ranges(&s3, &c, &bucket, key, &etag, 1).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     summary_of(commit.expect("commit"));
     let open = s3.open_uploads(&bucket).await;

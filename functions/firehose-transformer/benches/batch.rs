@@ -424,18 +424,20 @@ fn case(
 /// `BENCH_PROFILE=runtime-small|runtime-transform`: the same event through the Runtime API
 /// emulator and the release binary instead (`perf record` follows the child).
 fn profile(name: &str) {
-    if let Some(event) = name.strip_prefix("runtime-") {
-        let (ev, env) = if event == "small" {
-            (small_event(), &[][..])
-        } else {
-            (transform_batch(), TRANSFORM_ENV)
-        };
-        let request = serde_json::to_vec(&ev).unwrap_or_default();
+    let event = name.strip_prefix("runtime-");
+    let (ev, env) = if event.unwrap_or(name) == "small" {
+        (small_event(), &[][..])
+    } else {
+        (transform_batch(), TRANSFORM_ENV)
+    };
+    let request = serde_json::to_vec(&ev).unwrap_or_default();
+    // `BENCH_ROUNDS=n`: n events instead of 400 (under an instruction counter).
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(400);
+    if event.is_some() {
         let bin = env!("CARGO_BIN_EXE_firehose-transformer");
-        let rounds = std::env::var("BENCH_ROUNDS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(400);
         match through_runtime(bin, env, &request, rounds) {
             Some(cost) => println!(
                 "{name}: wall {:.2} ms, CPU {:.2} ms per event",
@@ -445,12 +447,6 @@ fn profile(name: &str) {
         }
         return;
     }
-    let (ev, env) = if name == "small" {
-        (small_event(), &[][..])
-    } else {
-        (transform_batch(), TRANSFORM_ENV)
-    };
-    let request = serde_json::to_vec(&ev).unwrap_or_default();
     let Ok(p) = Processor::from_env(&Env::from_pairs(env.iter().copied())) else {
         return;
     };
@@ -460,11 +456,6 @@ fn profile(name: &str) {
         .and_then(|w| w.parse().ok())
         .unwrap_or(1);
     let p = p.with_workers(workers);
-    // `BENCH_ROUNDS=n`: n events instead of 400 (under an instruction counter).
-    let rounds = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(400);
     let (cost, _) = in_process(&p, &request, rounds);
     println!(
         "{name}: wall {:.2} ms, CPU {:.2} ms per event",

@@ -258,8 +258,17 @@ fn time_segments(
         codes: Vec::with_capacity(n),
         segments: Vec::new(),
     };
+    // Rows of one batch mostly fall in the bucket of the row before: asked of the map only
+    // when the bucket changes.
+    let mut last: Option<(Option<i64>, u32)> = None;
     for v in micros {
         let bucket = v.map(|t| t.div_euclid(unit));
+        if let Some((b, code)) = last
+            && b == bucket
+        {
+            out.codes.push(code);
+            continue;
+        }
         let code = *dict.entry(bucket).or_insert_with(|| {
             let at = bucket
                 .and_then(|b| b.checked_mul(unit))
@@ -268,6 +277,7 @@ fn time_segments(
             out.segments.push((seg, at.is_none()));
             out.segments.len() as u32 - 1
         });
+        last = Some((bucket, code));
         out.codes.push(code);
     }
     Ok(out)

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::object::ObjectRef;
-use crate::writer::backoff;
+use crate::writer::retrying;
 
 /// Size of the read buffer in front of the decompressors.
 const READ_BUFFER: usize = 256 * 1024;
@@ -353,19 +353,18 @@ async fn fetch(
     range: Range<u64>,
     mut buffer: Vec<u8>,
 ) -> Result<Vec<u8>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match read_range(&client, &object, range.clone(), std::mem::take(&mut buffer)).await {
-            Err(e) if e.is_transient() && attempt < CHUNK_ATTEMPTS => {
-                let delay = backoff(CHUNK_RETRY_BASE, attempt, range.start);
-                tracing::warn!(object = %object, start = range.start, attempt, delay_ms = delay.as_millis() as u64,
-                    error = %e, "ranged read failed; fetching the chunk again");
-                tokio::time::sleep(delay).await;
-            }
-            done => return done,
-        }
-    }
+    retrying(
+        CHUNK_ATTEMPTS,
+        CHUNK_RETRY_BASE,
+        range.start,
+        Error::is_transient,
+        |_| read_range(&client, &object, range.clone(), std::mem::take(&mut buffer)),
+        |attempt, delay, e| {
+            tracing::warn!(object = %object, start = range.start, attempt, delay_ms = delay.as_millis() as u64,
+                error = %e, "ranged read failed; fetching the chunk again");
+        },
+    )
+    .await
 }
 
 /// A chunk being fetched; dropping it stops the fetch.

@@ -53,7 +53,7 @@ use crate::error::{Error, Result};
 
 pub use checkpoint::{CheckpointProblem, DonePart, WriterCheckpoint};
 pub use config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, WriterConfig};
-pub use retry::{PartTask, backoff};
+pub use retry::{PartTask, backoff, retrying};
 pub use sealed::{DetachedUpload, SealedUpload, abort_upload};
 
 use config::MIB;

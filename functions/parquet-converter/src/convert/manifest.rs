@@ -131,25 +131,23 @@ impl Manifest {
         key: &str,
     ) -> Result<Option<Manifest>, Error> {
         const ATTEMPTS: u32 = 3;
-        let mut attempt = 0;
-        let body = loop {
-            attempt += 1;
-            match get_bytes(client, bucket, key).await {
-                Ok(Some(body)) => break body,
-                Ok(None) => return Ok(None),
-                Err(e) if attempt < ATTEMPTS => {
-                    let wait = tributary::writer::backoff(
-                        std::time::Duration::from_millis(200),
-                        attempt,
-                        u64::from(attempt),
-                    );
-                    warn!(key = %key, attempt, error = %e, "reading the previous manifest failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => {
-                    warn!(key = %key, error = %e, "cannot read the previous manifest: not converting, so no earlier output is left behind");
-                    return Err(e);
-                }
+        let read = tributary::writer::retrying(
+            ATTEMPTS,
+            std::time::Duration::from_millis(200),
+            0,
+            |_| true,
+            |_| get_bytes(client, bucket, key),
+            |attempt, _, e| {
+                warn!(key = %key, attempt, error = %e, "reading the previous manifest failed; retrying");
+            },
+        )
+        .await;
+        let body = match read {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                warn!(key = %key, error = %e, "cannot read the previous manifest: not converting, so no earlier output is left behind");
+                return Err(e);
             }
         };
         serde_json::from_slice(&body).map(Some).map_err(|e| {

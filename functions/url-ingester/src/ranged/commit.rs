@@ -21,7 +21,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 use tributary::Error;
 use tributary::checksum::{ChecksumAlgorithm, FullObjectChecksum};
-use tributary::writer::{abort_upload, backoff};
+use tributary::writer::{abort_upload, backoff, retrying};
 
 use super::{Aborted, Answer, CommitPlan, CommitRequest, Layout, RangeAnswer, algorithm};
 use crate::checkpoint::ResumableSha256;
@@ -617,18 +617,15 @@ struct RangeGet {
 
 impl RangeGet {
     async fn run(self) -> Result<Bytes, Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.once().await {
-                Ok(b) => return Ok(b),
-                Err(e) if attempt < READ_ATTEMPTS && e.is_transient() => {
-                    tokio::time::sleep(backoff(Duration::from_millis(250), attempt, self.start))
-                        .await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retrying(
+            READ_ATTEMPTS,
+            Duration::from_millis(250),
+            self.start,
+            Error::is_transient,
+            |_| self.once(),
+            |_, _, _| {},
+        )
+        .await
     }
 
     async fn once(&self) -> Result<Bytes, Error> {

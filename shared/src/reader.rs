@@ -398,12 +398,13 @@ struct Chunked {
 }
 
 impl Chunked {
-    /// Whether the chunks after the first are asked for: once half of the first has been read,
-    /// so a reader dropped after its first bytes (a range reading only the object's header and
-    /// type sample) has fetched nothing it did not read, and the next chunks still arrive while
-    /// the rest of the first streams.
+    /// Whether the first response has been read far enough for the chunks after it to be asked
+    /// for: half of it, so a reader dropped after its first bytes (a range reading only the
+    /// object's header and type sample) has fetched nothing it did not read, and the next
+    /// chunks still arrive while the rest of the first streams. (When the first response ends
+    /// sooner, they are asked for then.)
     fn wants_ahead(&self) -> bool {
-        self.first.is_none() || self.first_read >= self.ahead.chunk / 2
+        self.first_read >= self.ahead.chunk / 2
     }
 
     /// Starts fetches until `ahead` are in flight or every chunk is asked for.

@@ -294,6 +294,13 @@ async fn a_reader_dropped_after_its_first_bytes_fetched_no_chunk_ahead() {
     r.read_exact(&mut part)
         .await
         .expect("past half the first chunk");
+    // The fetches run in spawned tasks: wait (up to 10 s, for a loaded machine) until they
+    // have reached the store, then a little more for any beyond them.
+    let want = before + 1 + SMALL.ahead as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gets(&s3).unwrap_or_default() < want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     settle().await;
     assert_eq!(
         gets(&s3).unwrap_or_default() - before,

@@ -1,5 +1,5 @@
-//! One part's upload, with its own retries on top of the SDK's: transient errors only, with
-//! exponential backoff and jitter ([`backoff`]).
+//! Retries on top of the SDK's ([`retrying`], with exponential backoff and jitter:
+//! [`backoff`]), and one part's upload under them: transient errors only.
 
 use std::sync::Arc;
 use std::time::Duration;

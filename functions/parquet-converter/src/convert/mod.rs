@@ -463,6 +463,9 @@ impl<'a> Run<'a> {
         // Batches being decoded, oldest first; at most `in_flight` at a time.
         let mut decoding = VecDeque::new();
         let in_flight = rayon::current_num_threads() + 1;
+        // Batch buffers back from the workers, for the next batches: fresh multi-megabyte
+        // buffers for every batch cost a page fault per 4 KiB touched.
+        let mut spare: Vec<Spent> = Vec::with_capacity(in_flight);
         loop {
             if !eof && (pending.len() - scanned < READ_CHUNK || recs.is_empty()) {
                 let n = reader
@@ -507,18 +510,31 @@ impl<'a> Run<'a> {
             }
             let skip = usize::from(header && !recs.is_empty());
             header &= recs.is_empty();
-            // The batch takes its bytes along; the unscanned rest starts the next one.
-            let mut rest = Vec::with_capacity(pending.len().max(READ_CHUNK) + READ_CHUNK);
+            // The batch takes its bytes and records along; the unscanned rest starts the next
+            // one, in a buffer a finished batch gave back when there is one.
+            let Spent {
+                bytes: mut rest,
+                recs: next_recs,
+            } = spare.pop().unwrap_or_default();
+            rest.clear();
+            rest.reserve(pending.len().max(READ_CHUNK) + READ_CHUNK);
             rest.extend_from_slice(&pending[scanned..]);
             pending.truncate(scanned);
             let bytes = std::mem::replace(&mut pending, rest);
-            let batch: Vec<Rec> = recs.drain(skip..).collect();
+            let mut batch = std::mem::replace(&mut recs, next_recs);
             recs.clear();
+            if skip > 0 {
+                batch.drain(..skip);
+            }
             scanned = 0;
             decoding.push_back(self.job.spawn(bytes, batch));
             while decoding.len() >= in_flight || (done && !decoding.is_empty()) {
                 if let Some(next) = decoding.pop_front() {
-                    self.append(next.await).await?;
+                    let mut next = next.await;
+                    if let Ok(decoded) = &mut next {
+                        spare.push(std::mem::take(&mut decoded.spent));
+                    }
+                    self.append(next).await?;
                 }
             }
             if done {
@@ -580,6 +596,15 @@ struct Decoded {
     bad_rows: Vec<BadRow>,
     cast_bad_rows: u64,
     default_rows: u64,
+    /// The batch's buffers, done with, for the next batch.
+    spent: Spent,
+}
+
+/// A decoded batch's input buffers, handed back for reuse.
+#[derive(Default)]
+struct Spent {
+    bytes: Vec<u8>,
+    recs: Vec<Rec>,
 }
 
 impl Job {
@@ -596,6 +621,12 @@ impl Job {
             let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job.decode(&bytes, &recs)
             }))
+            .map(|decoded| {
+                decoded.map(|mut d| {
+                    d.spent = Spent { bytes, recs };
+                    d
+                })
+            })
             .unwrap_or_else(|_| {
                 Err(Failure::Other(Error::Internal(
                     "a worker decoding a batch panicked".into(),
@@ -620,6 +651,7 @@ impl Job {
             bad_rows: Vec::new(),
             cast_bad_rows: 0,
             default_rows: 0,
+            spent: Spent::default(),
         };
         let text = self.plan.text_fields();
         let mut rewritten = (Vec::new(), Vec::new());

@@ -622,9 +622,9 @@ impl Job {
                 job.decode(&bytes, &recs)
             }))
             .map(|decoded| {
-                decoded.map(|mut d| {
-                    d.spent = Spent { bytes, recs };
-                    d
+                decoded.map(|d| Decoded {
+                    spent: Spent { bytes, recs },
+                    ..d
                 })
             })
             .unwrap_or_else(|_| {

@@ -151,10 +151,10 @@ fn delimiters(bytes: &[u8], delimiter: u8, out: &mut Vec<usize>) {
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     out.clear();
     let pattern = u64::from_ne_bytes([delimiter; 8]);
-    let mut words = bytes.chunks_exact(8);
+    let (words, tail) = bytes.as_chunks::<8>();
     let mut at = 0;
-    for word in &mut words {
-        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ pattern;
+    for word in words {
+        let x = u64::from_le_bytes(*word) ^ pattern;
         // 0x80 in each byte of `x` that is zero (the delimiter), 0 in every other byte: the
         // low seven bits of a byte plus 0x7f cannot carry into the next byte.
         let mut found = !(((x & LOW7) + LOW7) | x | LOW7);
@@ -164,14 +164,7 @@ fn delimiters(bytes: &[u8], delimiter: u8, out: &mut Vec<usize>) {
         }
         at += 8;
     }
-    out.extend(
-        words
-            .remainder()
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == delimiter)
-            .map(|(i, _)| at + i),
-    );
+    out.extend((at..bytes.len()).filter(|&i| tail[i - at] == delimiter));
 }
 
 /// `digits` (ASCII) as a number, or `None` if any is not a digit. At most 19 digits.
